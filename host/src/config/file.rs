@@ -1,0 +1,223 @@
+//! The TOML file as written: serde structs with `deny_unknown_fields`, and the
+//! documented defaults. No cross-checks here; see `validate`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use toml::Spanned;
+
+use super::env::Text;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
+    pub plugins: RawPlugins,
+    #[serde(default)]
+    pub sources: Vec<RawSource>,
+    #[serde(default)]
+    pub targets: Vec<RawTarget>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: Spanned<Text>,
+    pub max_body_bytes: u64,
+    pub admin_token: Option<Text>,
+    pub max_concurrent_requests: u32,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: Spanned::new(0..0, Text("127.0.0.1:8080".into())),
+            max_body_bytes: 1 << 20,
+            admin_token: None,
+            max_concurrent_requests: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStorage {
+    pub url: Spanned<Text>,
+    pub queue_capacity: u32,
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        RawStorage {
+            url: Spanned::new(0..0, Text("sqlite://data/wasmhook.db".into())),
+            queue_capacity: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPlugins {
+    pub dir: Text,
+    pub timeout_ms: Spanned<u64>,
+    pub memory_limit_mb: Spanned<u64>,
+    pub max_output_bytes: u64,
+    pub max_concurrency: Spanned<u32>,
+}
+
+impl Default for RawPlugins {
+    fn default() -> Self {
+        RawPlugins {
+            dir: Text("plugins".into()),
+            timeout_ms: Spanned::new(0..0, 100),
+            memory_limit_mb: Spanned::new(0..0, 64),
+            max_output_bytes: 4 << 20,
+            max_concurrency: Spanned::new(0..0, 64),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub name: Spanned<Text>,
+    #[serde(default)]
+    pub event_type: Option<Spanned<RawEventType>>,
+    /// Header that carries the sender's event id (e.g. `x-github-delivery`).
+    #[serde(default)]
+    pub id_header: Option<Text>,
+    #[serde(default)]
+    pub verify: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEventType {
+    pub header: Option<Text>,
+    pub json_pointer: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub name: Spanned<Text>,
+    pub url: Spanned<Text>,
+    #[serde(default)]
+    pub signing_secret: Option<Spanned<OneOrMany>>,
+    #[serde(default = "default_target_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: Spanned<u32>,
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: Spanned<u32>,
+    #[serde(default)]
+    pub retry_schedule: Option<Spanned<Vec<Spanned<Text>>>>,
+}
+
+fn default_target_timeout() -> u64 {
+    10_000
+}
+fn default_max_attempts() -> Spanned<u32> {
+    Spanned::new(0..0, 8)
+}
+fn default_max_in_flight() -> Spanned<u32> {
+    Spanned::new(0..0, 32)
+}
+
+/// A string, or a list of strings (e.g. several signing secrets during rotation).
+#[derive(Debug)]
+pub enum OneOrMany {
+    One(Text),
+    Many(Vec<Text>),
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Text::deserialize(de::value::StrDeserializer::<E>::new(v)).map(OneOrMany::One)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<OneOrMany, A::Error> {
+                Vec::<Text>::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(OneOrMany::Many)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<Text> {
+        match self {
+            OneOrMany::One(t) => vec![t],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: Spanned<Text>,
+    pub source: Spanned<Text>,
+    #[serde(default)]
+    pub event_types: Option<Vec<Text>>,
+    #[serde(default)]
+    pub plugins: Vec<Spanned<RawPluginStep>>,
+    #[serde(default)]
+    pub targets: Vec<Spanned<Text>>,
+}
+
+/// `"name"` or `{ name = "…", config = { … } }`.
+#[derive(Debug)]
+pub struct RawPluginStep {
+    pub name: Text,
+    pub config: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPluginTable {
+    name: Text,
+    #[serde(default)]
+    config: BTreeMap<String, toml::Value>,
+}
+
+impl<'de> Deserialize<'de> for RawPluginStep {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct StepVisitor;
+        impl<'de> Visitor<'de> for StepVisitor {
+            type Value = RawPluginStep;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"a plugin name, or { name = "…", config = { … } }"#)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawPluginStep, E> {
+                let name = Text::deserialize(de::value::StrDeserializer::<E>::new(v))?;
+                Ok(RawPluginStep {
+                    name,
+                    config: BTreeMap::new(),
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawPluginStep, A::Error> {
+                let t = RawPluginTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawPluginStep {
+                    name: t.name,
+                    config: t.config,
+                })
+            }
+        }
+        d.deserialize_any(StepVisitor)
+    }
+}

@@ -1,0 +1,40 @@
+//! The router's configuration: TOML on disk → validated, typed [`Config`].
+//!
+//! Two stages, as in ripgrep's LowArgs → HiArgs: `file` holds the serde
+//! structs that mirror the TOML exactly (unknown keys are errors), and
+//! `validate` turns them into the runtime types the rest of the router uses,
+//! checking every cross-reference (routes → sources, targets, plugins).
+//!
+//! Every error names the file, the line and the key, and says what to do.
+//! `${ENV_VAR}` is substituted inside string values only (never in the TOML
+//! syntax around them), so a secret cannot change the config's structure.
+
+mod env;
+mod file;
+mod validate;
+
+pub use validate::{
+    Config, ConfigError, DEFAULT_RETRY_SCHEDULE, EventTypeRule, PluginStep, PluginsConfig, Route,
+    Secret, ServerConfig, Source, StorageConfig, StorageUrl, Target, decode_whsec, parse_duration,
+};
+
+use std::path::Path;
+
+/// Read, parse and validate the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: path.to_path_buf(),
+        line: None,
+        key: String::new(),
+        message: format!("cannot read the config file: {e} (pass another with --config PATH)"),
+    })?;
+    parse(path, &text)
+}
+
+/// Parse and validate config text; `path` is used for error messages and to
+/// resolve relative paths (relative to the file's folder).
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let raw: file::RawConfig =
+        toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
+    validate::validate(path, text, raw)
+}

@@ -1,0 +1,257 @@
+//! `POST /ingest/{source}`: turn an HTTP request into an accepted [`Event`].
+//!
+//! Architecture invariant: the sender gets `202` only after the store has
+//! taken the event (`Store::accept` returned `Ok`). Every refusal is a 4xx or
+//! 503 with a JSON `{"error": …}` body that says what to fix; nothing of a
+//! refused request is kept.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::config::{EventTypeRule, Source};
+use crate::event::{Event, now_ms};
+use crate::queue::StoreError;
+use crate::server::AppState;
+
+/// Longest event id taken from a sender's header.
+const MAX_ID_LEN: usize = 256;
+
+pub async fn ingest(
+    State(state): State<AppState>,
+    Path(source_name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(source) = state.source(&source_name) else {
+        state.metrics.ingest_rejected("", "unknown_source");
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no source is named {source_name:?}"),
+        );
+    };
+    // Over the cap, shed load before reading the body.
+    let Ok(_slot) = state.ingest_slots.clone().try_acquire_owned() else {
+        state.metrics.ingest_rejected(&source.name, "busy");
+        return busy("too many requests in progress; retry shortly");
+    };
+    if state.is_draining() {
+        return busy("the router is shutting down; retry shortly");
+    }
+
+    let limit = state.config.server.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        state.metrics.ingest_rejected(&source.name, "too_large");
+        return too_large(limit);
+    }
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(e) => {
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_big {
+                state.metrics.ingest_rejected(&source.name, "too_large");
+                return too_large(limit);
+            }
+            return error(StatusCode::BAD_REQUEST, "could not read the request body");
+        }
+    };
+
+    let event = match build_event(source, &headers, body) {
+        Ok(e) => e,
+        Err(message) => {
+            state.metrics.ingest_rejected(&source.name, "malformed");
+            return error(StatusCode::BAD_REQUEST, message);
+        }
+    };
+    let id = event.id.clone();
+    let span = tracing::info_span!("ingest", event_id = %id, source = %source.name);
+    let _enter = span.enter();
+    match state.store.accept(event).await {
+        Ok(()) => {
+            state.metrics.event_received(&source.name);
+            tracing::info!("event accepted");
+            (StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response()
+        }
+        Err(StoreError::Full) => {
+            state.metrics.ingest_rejected(&source.name, "queue_full");
+            tracing::warn!("queue full; answered 503");
+            busy("the router's queue is full; retry shortly")
+        }
+        Err(StoreError::Unavailable(detail)) => {
+            state
+                .metrics
+                .ingest_rejected(&source.name, "storage_unavailable");
+            tracing::error!("storage unavailable: {detail}");
+            busy("storage is unavailable; retry shortly")
+        }
+    }
+}
+
+/// The event for a request on `source`, or why the request is malformed.
+pub fn build_event(
+    source: &Source,
+    headers: &HeaderMap,
+    body: bytes::Bytes,
+) -> Result<Event, String> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let event_type = match &source.event_type {
+        EventTypeRule::Default => header("x-event-type").unwrap_or_default().to_string(),
+        EventTypeRule::Header(name) => header(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "missing header {name}, which source {:?} reads the event type from",
+                    source.name
+                )
+            })?
+            .to_string(),
+        EventTypeRule::JsonPointer(pointer) => {
+            let json: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| format!("source {:?} requires a JSON body: {e}", source.name))?;
+            match json.pointer(pointer) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(other) if other.is_number() || other.is_boolean() => other.to_string(),
+                _ => {
+                    return Err(format!(
+                        "the JSON body has no string at {pointer}, where source {:?} reads the event type",
+                        source.name
+                    ));
+                }
+            }
+        }
+    };
+
+    let id = source
+        .id_header
+        .as_deref()
+        .and_then(header)
+        .or_else(|| header("webhook-id"))
+        .or_else(|| header("idempotency-key"))
+        .filter(|v| !v.is_empty());
+    let id = match id {
+        Some(id) if id.len() <= MAX_ID_LEN && id.chars().all(|c| c.is_ascii_graphic()) => {
+            id.to_string()
+        }
+        Some(_) => {
+            return Err(format!(
+                "the event id header must be 1 to {MAX_ID_LEN} printable ASCII characters"
+            ));
+        }
+        None => format!("evt_{}", uuid::Uuid::now_v7().simple()),
+    };
+
+    let headers = headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    Ok(Event {
+        id,
+        source: source.name.clone(),
+        event_type,
+        received_at: now_ms(),
+        headers,
+        body,
+    })
+}
+
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn too_large(limit: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is larger than server.max_body_bytes = {limit}"),
+    )
+}
+
+fn busy(message: &str) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(rule: EventTypeRule) -> Source {
+        Source {
+            name: "s".into(),
+            event_type: rule,
+            id_header: Some("x-delivery".into()),
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn event_type_from_header_or_pointer() {
+        let s = source(EventTypeRule::Header("x-github-event".into()));
+        let e = build_event(&s, &headers(&[("x-github-event", "push")]), "{}".into()).unwrap();
+        assert_eq!(e.event_type, "push");
+        assert!(
+            build_event(&s, &headers(&[]), "{}".into())
+                .unwrap_err()
+                .contains("missing header x-github-event")
+        );
+
+        let s = source(EventTypeRule::JsonPointer("/type".into()));
+        let e = build_event(&s, &headers(&[]), r#"{"type":"invoice.paid"}"#.into()).unwrap();
+        assert_eq!(e.event_type, "invoice.paid");
+        assert!(
+            build_event(&s, &headers(&[]), "nope".into())
+                .unwrap_err()
+                .contains("requires a JSON body")
+        );
+        assert!(
+            build_event(&s, &headers(&[]), "{}".into())
+                .unwrap_err()
+                .contains("no string at /type")
+        );
+    }
+
+    #[test]
+    fn id_comes_from_the_source_header_then_webhook_id_then_idempotency_key() {
+        let s = source(EventTypeRule::Default);
+        let both = headers(&[
+            ("x-delivery", "d1"),
+            ("webhook-id", "w1"),
+            ("idempotency-key", "k1"),
+        ]);
+        assert_eq!(build_event(&s, &both, "".into()).unwrap().id, "d1");
+        let two = headers(&[("webhook-id", "w1"), ("idempotency-key", "k1")]);
+        assert_eq!(build_event(&s, &two, "".into()).unwrap().id, "w1");
+        assert_eq!(
+            build_event(&s, &headers(&[("idempotency-key", "k1")]), "".into())
+                .unwrap()
+                .id,
+            "k1"
+        );
+        let generated = build_event(&s, &headers(&[]), "".into()).unwrap().id;
+        assert!(
+            generated.starts_with("evt_") && generated.len() == 36,
+            "{generated}"
+        );
+        assert!(build_event(&s, &headers(&[("webhook-id", "a b")]), "".into()).is_err());
+    }
+}

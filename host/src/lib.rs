@@ -1,0 +1,17 @@
+//! wasmhook: a WebAssembly-pluggable webhook router.
+//!
+//! Data flows one way: `ingest` → `queue` → `pipeline` (routes + plugins) →
+//! `queue` (deliveries) → `dispatch` (signed HTTP). `plugin` owns everything
+//! wasmtime; `config` turns TOML into typed settings; `server` wires it all.
+//! See ARCHITECTURE.md for the map and the invariants.
+
+pub mod cli;
+pub mod config;
+pub mod dispatch;
+pub mod event;
+pub mod ingest;
+pub mod metrics;
+pub mod pipeline;
+pub mod plugin;
+pub mod queue;
+pub mod server;

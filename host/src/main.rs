@@ -1,0 +1,17 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use wasmhook::cli::{Cli, init_logging, run};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,176 @@
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, Route};
+use crate::event::{Event, Outcome, Output};
+use crate::metrics::Metrics;
+use crate::plugin::{PluginError, PluginRegistry};
+use crate::queue::{Delivery, RouteFailure};
+
+/// The routing table and the plugins it calls.
+pub struct Pipeline {
+    routes: Vec<Route>,
+    targets: HashSet<String>,
+    registry: Arc<PluginRegistry>,
+    metrics: Arc<Metrics>,
+}
+
+/// Everything one event produced.
+#[derive(Debug, Default)]
+pub struct PipelineResult {
+    pub deliveries: Vec<Delivery>,
+    pub failures: Vec<RouteFailure>,
+}
+
+impl Pipeline {
+    pub fn new(config: &Config, registry: Arc<PluginRegistry>, metrics: Arc<Metrics>) -> Self {
+        Pipeline {
+            routes: config.routes.clone(),
+            targets: config.targets.iter().map(|t| t.name.clone()).collect(),
+            registry,
+            metrics,
+        }
+    }
+
+    pub async fn process(&self, event: &Event) -> PipelineResult {
+        let mut result = PipelineResult::default();
+        for route in self.routes.iter().filter(|r| matches(r, event)) {
+            match self.run_route(route, event).await {
+                Ok(deliveries) => result.deliveries.extend(deliveries),
+                Err((plugin, reason)) => {
+                    tracing::warn!(route = %route.name, plugin = plugin.as_deref().unwrap_or(""), "route failed: {reason}");
+                    self.metrics.route_failed(&route.name);
+                    result.failures.push(RouteFailure {
+                        event_id: event.id.clone(),
+                        route: route.name.clone(),
+                        plugin,
+                        reason,
+                    });
+                }
+            }
+        }
+        result
+    }
+
+    /// The deliveries this route makes for `event`, or (plugin, reason) on failure.
+    async fn run_route(
+        &self,
+        route: &Route,
+        event: &Event,
+    ) -> Result<Vec<Delivery>, (Option<String>, String)> {
+        let mut current = vec![Output {
+            event: event.clone(),
+            targets: Vec::new(),
+        }];
+        for step in &route.plugins {
+            let fail = |e: PluginError| (Some(step.name.clone()), e.to_string());
+            let plugin = self
+                .registry
+                .get(&step.name)
+                .ok_or_else(|| fail(PluginError::NotLoaded(step.name.clone())))?;
+            let mut next = Vec::new();
+            for input in current {
+                let outcome = self
+                    .registry
+                    .runtime()
+                    .invoke(&plugin, &input.event, step.config.clone())
+                    .await;
+                match outcome {
+                    Ok(Outcome::Drop { reason }) => {
+                        self.metrics.plugin_call(&step.name, "drop");
+                        self.metrics.route_dropped(&route.name);
+                        tracing::info!(route = %route.name, plugin = %step.name, "dropped: {reason}");
+                    }
+                    Ok(Outcome::Emit(outputs)) => {
+                        self.metrics.plugin_call(&step.name, "emit");
+                        // An output that names no targets keeps what an
+                        // earlier plugin in the chain named.
+                        next.extend(outputs.into_iter().map(|mut o| {
+                            if o.targets.is_empty() {
+                                o.targets = input.targets.clone();
+                            }
+                            o
+                        }));
+                    }
+                    Err(e) => {
+                        self.metrics.plugin_call(&step.name, e.kind());
+                        return Err(fail(e));
+                    }
+                }
+            }
+            current = next;
+        }
+
+        let mut deliveries = Vec::new();
+        for (index, output) in current.into_iter().enumerate() {
+            let targets = if output.targets.is_empty() {
+                &route.targets
+            } else {
+                &output.targets
+            };
+            if targets.is_empty() {
+                return Err((
+                    None,
+                    format!(
+                        "output {:?} names no target and the route has none",
+                        output.event.id
+                    ),
+                ));
+            }
+            for target in targets {
+                if !self.targets.contains(target) {
+                    return Err((
+                        route.plugins.last().map(|p| p.name.clone()),
+                        format!("an output names target {target:?}, which is not configured"),
+                    ));
+                }
+                deliveries.push(Delivery {
+                    id: delivery_id(&event.id, &route.name, index, &output.event.id, target),
+                    event_id: event.id.clone(),
+                    route: route.name.clone(),
+                    target: target.clone(),
+                    event: output.event.clone(),
+                    attempts: 0,
+                });
+            }
+        }
+        Ok(deliveries)
+    }
+}
+
+fn matches(route: &Route, event: &Event) -> bool {
+    route.source == event.source
+        && route
+            .event_types
+            .as_ref()
+            .is_none_or(|types| types.contains(&event.event_type))
+}
+
+/// `msg_` + 26 hex digits of SHA-256 over the parts that identify a delivery.
+fn delivery_id(event_id: &str, route: &str, index: usize, output_id: &str, target: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [event_id, route, &index.to_string(), output_id, target] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    let hex: String = digest.iter().take(13).map(|b| format!("{b:02x}")).collect();
+    format!("msg_{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_ids_are_stable_and_distinct() {
+        let a = delivery_id("evt_1", "r", 0, "evt_1", "ci");
+        assert_eq!(a, delivery_id("evt_1", "r", 0, "evt_1", "ci"));
+        assert!(a.starts_with("msg_") && a.len() == 30);
+        assert_ne!(a, delivery_id("evt_1", "r", 0, "evt_1", "audit"));
+        assert_ne!(a, delivery_id("evt_1", "r", 1, "evt_1", "ci"));
+        assert_ne!(a, delivery_id("evt_1", "r2", 0, "evt_1", "ci"));
+    }
+}

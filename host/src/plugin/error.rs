@@ -1,0 +1,51 @@
+use thiserror::Error;
+
+/// Why a plugin could not handle an event. Recorded on the event's route; the
+/// event stays replayable.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PluginError {
+    #[error("plugin {0} is not loaded")]
+    NotLoaded(String),
+    #[error("plugin exceeded its {limit_ms} ms execution deadline")]
+    Timeout { limit_ms: u64 },
+    #[error("plugin exceeded its memory cap of {limit_mb} MiB")]
+    MemoryExceeded { limit_mb: u64 },
+    #[error("plugin output is {size} bytes, above the cap of {limit} bytes")]
+    OutputTooLarge { size: usize, limit: usize },
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    #[error("plugin returned an error: {0}")]
+    Failed(String),
+}
+
+impl PluginError {
+    /// A short, stable label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::NotLoaded(_) => "not_loaded",
+            PluginError::Timeout { .. } => "timeout",
+            PluginError::MemoryExceeded { .. } => "memory",
+            PluginError::OutputTooLarge { .. } => "output_too_large",
+            PluginError::Trap(_) => "trap",
+            PluginError::Failed(_) => "error",
+        }
+    }
+}
+
+/// Why a `.wasm` file could not be loaded as a plugin.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "not a WebAssembly component (build plugins with `cargo build --target wasm32-wasip2`): {0}"
+    )]
+    NotAComponent(String),
+    #[error("does not fit the wasmhook:plugin world: {0}")]
+    WrongWorld(String),
+    #[error("fails to instantiate: {0}")]
+    Instantiate(String),
+}

@@ -1,0 +1,178 @@
+//! The per-call store state, and the host side of the WIT imports.
+
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+wasmtime::component::bindgen!({
+    world: "plugin",
+    path: "../plugin-sdk/wit",
+    exports: { default: async },
+});
+
+pub use self::wasmhook::plugin::host::Level;
+pub use self::wasmhook::plugin::types as wire;
+
+/// Bytes of guest stdout+stderr kept per call; the rest is discarded.
+const STDIO_CAPACITY: usize = 16 * 1024;
+/// `log` calls honoured per call; the rest are counted and dropped.
+const MAX_LOG_LINES: u32 = 100;
+/// Longest `log` message kept, in bytes.
+const MAX_LOG_LINE: usize = 4096;
+
+/// Everything one plugin call's `Store` holds.
+pub struct CallState {
+    pub plugin: Arc<str>,
+    pub event_id: String,
+    config: Arc<[(String, String)]>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub stdio: MemoryOutputPipe,
+    pub memory: MemoryCap,
+    /// Epoch ticks of execution left before the deadline.
+    pub ticks_left: u64,
+    pub timed_out: bool,
+    log_lines: u32,
+}
+
+impl CallState {
+    pub fn new(
+        plugin: Arc<str>,
+        event_id: String,
+        config: Arc<[(String, String)]>,
+        memory_limit: usize,
+        ticks: u64,
+    ) -> Self {
+        let stdio = MemoryOutputPipe::new(STDIO_CAPACITY);
+        // No preopens, env, args, network or stdin: the builder grants nothing
+        // by default, and we add nothing but the captured output streams.
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stdout(stdio.clone())
+            .stderr(stdio.clone())
+            .allow_ip_name_lookup(false)
+            .build();
+        CallState {
+            plugin,
+            event_id,
+            config,
+            wasi,
+            table: ResourceTable::new(),
+            stdio,
+            memory: MemoryCap::new(memory_limit),
+            ticks_left: ticks,
+            timed_out: false,
+            log_lines: 0,
+        }
+    }
+
+    /// Write what the guest printed to the log, one line each, tagged.
+    pub fn flush_stdio(&self) {
+        let bytes = self.stdio.contents();
+        if bytes.is_empty() {
+            return;
+        }
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            if !line.trim().is_empty() {
+                tracing::info!(plugin = %self.plugin, event_id = %self.event_id, stream = "stdio", "{line}");
+            }
+        }
+    }
+
+    /// The last few lines the guest printed: a panic message lives here.
+    pub fn stdio_tail(&self) -> Option<String> {
+        let bytes = self.stdio.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
+        (!tail.is_empty()).then_some(tail)
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wasmhook::plugin::types::Host for CallState {}
+
+impl wasmhook::plugin::host::Host for CallState {
+    fn log(&mut self, level: Level, mut message: String) {
+        self.log_lines += 1;
+        if self.log_lines > MAX_LOG_LINES {
+            if self.log_lines == MAX_LOG_LINES + 1 {
+                tracing::warn!(plugin = %self.plugin, event_id = %self.event_id,
+                    "plugin logged more than {MAX_LOG_LINES} lines for one event; dropping the rest");
+            }
+            return;
+        }
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let (plugin, event_id) = (&*self.plugin, &self.event_id);
+        match level {
+            Level::Trace => tracing::trace!(plugin, event_id, "{message}"),
+            Level::Debug => tracing::debug!(plugin, event_id, "{message}"),
+            Level::Info => tracing::info!(plugin, event_id, "{message}"),
+            Level::Warn => tracing::warn!(plugin, event_id, "{message}"),
+            Level::Error => tracing::error!(plugin, event_id, "{message}"),
+        }
+    }
+
+    fn config(&mut self) -> Vec<(String, String)> {
+        self.config.to_vec()
+    }
+}
+
+/// Caps a call's linear memory, and remembers whether the cap was hit so the
+/// resulting trap can be reported as "memory", not as a generic trap.
+pub struct MemoryCap {
+    limit: usize,
+    pub exceeded: bool,
+}
+
+impl MemoryCap {
+    fn new(limit: usize) -> Self {
+        MemoryCap {
+            limit,
+            exceeded: false,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            // A trap, not a failed `memory.grow`: a guest that handles the
+            // failure would otherwise keep running at the cap until the deadline.
+            wasmtime::bail!("memory cap of {} bytes reached", self.limit);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}

@@ -1,0 +1,349 @@
+//! The wasmtime engine, and one plugin call on one event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Store, UpdateDeadline};
+
+use super::error::{LoadError, PluginError};
+use super::host::{CallState, Plugin, PluginPre, wire};
+use crate::event::{Event, Outcome, Output};
+
+/// How often the epoch ticker advances the engine's epoch. Every tick, a
+/// running guest yields to tokio and one tick of its deadline is used up.
+const TICK: Duration = Duration::from_millis(2);
+
+/// Hard limits for every plugin call.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Execution time allowed per call, counted in epoch ticks while the guest runs.
+    pub timeout: Duration,
+    /// Linear memory cap per call, in bytes.
+    pub memory_bytes: usize,
+    /// Cap on the total size of a call's output events, in bytes.
+    pub max_output_bytes: usize,
+    /// Plugin calls that may run at once; also sizes the pooling allocator.
+    pub max_concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_millis(100),
+            memory_bytes: 64 << 20,
+            max_output_bytes: 4 << 20,
+            max_concurrency: 64,
+        }
+    }
+}
+
+/// A plugin compiled and linked, ready to instantiate per event.
+pub struct CompiledPlugin {
+    pub name: Arc<str>,
+    /// Hex SHA-256 of the `.wasm` bytes.
+    pub version: String,
+    pre: PluginPre<CallState>,
+}
+
+impl std::fmt::Debug for CompiledPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledPlugin")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The engine shared by every plugin, with its linker and limits.
+pub struct PluginRuntime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    limits: Limits,
+    ticks: u64,
+    /// Bounds concurrent calls to what the pooling allocator was sized for;
+    /// callers wait for a slot rather than fail.
+    slots: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for PluginRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginRuntime")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginRuntime {
+    pub fn new(limits: Limits) -> anyhow::Result<Self> {
+        let slots = limits.max_concurrency.max(1);
+        // Each call needs one component instance. A Rust wasip2 component has
+        // a handful of core instances, memories and tables; the extra
+        // instances are for `check`-style validation instantiations.
+        let instances = u32::try_from(slots + 8)?;
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 4)
+            .total_stacks(instances)
+            .max_memory_size(limits.memory_bytes)
+            // Reuse warm pages across calls instead of faulting them in anew:
+            // measured 42 µs vs 81–149 µs per fresh instance on a 1 KiB body.
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(64 << 10)
+            .pagemap_scan(Enabled::Auto);
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(wasm_err)?;
+        spawn_epoch_ticker(&engine);
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_err)?;
+        Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(wasm_err)?;
+
+        let ticks = (limits.timeout.as_millis() / TICK.as_millis()).max(1) as u64;
+        Ok(PluginRuntime {
+            engine,
+            linker,
+            slots: Arc::new(Semaphore::new(slots)),
+            ticks,
+            limits,
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compile and link a plugin. CPU-heavy (tens to hundreds of ms): call it
+    /// from a blocking thread.
+    pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<CompiledPlugin, LoadError> {
+        check_component_header(wasm)?;
+        let component = Component::new(&self.engine, wasm)
+            .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let pre = PluginPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        Ok(CompiledPlugin {
+            name: name.into(),
+            version: hex(&Sha256::digest(wasm)),
+            pre,
+        })
+    }
+
+    /// Instantiate once without calling anything: catches a plugin that traps
+    /// in its start function before it is put in service.
+    pub async fn smoke_test(&self, plugin: &CompiledPlugin) -> Result<(), LoadError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
+        let mut store = self.store(plugin, String::from("smoke-test"), Arc::from([]));
+        plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map(drop)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))
+    }
+
+    /// Run `plugin` on `event` in a fresh instance, within the limits.
+    pub async fn invoke(
+        &self,
+        plugin: &CompiledPlugin,
+        event: &Event,
+        config: Arc<[(String, String)]>,
+    ) -> Result<Outcome, PluginError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
+        let mut store = self.store(plugin, event.id.clone(), config);
+        let result = match plugin.pre.instantiate_async(&mut store).await {
+            Ok(instance) => instance.call_handle(&mut store, &to_wire(event)).await,
+            Err(e) => Err(e),
+        };
+        let state = store.data();
+        state.flush_stdio();
+        match result {
+            Err(trap) => Err(self.classify(state, &trap)),
+            Ok(Err(message)) => Err(PluginError::Failed(message)),
+            Ok(Ok(outcome)) => self.check_output(from_wire(outcome)),
+        }
+    }
+
+    fn store(
+        &self,
+        plugin: &CompiledPlugin,
+        event_id: String,
+        config: Arc<[(String, String)]>,
+    ) -> Store<CallState> {
+        let state = CallState::new(
+            plugin.name.clone(),
+            event_id,
+            config,
+            self.limits.memory_bytes,
+            self.ticks,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut cx| {
+            let state = cx.data_mut();
+            if state.ticks_left == 0 {
+                state.timed_out = true;
+                wasmtime::bail!("execution deadline reached");
+            }
+            state.ticks_left -= 1;
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        });
+        store
+    }
+
+    fn classify(&self, state: &CallState, trap: &wasmtime::Error) -> PluginError {
+        if state.timed_out {
+            return PluginError::Timeout {
+                limit_ms: self.limits.timeout.as_millis() as u64,
+            };
+        }
+        if state.memory.exceeded {
+            return PluginError::MemoryExceeded {
+                limit_mb: (self.limits.memory_bytes >> 20) as u64,
+            };
+        }
+        let mut reason = trap_summary(trap);
+        if let Some(tail) = state.stdio_tail() {
+            reason.push_str("; plugin output: ");
+            reason.push_str(&tail);
+        }
+        PluginError::Trap(reason)
+    }
+
+    fn check_output(&self, outcome: Outcome) -> Result<Outcome, PluginError> {
+        if let Outcome::Emit(outputs) = &outcome {
+            let size: usize = outputs
+                .iter()
+                .map(|o| o.event.size_hint() + o.targets.iter().map(String::len).sum::<usize>())
+                .sum();
+            if size > self.limits.max_output_bytes {
+                return Err(PluginError::OutputTooLarge {
+                    size,
+                    limit: self.limits.max_output_bytes,
+                });
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// Advances the epoch every [`TICK`] for as long as the engine lives.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wasmhook-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}
+
+/// A clear error for the common wrong files, before wasmtime's parser speaks.
+fn check_component_header(wasm: &[u8]) -> Result<(), LoadError> {
+    if wasm.is_empty() {
+        return Err(LoadError::NotAComponent("the file is empty".into()));
+    }
+    if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
+        return Err(LoadError::NotAComponent(
+            "the file is not WebAssembly (no \\0asm header)".into(),
+        ));
+    }
+    if wasm[4..8] == [1, 0, 0, 0] {
+        return Err(LoadError::NotAComponent(
+            "this is a core WebAssembly module, not a component".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The trap's message and the innermost guest frames, on one line.
+fn trap_summary(trap: &wasmtime::Error) -> String {
+    let mut summary = trap
+        .downcast_ref::<wasmtime::Trap>()
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| trap.to_string());
+    if let Some(bt) = trap.downcast_ref::<wasmtime::WasmBacktrace>() {
+        let frames: Vec<String> = bt
+            .frames()
+            .iter()
+            .take(3)
+            .map(|f| f.func_name().unwrap_or("?").to_string())
+            .collect();
+        if !frames.is_empty() {
+            summary.push_str(" at ");
+            summary.push_str(&frames.join(" <- "));
+        }
+    }
+    summary
+}
+
+/// wasmtime has its own error type; the router's edges speak anyhow.
+fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e:#}")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn to_wire(event: &Event) -> wire::Event {
+    wire::Event {
+        id: event.id.clone(),
+        source: event.source.clone(),
+        event_type: event.event_type.clone(),
+        received_at: event.received_at,
+        headers: event.headers.clone(),
+        body: event.body.to_vec(),
+    }
+}
+
+fn from_wire(outcome: wire::Outcome) -> Outcome {
+    match outcome {
+        wire::Outcome::Drop(reason) => Outcome::Drop { reason },
+        wire::Outcome::Emit(outputs) => Outcome::Emit(
+            outputs
+                .into_iter()
+                .map(|o| Output {
+                    event: Event {
+                        id: o.event.id,
+                        source: o.event.source,
+                        event_type: o.event.event_type,
+                        received_at: o.event.received_at,
+                        headers: o.event.headers,
+                        body: o.event.body.into(),
+                    },
+                    targets: o.targets,
+                })
+                .collect(),
+        ),
+    }
+}

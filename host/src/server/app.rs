@@ -1,0 +1,93 @@
+//! The HTTP surface: ingest, operations endpoints and the admin API.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use crate::ingest::{error, ingest};
+
+/// The router's HTTP app. Tests call it with `oneshot`, no socket needed.
+///
+/// `/healthz`, `/readyz` and `/metrics` are open: orchestrators and scrapers
+/// call them without credentials, and they reveal counts, never payloads or
+/// secrets. `/api/…` needs `Authorization: Bearer <server.admin_token>`, and
+/// does not exist (404) when no token is configured.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/ingest/{source}", post(ingest))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/plugins", get(plugins))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(state)
+}
+
+async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let stats = state.store.stats();
+    if state.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining" })),
+        )
+            .into_response();
+    }
+    Json(json!({ "status": "ready", "queue": stats })).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(&state.store.stats());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn plugins(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(denied) = authorize(&state, &headers) {
+        return denied.into_response();
+    }
+    Json(json!({ "plugins": state.registry.statuses() })).into_response()
+}
+
+/// Why an admin request was refused.
+enum Denied {
+    /// No admin token configured: the admin API does not exist.
+    Off,
+    Unauthorized,
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::Off => error(StatusCode::NOT_FOUND, "no such endpoint"),
+            Denied::Unauthorized => error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong admin token: send Authorization: Bearer <server.admin_token>",
+            ),
+        }
+    }
+}
+
+/// Constant-time bearer token check for the admin API.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Denied> {
+    let Some(token) = &state.config.server.admin_token else {
+        return Err(Denied::Off);
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if bool::from(given.as_bytes().ct_eq(token.expose())) {
+        Ok(())
+    } else {
+        Err(Denied::Unauthorized)
+    }
+}

@@ -1,0 +1,73 @@
+//! Remove fields from a JSON body. `fields` is a comma-separated list of JSON
+//! pointers (RFC 6901), e.g. `/user/email,/card`. Pointers that match nothing
+//! are ignored; a body that is not JSON passes unchanged.
+
+use wasmhook_sdk::prelude::*;
+
+#[plugin]
+pub fn handle(mut ev: Event, cfg: &Config) -> Result<Outcome> {
+    let Ok(mut body) = ev.json::<Value>() else {
+        return Ok(Outcome::keep(ev));
+    };
+    let mut removed = 0;
+    for pointer in cfg.list("fields") {
+        if remove_pointer(&mut body, &pointer) {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        ev.body = wasmhook_sdk::serde_json::to_vec(&body)?;
+    }
+    Ok(Outcome::keep(ev))
+}
+
+/// Remove the value at `pointer`. Returns whether something was removed.
+pub fn remove_pointer(root: &mut Value, pointer: &str) -> bool {
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return false;
+    };
+    let key = last.replace("~1", "/").replace("~0", "~");
+    match root.pointer_mut(parent) {
+        Some(Value::Object(map)) => map.remove(&key).is_some(),
+        Some(Value::Array(items)) => match key.parse::<usize>() {
+            Ok(i) if i < items.len() => {
+                items.remove(i);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(body: &str, fields: &str) -> Vec<u8> {
+        let cfg = Config::from_pairs([("fields", fields)]);
+        let out = handle(Event::new("t", body), &cfg).unwrap();
+        out.events()[0].body.clone()
+    }
+
+    #[test]
+    fn removes_nested_fields_and_array_items() {
+        let body =
+            r#"{"user":{"email":"a@b.c","name":"Ann"},"card":"4242","items":[1,2,3],"a/b":1}"#;
+        let out: Value =
+            wasmhook_sdk::serde_json::from_slice(&run(body, "/user/email, /card,/items/0,/a~1b"))
+                .unwrap();
+        assert_eq!(out, json!({"user": {"name": "Ann"}, "items": [2, 3]}));
+    }
+
+    #[test]
+    fn missing_pointers_leave_the_body_byte_for_byte() {
+        let body = r#"{ "keep" : 1 }"#;
+        assert_eq!(run(body, "/nope,/keep/deeper"), body.as_bytes());
+    }
+
+    #[test]
+    fn non_json_passes_unchanged() {
+        assert_eq!(run("a=1&b=2", "/a"), b"a=1&b=2");
+    }
+}

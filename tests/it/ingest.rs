@@ -1,0 +1,115 @@
+//! The ingest contract: status codes and ids.
+
+use wasmhook_e2e::{Behaviour, Receiver, Router, Setup};
+
+use crate::WAIT;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_answers_202_404_413_400_as_the_contract_says() {
+    let rx = Receiver::start().await;
+    let config = format!(
+        "[[sources]]\nname = \"gh\"\nevent_type = {{ header = \"x-github-event\" }}\n\n\
+         [[sources]]\nname = \"stripe\"\nevent_type = {{ json_pointer = \"/type\" }}\n\n\
+         [[targets]]\nname = \"t\"\nurl = \"{}\"\n\n\
+         [[routes]]\nname = \"r\"\nsource = \"stripe\"\nevent_types = [\"invoice.paid\"]\ntargets = [\"t\"]\n",
+        rx.url("t")
+    );
+    let router = Router::with(Setup {
+        config: &config,
+        server_extra: "max_body_bytes = 1024",
+        ..Setup::default()
+    })
+    .await;
+
+    let (status, body) = router.ingest("nope", "{}", &[]).await;
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().unwrap().contains("nope"));
+
+    let (status, body) = router
+        .ingest("gh", vec![b'x'; 2048], &[("x-github-event", "push")])
+        .await;
+    assert_eq!(status, 413, "{body}");
+
+    let (status, body) = router.ingest("gh", "{}", &[]).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("x-github-event"),
+        "{body}"
+    );
+
+    let (status, body) = router.ingest("stripe", "not json", &[]).await;
+    assert_eq!(status, 400, "{body}");
+
+    // The id comes from Idempotency-Key; the route's event_types pre-filter applies.
+    let (status, body) = router
+        .ingest(
+            "stripe",
+            r#"{"type":"invoice.paid"}"#,
+            &[("idempotency-key", "key-1")],
+        )
+        .await;
+    assert_eq!((status, body["id"].as_str()), (202, Some("key-1")));
+    assert_eq!(
+        router
+            .ingest("stripe", r#"{"type":"invoice.created"}"#, &[])
+            .await
+            .0,
+        202
+    );
+    let got = rx.wait_for("t", 1, WAIT).await;
+    assert_eq!(got[0].json()["type"], "invoice.paid");
+
+    assert_eq!(router.get("/healthz").await.0, 200);
+    assert_eq!(router.get("/readyz").await.0, 200);
+    let (status, metrics) = router.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("wasmhook_events_received_total{source=\"stripe\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wasmhook_ingest_rejected_total{source=\"gh\",reason=\"too_large\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_queue_answers_503_instead_of_losing_events() {
+    let rx = Receiver::start().await;
+    rx.set("slow", Behaviour::Hang);
+    let config = format!(
+        "[[sources]]\nname = \"s\"\n\n[[targets]]\nname = \"slow\"\nurl = \"{}\"\ntimeout_ms = 60000\nmax_in_flight = 1\n\n\
+         [[routes]]\nname = \"r\"\nsource = \"s\"\ntargets = [\"slow\"]\n",
+        rx.url("slow")
+    );
+    let router = Router::with(Setup {
+        config: &config,
+        storage_extra: "queue_capacity = 3",
+        ..Setup::default()
+    })
+    .await;
+    // The target hangs with one attempt in flight: every accepted event stays held.
+    for i in 0..3 {
+        let (status, body) = router.ingest("s", format!("{{\"i\":{i}}}"), &[]).await;
+        assert_eq!(status, 202, "event {i}: {body}");
+    }
+    rx.wait_for("slow", 1, WAIT).await;
+    let (status, body) = router.ingest("s", "{}", &[]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("queue is full"),
+        "{body}"
+    );
+    assert_eq!(
+        router
+            .metric("wasmhook_ingest_rejected_total{source=\"s\",reason=\"queue_full\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        router
+            .metric("wasmhook_events_received_total{source=\"s\"}")
+            .await,
+        3.0
+    );
+}

@@ -1,0 +1,232 @@
+//! Each example plugin's behaviour, end to end.
+
+use serde_json::json;
+use wasmhook_e2e::{Receiver, Router};
+
+use crate::WAIT;
+
+fn target(name: &str, url: &str) -> String {
+    format!("[[targets]]\nname = \"{name}\"\nurl = \"{url}\"\nretry_schedule = [\"10ms\"]\n\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filter_event_type_keeps_listed_types_and_drops_the_rest() {
+    let rx = Receiver::start().await;
+    let config = format!(
+        "[[sources]]\nname = \"gh\"\nevent_type = {{ header = \"x-github-event\" }}\n\n{}\
+         [[routes]]\nname = \"pushes\"\nsource = \"gh\"\n\
+         plugins = [{{ name = \"filter-event-type\", config = {{ allow = \"push,release\" }} }}]\ntargets = [\"t\"]\n",
+        target("t", &rx.url("t"))
+    );
+    let router = Router::start(&config, &["filter-event-type"], "").await;
+    for (ty, body) in [
+        ("star", r#"{"n":1}"#),
+        ("push", r#"{"n":2}"#),
+        ("issues", r#"{"n":3}"#),
+        ("release", r#"{"n":4}"#),
+    ] {
+        let (status, resp) = router
+            .ingest(
+                "gh",
+                body,
+                &[("x-github-event", ty), ("content-type", "application/json")],
+            )
+            .await;
+        assert_eq!(status, 202, "{resp}");
+        assert!(resp["id"].as_str().is_some_and(|id| !id.is_empty()));
+    }
+    let got = rx.wait_for("t", 2, WAIT).await;
+    router
+        .wait_metric("wasmhook_route_drops_total{route=\"pushes\"}", 2.0, WAIT)
+        .await;
+    let mut ns: Vec<i64> = got
+        .iter()
+        .map(|r| r.json()["n"].as_i64().unwrap())
+        .collect();
+    ns.sort();
+    assert_eq!(ns, [2, 4], "only push and release pass");
+    // The event is forwarded unchanged, with its headers.
+    let push = got.iter().find(|r| r.json()["n"] == 2).unwrap();
+    assert_eq!(push.body.as_ref(), br#"{"n":2}"#);
+    assert_eq!(push.header("x-github-event"), Some("push"));
+    assert_eq!(push.header("content-type"), Some("application/json"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redact_removes_fields_and_passes_non_json() {
+    let rx = Receiver::start().await;
+    let config = format!(
+        "[[sources]]\nname = \"s\"\n\n{}[[routes]]\nname = \"r\"\nsource = \"s\"\n\
+         plugins = [{{ name = \"redact\", config = {{ fields = \"/user/email,/card\" }} }}]\ntargets = [\"t\"]\n",
+        target("t", &rx.url("t"))
+    );
+    let router = Router::start(&config, &["redact"], "").await;
+    let body =
+        json!({"user": {"email": "ann@example.com", "name": "Ann"}, "card": "4242", "total": 5})
+            .to_string();
+    assert_eq!(
+        router
+            .ingest("s", body, &[("content-type", "application/json")])
+            .await
+            .0,
+        202
+    );
+    let got = rx.wait_for("t", 1, WAIT).await;
+    assert_eq!(got[0].json(), json!({"user": {"name": "Ann"}, "total": 5}));
+
+    assert_eq!(
+        router
+            .ingest(
+                "s",
+                "a=1&card=2",
+                &[("content-type", "application/x-www-form-urlencoded")]
+            )
+            .await
+            .0,
+        202
+    );
+    let got = rx.wait_for("t", 2, WAIT).await;
+    assert_eq!(got[1].body.as_ref(), b"a=1&card=2");
+    assert_eq!(
+        got[1].header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn github_to_slack_turns_pushes_into_slack_messages() {
+    let rx = Receiver::start().await;
+    let config = format!(
+        "[[sources]]\nname = \"github\"\nevent_type = {{ header = \"x-github-event\" }}\nid_header = \"x-github-delivery\"\n\n{}\
+         [[routes]]\nname = \"gh-slack\"\nsource = \"github\"\nplugins = [\"github-to-slack\"]\ntargets = [\"slack\"]\n",
+        target("slack", &rx.url("slack"))
+    );
+    let router = Router::start(&config, &["github-to-slack"], "").await;
+    let push = json!({
+        "ref": "refs/heads/main",
+        "pusher": {"name": "octocat", "email": "o@example.com"},
+        "repository": {"full_name": "octo-org/hello-world"},
+        "commits": [{"id": "1"}, {"id": "2"}, {"id": "3"}]
+    });
+    let h = [
+        ("x-github-event", "push"),
+        ("x-github-delivery", "d-1"),
+        ("content-type", "application/json"),
+    ];
+    let (status, resp) = router.ingest("github", push.to_string(), &h).await;
+    assert_eq!(
+        (status, resp["id"].as_str()),
+        (202, Some("d-1")),
+        "the source's id header is the event id"
+    );
+    let h = [
+        ("x-github-event", "issues"),
+        ("x-github-delivery", "d-2"),
+        ("content-type", "application/json"),
+    ];
+    assert_eq!(router.ingest("github", "{}", &h).await.0, 202);
+
+    let got = rx.wait_for("slack", 1, WAIT).await;
+    assert_eq!(
+        got[0].json(),
+        json!({"text": "octocat pushed 3 commit(s) to octo-org/hello-world@main"})
+    );
+    router
+        .wait_metric("wasmhook_route_drops_total{route=\"gh-slack\"}", 1.0, WAIT)
+        .await;
+    assert_eq!(rx.on("slack").len(), 1, "the issues event was dropped");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn split_batch_makes_one_delivery_per_element_with_derived_ids() {
+    let rx = Receiver::start().await;
+    let config = format!(
+        "[[sources]]\nname = \"s\"\n\n{}[[routes]]\nname = \"r\"\nsource = \"s\"\nplugins = [\"split-batch\"]\ntargets = [\"t\"]\n",
+        target("t", &rx.url("t"))
+    );
+    let router = Router::start(&config, &["split-batch"], "").await;
+    let (status, _) = router
+        .ingest(
+            "s",
+            r#"[{"n":0},{"n":1},{"n":2}]"#,
+            &[("webhook-id", "batch-7")],
+        )
+        .await;
+    assert_eq!(status, 202);
+    let got = rx.wait_for("t", 3, WAIT).await;
+    let mut ns: Vec<i64> = got
+        .iter()
+        .map(|r| r.json()["n"].as_i64().unwrap())
+        .collect();
+    ns.sort();
+    assert_eq!(ns, [0, 1, 2]);
+    let ids: std::collections::HashSet<_> = got
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "each element is its own delivery");
+
+    // A non-array body passes through as one delivery.
+    assert_eq!(router.ingest("s", r#"{"single":true}"#, &[]).await.0, 202);
+    let got = rx.wait_for("t", 4, WAIT).await;
+    assert!(got.iter().any(|r| r.body.as_ref() == br#"{"single":true}"#));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_two_plugin_chain_feeds_every_output_to_the_next_plugin() {
+    let rx = Receiver::start().await;
+    let config = format!(
+        "[[sources]]\nname = \"s\"\n\n{}[[routes]]\nname = \"chain\"\nsource = \"s\"\n\
+         plugins = [\"split-batch\", {{ name = \"redact\", config = {{ fields = \"/secret\" }} }}]\ntargets = [\"t\"]\n",
+        target("t", &rx.url("t"))
+    );
+    let router = Router::start(&config, &["split-batch", "redact"], "").await;
+    let body = r#"[{"n":1,"secret":"a"},{"n":2,"secret":"b"}]"#;
+    assert_eq!(
+        router
+            .ingest("s", body, &[("content-type", "application/json")])
+            .await
+            .0,
+        202
+    );
+    let got = rx.wait_for("t", 2, WAIT).await;
+    let mut bodies: Vec<_> = got.iter().map(|r| r.json()).collect();
+    bodies.sort_by_key(|v| v["n"].as_i64());
+    assert_eq!(bodies, [json!({"n": 1}), json!({"n": 2})]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_routes_to_named_targets_and_an_unknown_name_fails_the_route() {
+    let rx = Receiver::start().await;
+    let config = format!(
+        "[[sources]]\nname = \"s\"\n\n{}{}\
+         [[routes]]\nname = \"to-b\"\nsource = \"s\"\n\
+         plugins = [{{ name = \"tag-route\", config = {{ to = \"b\", tag = \"routed\" }} }}]\ntargets = [\"a\"]\n\n\
+         [[routes]]\nname = \"to-nowhere\"\nsource = \"s\"\n\
+         plugins = [{{ name = \"tag-route\", config = {{ to = \"nope\" }} }}]\ntargets = [\"a\"]\n",
+        target("a", &rx.url("a")),
+        target("b", &rx.url("b"))
+    );
+    let router = Router::start(&config, &["tag-route"], "").await;
+    assert_eq!(router.ingest("s", "{}", &[]).await.0, 202);
+    let got = rx.wait_for("b", 1, WAIT).await;
+    assert_eq!(got[0].header("x-tag"), Some("routed"));
+    router
+        .wait_metric(
+            "wasmhook_route_failures_total{route=\"to-nowhere\"}",
+            1.0,
+            WAIT,
+        )
+        .await;
+    assert!(
+        rx.on("a").is_empty(),
+        "the route's own target is replaced by the plugin's choice"
+    );
+    assert!(
+        router
+            .log_text()
+            .contains(r#"an output names target \"nope\", which is not configured"#),
+        "{}",
+        router.log_text()
+    );
+}

@@ -1,0 +1,29 @@
+//! Test support: start the real `wasmhook` binary, run a local HTTP target,
+//! and wait on conditions (never on fixed sleeps).
+
+mod receiver;
+mod router;
+
+pub use receiver::{Behaviour, Received, Receiver};
+pub use router::{Router, Setup, plugin_wasm};
+
+use std::time::Duration;
+
+/// Poll `check` until it returns `Some`, or panic with `what` after `timeout`.
+/// Used only where no event can be awaited (another process's state).
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

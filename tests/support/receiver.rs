@@ -1,0 +1,155 @@
+//! A local webhook target on 127.0.0.1 that records every request.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Notify;
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("delivered body is JSON")
+    }
+}
+
+/// How the receiver answers requests on one path.
+#[derive(Debug, Clone, Copy)]
+pub enum Behaviour {
+    /// 200 to everything.
+    Ok,
+    /// `status` for the first `n` requests, then 200.
+    FailFirst { n: usize, status: u16 },
+    /// Always `status`.
+    Always(u16),
+    /// Never answer (until the test ends).
+    Hang,
+}
+
+#[derive(Default)]
+struct Inner {
+    received: Mutex<Vec<Received>>,
+    behaviours: Mutex<HashMap<String, Behaviour>>,
+    counts: Mutex<HashMap<String, usize>>,
+    changed: Notify,
+}
+
+/// Records requests to `http://ADDR/{path}`.
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    inner: Arc<Inner>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let inner = Arc::new(Inner::default());
+        let app = axum::Router::new()
+            .route("/{*path}", axum::routing::post(handle))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { addr, inner }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/{path}", self.addr)
+    }
+
+    pub fn set(&self, path: &str, behaviour: Behaviour) {
+        self.inner
+            .behaviours
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), behaviour);
+    }
+
+    /// Everything received on `path` so far.
+    pub fn on(&self, path: &str) -> Vec<Received> {
+        self.inner
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Wait until `path` has received at least `n` requests; returns them.
+    pub async fn wait_for(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
+        let wait = async {
+            loop {
+                let notified = self.inner.changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let got = self.on(path);
+                if got.len() >= n {
+                    return got;
+                }
+                notified.await;
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(got) => got,
+            Err(_) => panic!(
+                "timed out after {timeout:?} waiting for {n} requests on /{path}; got {}",
+                self.on(path).len()
+            ),
+        }
+    }
+}
+
+async fn handle(
+    State(inner): State<Arc<Inner>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let behaviour = inner
+        .behaviours
+        .lock()
+        .unwrap()
+        .get(&path)
+        .copied()
+        .unwrap_or(Behaviour::Ok);
+    let count = {
+        let mut counts = inner.counts.lock().unwrap();
+        let c = counts.entry(path.clone()).or_default();
+        *c += 1;
+        *c
+    };
+    inner.received.lock().unwrap().push(Received {
+        path,
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+        body,
+    });
+    inner.changed.notify_waiters();
+    let status = match behaviour {
+        Behaviour::Ok => 200,
+        Behaviour::FailFirst { n, status } if count <= n => status,
+        Behaviour::FailFirst { .. } => 200,
+        Behaviour::Always(status) => status,
+        Behaviour::Hang => std::future::pending().await,
+    };
+    (StatusCode::from_u16(status).unwrap(), "received").into_response()
+}

@@ -1,0 +1,237 @@
+//! Start the real `wasmhook` binary on 127.0.0.1:0 with a temp config.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// `target/`, found from this test executable (`target/release/deps/it-…`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors()
+        .nth(3)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The `wasmhook` binary built alongside the tests.
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.ancestors().nth(2).unwrap().join("wasmhook");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo xtask test`",
+        bin.display()
+    );
+    bin
+}
+
+/// A plugin built by `cargo xtask build-plugins`.
+pub fn plugin_wasm(name: &str) -> PathBuf {
+    let path = target_dir().join("plugins").join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask build-plugins` (or `cargo xtask test`)",
+        path.display()
+    );
+    path
+}
+
+/// What to start a router with. `[server]`, `[storage]` and `[plugins]` are
+/// written by the harness (listening on 127.0.0.1:0, in memory, the temp
+/// plugins folder); the `*_extra` strings add keys to those sections.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Setup<'a> {
+    pub config: &'a str,
+    pub plugins: &'a [&'a str],
+    pub server_extra: &'a str,
+    pub storage_extra: &'a str,
+    pub plugins_extra: &'a str,
+}
+
+/// A running router. Killed on drop.
+pub struct Router {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    logs: Arc<Mutex<Vec<String>>>,
+    client: reqwest::Client,
+}
+
+impl Router {
+    /// Start with `plugins` (names of built plugins) in its plugins folder and
+    /// `config` as the rest of the TOML; `plugins_extra` adds keys to
+    /// `[plugins]` (e.g. `timeout_ms = 50`).
+    pub async fn start(config: &str, plugins: &[&str], plugins_extra: &str) -> Router {
+        Self::with(Setup {
+            config,
+            plugins,
+            plugins_extra,
+            ..Setup::default()
+        })
+        .await
+    }
+
+    pub async fn with(setup: Setup<'_>) -> Router {
+        let dir = tempfile::tempdir().unwrap();
+        let plugin_dir = dir.path().join("plugins");
+        std::fs::create_dir(&plugin_dir).unwrap();
+        for p in setup.plugins {
+            std::fs::copy(plugin_wasm(p), plugin_dir.join(format!("{p}.wasm"))).unwrap();
+        }
+        let Setup {
+            config,
+            server_extra,
+            storage_extra,
+            plugins_extra,
+            ..
+        } = setup;
+        let toml = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n\n[storage]\nurl = \"memory://\"\n{storage_extra}\n\n\
+             [plugins]\ndir = \"plugins\"\n{plugins_extra}\n\n{config}"
+        );
+        let config_path = dir.path().join("wasmhook.toml");
+        std::fs::write(&config_path, toml).unwrap();
+        Self::spawn(dir, &config_path).await
+    }
+
+    async fn spawn(dir: tempfile::TempDir, config_path: &Path) -> Router {
+        let mut child = Command::new(binary())
+            .args(["--log-format", "json", "serve", "--config"])
+            .arg(config_path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "listening"
+                {
+                    let _ = tx.send(v["addr"].as_str().unwrap().parse::<SocketAddr>().unwrap());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let addr = match addr {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "router did not start; its log:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Router {
+            child,
+            addr,
+            dir,
+            logs,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POST `body` to `/ingest/{source}` with `headers`; returns status and JSON body.
+    pub async fn ingest(
+        &self,
+        source: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .post(self.url(&format!("/ingest/{source}")))
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        let body = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let resp = self.client.get(self.url(path)).send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    /// The value of the metric line that starts with `series` (name and labels).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, text) = self.get("/metrics").await;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .map(|v| v.parse().unwrap())
+            .unwrap_or(0.0)
+    }
+
+    /// Wait until the metric reaches at least `value`.
+    pub async fn wait_metric(&self, series: &str, value: f64, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let v = self.metric(series).await;
+            if v >= value {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {series} >= {value}; it is {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Every log line, parsed.
+    pub fn logs(&self) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The raw log text.
+    pub fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Send SIGTERM and wait for the process to exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
