@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `wasmhook` binary, real plugins built from
 //! source (`cargo xtask build-plugins`), and a real HTTP target on 127.0.0.1.
 
+mod cli;
 mod delivery;
 mod hostile;
 mod ingest;

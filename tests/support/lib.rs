@@ -1,6 +1,8 @@
 //! Test support: start the real `wasmhook` binary, run a local HTTP target,
 //! and wait on conditions (never on fixed sleeps).
 
+pub use router::binary;
+
 mod receiver;
 mod router;
 

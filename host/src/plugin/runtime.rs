@@ -261,6 +261,8 @@ fn spawn_epoch_ticker(engine: &Engine) {
             while let Some(engine) = weak.upgrade() {
                 engine.increment_epoch();
                 drop(engine);
+                // This thread exists only to tick: sleeping is its job.
+                #[allow(clippy::disallowed_methods)]
                 std::thread::sleep(TICK);
             }
         })

@@ -1,0 +1,135 @@
+//! The commands around the router: `send`, `listen`, `plugin run`, and SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use wasmhook_e2e::{Receiver, Router, plugin_wasm};
+
+use crate::WAIT;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn wasmhook() -> Command {
+    Command::new(wasmhook_e2e::binary())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_posts_with_the_sources_type_header_and_listen_verifies_the_signature() {
+    // `listen` on a free port: bind :0 first to find one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut listen = wasmhook()
+        .args(["listen", "--port", &port.to_string(), "--secret", SECRET])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = BufReader::new(listen.stderr.take().unwrap());
+    let mut line = String::new();
+    ready.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "{line}");
+
+    let config = format!(
+        "[[sources]]\nname = \"gh\"\nevent_type = {{ header = \"x-github-event\" }}\n\n\
+         [[targets]]\nname = \"local\"\nurl = \"http://127.0.0.1:{port}/hook\"\nsigning_secret = \"{SECRET}\"\n\n\
+         [[routes]]\nname = \"r\"\nsource = \"gh\"\nevent_types = [\"push\"]\ntargets = [\"local\"]\n"
+    );
+    let router = Router::start(&config, &[], "").await;
+    let config_path = router.dir.path().join("wasmhook.toml");
+    let event = router.dir.path().join("event.json");
+    std::fs::write(&event, r#"{"hello":"listen"}"#).unwrap();
+    let out = wasmhook()
+        .args(["send", "gh"])
+        .arg(&event)
+        .args([
+            "--type",
+            "push",
+            "--id",
+            "evt-send-1",
+            "--url",
+            &router.url(""),
+            "--config",
+        ])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("202 ") && stdout.contains("evt-send-1"),
+        "{stdout}"
+    );
+
+    router
+        .wait_metric(
+            "wasmhook_delivery_attempts_total{target=\"local\",result=\"delivered\"}",
+            1.0,
+            WAIT,
+        )
+        .await;
+    let _ = listen.kill();
+    let _ = listen.wait();
+    let mut printed = String::new();
+    std::io::Read::read_to_string(listen.stdout.as_mut().unwrap(), &mut printed).unwrap();
+    assert!(
+        printed.contains("POST /hook") && printed.contains("signature ok"),
+        "{printed}"
+    );
+    assert!(printed.contains("\"hello\": \"listen\""), "{printed}");
+}
+
+#[test]
+fn plugin_run_prints_the_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = dir.path().join("e.json");
+    std::fs::write(&event, r#"{"user":{"email":"a@b.c","name":"Ann"}}"#).unwrap();
+    let out = wasmhook()
+        .args(["plugin", "run"])
+        .arg(plugin_wasm("redact"))
+        .arg(&event)
+        .args(["--config", "fields=/user/email"])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["emit"][0]["body"],
+        serde_json::json!({"user": {"name": "Ann"}})
+    );
+
+    let out = wasmhook()
+        .args(["plugin", "run"])
+        .arg(plugin_wasm("hostile-panic"))
+        .arg(&event)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("plugin trapped"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_ingest_and_exits_cleanly() {
+    let rx = Receiver::start().await;
+    let config = format!(
+        "[[sources]]\nname = \"s\"\n\n[[targets]]\nname = \"t\"\nurl = \"{}\"\n\n[[routes]]\nname = \"r\"\nsource = \"s\"\ntargets = [\"t\"]\n",
+        rx.url("t")
+    );
+    let mut router = Router::start(&config, &[], "").await;
+    assert_eq!(router.ingest("s", "{}", &[]).await.0, 202);
+    rx.wait_for("t", 1, WAIT).await;
+    assert!(router.terminate(), "exit status 0 after SIGTERM");
+    assert!(router.log_text().contains("shutting down"));
+}
