@@ -64,7 +64,7 @@ fn main() {
         .build()
         .unwrap();
     let wasm_mean = rt.block_on(async {
-        let runtime = Arc::new(PluginRuntime::new(Limits::default()).unwrap());
+        let runtime = Arc::new(PluginRuntime::new(Limits::default(), None).unwrap());
         let registry = PluginRegistry::new(runtime.clone());
         let plugin = registry.load_file(&wasm).await.unwrap();
         let config: Arc<[(String, String)]> = Arc::from(vec![(

@@ -14,4 +14,5 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod queue;
+pub mod reload;
 pub mod server;

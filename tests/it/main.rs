@@ -6,8 +6,28 @@ mod delivery;
 mod hostile;
 mod ingest;
 mod plugins;
+mod reload;
 
 use std::time::Duration;
 
 /// Generous: CI machines are small, and a timeout here only bounds a failure.
 pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Poll an async check until it yields `Some`, for state in another process.
+pub async fn eventually_async<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

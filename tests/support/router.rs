@@ -53,9 +53,13 @@ pub struct Setup<'a> {
     pub plugins_extra: &'a str,
 }
 
+/// The admin token every test router is configured with.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
 /// A running router. Killed on drop.
 pub struct Router {
     child: Child,
+    config_path: PathBuf,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     logs: Arc<Mutex<Vec<String>>>,
@@ -91,7 +95,7 @@ impl Router {
             ..
         } = setup;
         let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n\n[storage]\nurl = \"memory://\"\n{storage_extra}\n\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{server_extra}\n\n[storage]\nurl = \"memory://\"\n{storage_extra}\n\n\
              [plugins]\ndir = \"plugins\"\n{plugins_extra}\n\n{config}"
         );
         let config_path = dir.path().join("wasmhook.toml");
@@ -100,50 +104,75 @@ impl Router {
     }
 
     async fn spawn(dir: tempfile::TempDir, config_path: &Path) -> Router {
-        let mut child = Command::new(binary())
-            .args(["--log-format", "json", "serve", "--config"])
-            .arg(config_path)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["message"] == "listening"
-                {
-                    let _ = tx.send(v["addr"].as_str().unwrap().parse::<SocketAddr>().unwrap());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
-            .await
-            .unwrap();
-        let addr = match addr {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "router did not start; its log:\n{}",
-                    logs.lock().unwrap().join("\n")
-                );
-            }
-        };
+        let (child, addr, logs) = launch(config_path).await;
         Router {
             child,
+            config_path: config_path.to_path_buf(),
             addr,
             dir,
             logs,
             client: reqwest::Client::new(),
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    /// Stop the process (SIGKILL) and start a new one on the same folder and
+    /// config. The address changes; the log starts empty.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, addr, logs) = launch(&self.config_path).await;
+        (self.child, self.addr, self.logs) = (child, addr, logs);
+    }
+
+    /// GET an admin API path with the admin token; returns status and JSON.
+    pub async fn api(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The status of plugin `name` from `GET /api/plugins`, if listed.
+    pub async fn plugin_status(&self, name: &str) -> Option<Value> {
+        let (status, body) = self.api("/api/plugins").await;
+        assert_eq!(status, 200, "{body}");
+        body["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+    }
+
+    /// Wait for a log line for which `pred` holds; returns it.
+    pub async fn wait_log(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        crate::eventually(what, timeout, || self.logs().into_iter().find(|l| pred(l))).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -234,4 +263,46 @@ impl Drop for Router {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Start the binary on `config_path` and wait for its "listening" line.
+async fn launch(config_path: &Path) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(binary())
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(config_path)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["message"] == "listening"
+            {
+                let _ = tx.send(v["addr"].as_str().unwrap().parse::<SocketAddr>().unwrap());
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let addr = match addr {
+        Ok(a) => a,
+        Err(_) => {
+            let _ = child.kill();
+            panic!(
+                "router did not start; its log:\n{}",
+                logs.lock().unwrap().join("\n")
+            );
+        }
+    };
+    (child, addr, logs)
 }

@@ -18,7 +18,14 @@ const EXAMPLES: &[&str] = &[
     "split-batch",
 ];
 /// Test-only plugins: hostile and helper plugins under `tests/plugins/`.
-const TEST_PLUGINS: &[&str] = &["hostile-loop", "hostile-panic", "hostile-oom", "tag-route"];
+const TEST_PLUGINS: &[&str] = &[
+    "hostile-loop",
+    "hostile-panic",
+    "hostile-oom",
+    "tag-route",
+    "versioned-v1",
+    "versioned-v2",
+];
 const WASM_TARGET: &str = "wasm32-wasip2";
 
 fn main() -> ExitCode {

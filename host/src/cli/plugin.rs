@@ -32,7 +32,7 @@ pub async fn run(
                 .with_context(|| format!("--config {kv:?} must be KEY=VALUE"))
         })
         .collect::<anyhow::Result<_>>()?;
-    let registry = PluginRegistry::new(Arc::new(PluginRuntime::new(Limits::default())?));
+    let registry = PluginRegistry::new(Arc::new(PluginRuntime::new(Limits::default(), None)?));
     let compiled = registry.load_file(plugin).await?;
     let event = Event {
         id: "evt_cli".into(),

@@ -70,6 +70,10 @@ pub struct RawPlugins {
     pub memory_limit_mb: Spanned<u64>,
     pub max_output_bytes: u64,
     pub max_concurrency: Spanned<u32>,
+    pub cache_dir: Text,
+    pub watch: bool,
+    pub watch_debounce_ms: u64,
+    pub settle_ms: u64,
 }
 
 impl Default for RawPlugins {
@@ -80,6 +84,10 @@ impl Default for RawPlugins {
             memory_limit_mb: Spanned::new(0..0, 64),
             max_output_bytes: 4 << 20,
             max_concurrency: Spanned::new(0..0, 64),
+            cache_dir: Text("data/plugin-cache".into()),
+            watch: true,
+            watch_debounce_ms: 100,
+            settle_ms: 2000,
         }
     }
 }

@@ -19,6 +19,10 @@ pub use validate::{
 };
 
 use std::path::Path;
+use std::sync::Arc;
+
+/// The running configuration: read per request, swapped whole on reload.
+pub type LiveConfig = Arc<arc_swap::ArcSwap<Config>>;
 
 /// Read, parse and validate the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {

@@ -28,6 +28,16 @@ pub struct Config {
     pub routes: Vec<Route>,
 }
 
+impl Config {
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -54,6 +64,15 @@ pub enum StorageUrl {
 pub struct PluginsConfig {
     pub dir: PathBuf,
     pub limits: Limits,
+    /// Compiled plugins kept across restarts; `None` when `cache_dir = ""`.
+    pub cache_dir: Option<PathBuf>,
+    /// Watch `dir` and hot-reload plugins.
+    pub watch: bool,
+    /// Quiet time after a file event before acting on it.
+    pub watch_debounce: Duration,
+    /// A file that fails to load is retried, not reported, until its content
+    /// has been unchanged this long: it may still be being copied in.
+    pub settle: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -284,6 +303,10 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             max_output_bytes: p.max_output_bytes.max(1) as usize,
             max_concurrency: concurrency as usize,
         },
+        cache_dir: (!p.cache_dir.0.is_empty()).then(|| resolve(&p.cache_dir.0)),
+        watch: p.watch,
+        watch_debounce: Duration::from_millis(p.watch_debounce_ms.max(1)),
+        settle: Duration::from_millis(p.settle_ms),
     };
 
     // [[sources]]

@@ -15,4 +15,4 @@ mod worker;
 
 pub use retry::RetryPolicy;
 pub use sender::{Sender, Verdict};
-pub use worker::spawn_target_workers;
+pub use worker::Dispatcher;

@@ -25,7 +25,8 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(source) = state.source(&source_name) else {
+    let config = state.live.load_full();
+    let Some(source) = config.source(&source_name) else {
         state.metrics.ingest_rejected("", "unknown_source");
         return error(
             StatusCode::NOT_FOUND,
@@ -41,7 +42,7 @@ pub async fn ingest(
         return busy("the router is shutting down; retry shortly");
     }
 
-    let limit = state.config.server.max_body_bytes;
+    let limit = config.server.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -1,20 +1,26 @@
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, Route};
+use crate::config::{Config, LiveConfig, Route};
 use crate::event::{Event, Outcome, Output};
 use crate::metrics::Metrics;
 use crate::plugin::{PluginError, PluginRegistry};
 use crate::queue::{Delivery, RouteFailure};
 
-/// The routing table and the plugins it calls.
+/// The routing table (read from the live config per event, so a config
+/// reload applies to the next event) and the plugins it calls.
 pub struct Pipeline {
-    routes: Vec<Route>,
-    targets: HashSet<String>,
+    live: LiveConfig,
     registry: Arc<PluginRegistry>,
     metrics: Arc<Metrics>,
+}
+
+/// Why a route failed on an event.
+struct Failure {
+    plugin: Option<String>,
+    reason: String,
+    waiting_for: Option<String>,
 }
 
 /// Everything one event produced.
@@ -25,47 +31,86 @@ pub struct PipelineResult {
 }
 
 impl Pipeline {
-    pub fn new(config: &Config, registry: Arc<PluginRegistry>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(live: LiveConfig, registry: Arc<PluginRegistry>, metrics: Arc<Metrics>) -> Self {
         Pipeline {
-            routes: config.routes.clone(),
-            targets: config.targets.iter().map(|t| t.name.clone()).collect(),
+            live,
             registry,
             metrics,
         }
     }
 
+    /// Run every matching route on a newly received event.
     pub async fn process(&self, event: &Event) -> PipelineResult {
+        let config = self.live.load_full();
         let mut result = PipelineResult::default();
-        for route in self.routes.iter().filter(|r| matches(r, event)) {
-            match self.run_route(route, event).await {
-                Ok(deliveries) => result.deliveries.extend(deliveries),
-                Err((plugin, reason)) => {
-                    tracing::warn!(route = %route.name, plugin = plugin.as_deref().unwrap_or(""), "route failed: {reason}");
-                    self.metrics.route_failed(&route.name);
-                    result.failures.push(RouteFailure {
-                        event_id: event.id.clone(),
-                        route: route.name.clone(),
-                        plugin,
-                        reason,
-                    });
-                }
-            }
+        for route in config.routes.iter().filter(|r| matches(r, event)) {
+            self.run_into(&config, route, event, &mut result).await;
         }
         result
     }
 
-    /// The deliveries this route makes for `event`, or (plugin, reason) on failure.
-    async fn run_route(
+    /// Run one route again on an event it failed on.
+    pub async fn rerun(&self, event: &Event, route_name: &str) -> PipelineResult {
+        let config = self.live.load_full();
+        let mut result = PipelineResult::default();
+        match config.routes.iter().find(|r| r.name == route_name) {
+            Some(route) => self.run_into(&config, route, event, &mut result).await,
+            None => result.failures.push(RouteFailure {
+                event_id: event.id.clone(),
+                route: route_name.to_string(),
+                plugin: None,
+                reason: format!("route {route_name:?} is no longer in the config"),
+                waiting_for: None,
+            }),
+        }
+        result
+    }
+
+    /// Whether `plugin` is loaded now.
+    pub fn is_loaded(&self, plugin: &str) -> bool {
+        self.registry.get(plugin).is_some()
+    }
+
+    async fn run_into(
         &self,
+        config: &Config,
         route: &Route,
         event: &Event,
-    ) -> Result<Vec<Delivery>, (Option<String>, String)> {
+        result: &mut PipelineResult,
+    ) {
+        match self.run_route(config, route, event).await {
+            Ok(deliveries) => result.deliveries.extend(deliveries),
+            Err(f) => {
+                tracing::warn!(route = %route.name, plugin = f.plugin.as_deref().unwrap_or(""), "route failed: {}", f.reason);
+                self.metrics.route_failed(&route.name);
+                result.failures.push(RouteFailure {
+                    event_id: event.id.clone(),
+                    route: route.name.clone(),
+                    plugin: f.plugin,
+                    reason: f.reason,
+                    waiting_for: f.waiting_for,
+                });
+            }
+        }
+    }
+
+    /// The deliveries this route makes for `event`, or why it failed.
+    async fn run_route(
+        &self,
+        config: &Config,
+        route: &Route,
+        event: &Event,
+    ) -> Result<Vec<Delivery>, Failure> {
         let mut current = vec![Output {
             event: event.clone(),
             targets: Vec::new(),
         }];
         for step in &route.plugins {
-            let fail = |e: PluginError| (Some(step.name.clone()), e.to_string());
+            let fail = |e: PluginError| Failure {
+                plugin: Some(step.name.clone()),
+                waiting_for: matches!(e, PluginError::NotLoaded(_)).then(|| step.name.clone()),
+                reason: e.to_string(),
+            };
             let plugin = self
                 .registry
                 .get(&step.name)
@@ -111,20 +156,24 @@ impl Pipeline {
                 &output.targets
             };
             if targets.is_empty() {
-                return Err((
-                    None,
-                    format!(
+                return Err(Failure {
+                    plugin: None,
+                    reason: format!(
                         "output {:?} names no target and the route has none",
                         output.event.id
                     ),
-                ));
+                    waiting_for: None,
+                });
             }
             for target in targets {
-                if !self.targets.contains(target) {
-                    return Err((
-                        route.plugins.last().map(|p| p.name.clone()),
-                        format!("an output names target {target:?}, which is not configured"),
-                    ));
+                if config.target(target).is_none() {
+                    return Err(Failure {
+                        plugin: route.plugins.last().map(|p| p.name.clone()),
+                        reason: format!(
+                            "an output names target {target:?}, which is not configured"
+                        ),
+                        waiting_for: None,
+                    });
                 }
                 deliveries.push(Delivery {
                     id: delivery_id(&event.id, &route.name, index, &output.event.id, target),

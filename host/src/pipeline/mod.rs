@@ -9,12 +9,16 @@
 //! - A route is all or nothing for an event: if any plugin call fails, or an
 //!   output names a target that is not configured, the route makes no
 //!   deliveries for that event and is recorded as failed, with the reason.
+//! - A route that failed because a plugin is not loaded is kept with its event
+//!   and re-run as soon as that plugin loads (`rerun`).
 //! - Delivery ids are derived from (event id, route, output index, output id,
 //!   target), so re-running a deterministic route yields the same ids and
 //!   receivers can deduplicate.
 
 mod chain;
+mod rerun;
 mod worker;
 
 pub use chain::{Pipeline, PipelineResult};
+pub use rerun::{rerun_waiting, spawn_reruns};
 pub use worker::spawn_pipeline_workers;

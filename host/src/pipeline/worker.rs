@@ -36,6 +36,14 @@ pub fn spawn_pipeline_workers(
             tasks.spawn(
                 async move {
                     let result = pipeline.process(&event).await;
+                    // A plugin may have loaded between our lookup and now; its
+                    // load notice would then have found nothing to re-run.
+                    let mut waiting: Vec<String> = result
+                        .failures
+                        .iter()
+                        .filter_map(|f| f.waiting_for.clone())
+                        .collect();
+                    waiting.dedup();
                     tracing::debug!(
                         deliveries = result.deliveries.len(),
                         failures = result.failures.len(),
@@ -46,6 +54,9 @@ pub fn spawn_pipeline_workers(
                         .await
                     {
                         tracing::error!("could not record the pipeline result: {e}");
+                    }
+                    for plugin in waiting.iter().filter(|p| pipeline.is_loaded(p)) {
+                        super::rerun_waiting(&pipeline, store.as_ref(), plugin).await;
                     }
                     drop(slot);
                 }

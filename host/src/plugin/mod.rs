@@ -17,11 +17,12 @@
 //! - Plugin work never blocks the async runtime: guests yield to tokio on every
 //!   epoch tick.
 
+mod cache;
 mod error;
 mod host;
 mod registry;
 mod runtime;
 
 pub use error::{LoadError, PluginError};
-pub use registry::{PluginRegistry, PluginStatus};
+pub use registry::{LoadReport, PluginRegistry, PluginStatus, plugin_name};
 pub use runtime::{CompiledPlugin, Limits, PluginRuntime};

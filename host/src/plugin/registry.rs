@@ -6,9 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast;
 
 use super::error::LoadError;
-use super::runtime::{CompiledPlugin, PluginRuntime};
+use super::runtime::{CompiledPlugin, PluginRuntime, hex};
 use crate::event::now_ms;
 
 /// What `GET /api/plugins` and `wasmhook check` say about one plugin.
@@ -18,21 +20,40 @@ pub struct PluginStatus {
     pub path: PathBuf,
     /// Hex SHA-256 of the loaded `.wasm`; `None` when no version is loaded.
     pub version: Option<String>,
-    /// Milliseconds since the Unix epoch.
+    /// When the loaded version was loaded, in milliseconds since the Unix epoch.
     pub loaded_at: Option<u64>,
-    /// Why the last load failed, if it did.
+    /// Whether the loaded version came from the compiled-plugin cache.
+    pub from_cache: bool,
+    /// Why the last load of this file failed, if it did. The loaded version
+    /// (if any) is still the one serving.
     pub last_error: Option<String>,
+}
+
+/// What a successful load did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadReport {
+    /// A new version is serving; `previous` is the version it replaced.
+    Loaded {
+        version: String,
+        previous: Option<String>,
+        from_cache: bool,
+    },
+    /// The file holds the version already serving: nothing to do.
+    Unchanged,
 }
 
 /// Loaded plugins by name (the file stem of `plugins/NAME.wasm`).
 ///
 /// Lookups are lock-free (`ArcSwap`); callers hold an `Arc<CompiledPlugin>`
-/// for the length of a call, so a swap never disturbs an event in flight.
+/// for the length of a call, so a swap never disturbs an event in flight: it
+/// finishes on the version it started with.
 pub struct PluginRegistry {
     runtime: Arc<PluginRuntime>,
     loaded: ArcSwap<BTreeMap<String, Arc<CompiledPlugin>>>,
     // A std mutex: held only to read or write the map, never across an await.
     status: Mutex<BTreeMap<String, PluginStatus>>,
+    /// Names of plugins as they become loaded, for re-running what waited on them.
+    loads: broadcast::Sender<String>,
 }
 
 impl std::fmt::Debug for PluginRegistry {
@@ -49,11 +70,17 @@ impl PluginRegistry {
             runtime,
             loaded: ArcSwap::default(),
             status: Mutex::default(),
+            loads: broadcast::channel(256).0,
         }
     }
 
     pub fn runtime(&self) -> &Arc<PluginRuntime> {
         &self.runtime
+    }
+
+    /// Names of plugins as they load (initially and on every reload).
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.loads.subscribe()
     }
 
     /// Load every `*.wasm` in `dir`. A file that fails to load is recorded in
@@ -74,62 +101,120 @@ impl PluginRegistry {
         Ok(())
     }
 
-    /// Compile, validate and install the plugin at `path`, replacing the loaded
-    /// version of the same name only if the new one is good.
+    /// Load the plugin at `path`, recording a failure in its status.
     pub async fn load_file(&self, path: &Path) -> Result<Arc<CompiledPlugin>, LoadError> {
-        let Some(name) = plugin_name(path) else {
-            return Err(LoadError::NotAComponent(format!(
-                "{} is not a .wasm file",
-                path.display()
-            )));
-        };
-        let result = self.compile_file(&name, path).await;
-        let mut status = self.status.lock().expect("status lock poisoned");
-        let entry = status.entry(name.clone()).or_insert_with(|| PluginStatus {
-            name: name.clone(),
-            path: path.to_path_buf(),
-            version: None,
-            loaded_at: None,
-            last_error: None,
-        });
-        match &result {
-            Ok(plugin) => {
-                entry.version = Some(plugin.version.clone());
-                entry.loaded_at = Some(now_ms());
-                entry.last_error = None;
-                self.loaded.rcu(|map| {
-                    let mut map = BTreeMap::clone(map);
-                    map.insert(name.clone(), plugin.clone());
-                    map
-                });
-                tracing::info!(plugin = %name, version = %&plugin.version[..12], "plugin loaded");
-            }
+        let name = name_of(path)?;
+        match self.try_load(path).await {
+            Ok(_) => Ok(self.get(&name).expect("just loaded")),
             Err(e) => {
-                entry.last_error = Some(e.to_string());
-                tracing::error!(plugin = %name, path = %path.display(), "plugin rejected: {e}");
+                self.record_error(path, &e);
+                Err(e)
             }
         }
-        result
     }
 
-    async fn compile_file(
-        &self,
-        name: &str,
-        path: &Path,
-    ) -> Result<Arc<CompiledPlugin>, LoadError> {
+    /// Compile, validate and install the plugin at `path`, replacing the loaded
+    /// version of the same name only if the new one is good. A failure changes
+    /// nothing, not even the status: the caller decides whether to report it
+    /// (a file still being copied in fails too, and is no error).
+    pub async fn try_load(&self, path: &Path) -> Result<LoadReport, LoadError> {
+        let name = name_of(path)?;
         let wasm = tokio::fs::read(path)
             .await
             .map_err(|source| LoadError::Read {
                 path: path.display().to_string(),
                 source,
             })?;
+        let previous = self.get(&name).map(|p| p.version.clone());
+        if previous.as_deref() == Some(hex(&Sha256::digest(&wasm)).as_str()) {
+            return Ok(LoadReport::Unchanged);
+        }
         let runtime = self.runtime.clone();
-        let owned_name = name.to_string();
-        let plugin = tokio::task::spawn_blocking(move || runtime.compile(&owned_name, &wasm))
-            .await
-            .map_err(|e| LoadError::Instantiate(format!("compiler thread failed: {e}")))??;
+        let owned_name = name.clone();
+        let (plugin, from_cache) =
+            tokio::task::spawn_blocking(move || runtime.compile(&owned_name, &wasm))
+                .await
+                .map_err(|e| LoadError::Instantiate(format!("compiler thread failed: {e}")))??;
         self.runtime.smoke_test(&plugin).await?;
-        Ok(Arc::new(plugin))
+        let plugin = Arc::new(plugin);
+        let version = plugin.version.clone();
+        self.loaded.rcu(|map| {
+            let mut map = BTreeMap::clone(map);
+            map.insert(name.clone(), plugin.clone());
+            map
+        });
+        self.status.lock().expect("status lock poisoned").insert(
+            name.clone(),
+            PluginStatus {
+                name: name.clone(),
+                path: path.to_path_buf(),
+                version: Some(version.clone()),
+                loaded_at: Some(now_ms()),
+                from_cache,
+                last_error: None,
+            },
+        );
+        match &previous {
+            None => {
+                tracing::info!(plugin = %name, version = %short(&version), from_cache, "plugin loaded")
+            }
+            Some(old) => {
+                tracing::info!(plugin = %name, version = %short(&version), previous = %short(old), from_cache, "plugin swapped")
+            }
+        }
+        // Nobody listening is fine: nothing waits on this plugin.
+        let _ = self.loads.send(name);
+        Ok(LoadReport::Loaded {
+            version,
+            previous,
+            from_cache,
+        })
+    }
+
+    /// Record and log why the file at `path` could not be loaded. The loaded
+    /// version, if any, keeps serving.
+    pub fn record_error(&self, path: &Path, error: &LoadError) {
+        let Ok(name) = name_of(path) else { return };
+        let kept = self.get(&name).map(|p| short(&p.version).to_string());
+        let mut status = self.status.lock().expect("status lock poisoned");
+        let entry = status.entry(name.clone()).or_insert_with(|| PluginStatus {
+            name: name.clone(),
+            path: path.to_path_buf(),
+            version: None,
+            loaded_at: None,
+            from_cache: false,
+            last_error: None,
+        });
+        entry.last_error = Some(error.to_string());
+        match kept {
+            Some(v) => {
+                tracing::error!(plugin = %name, path = %path.display(), kept_version = %v, "plugin rejected, keeping the loaded version: {error}")
+            }
+            None => {
+                tracing::error!(plugin = %name, path = %path.display(), "plugin rejected: {error}")
+            }
+        }
+    }
+
+    /// Unload `name` (its file is gone). Events in flight finish on it; new
+    /// events on routes that need it fail as "not loaded" and are kept.
+    pub fn unload(&self, name: &str) -> bool {
+        let mut removed = false;
+        self.loaded.rcu(|map| {
+            let mut map = BTreeMap::clone(map);
+            removed = map.remove(name).is_some();
+            map
+        });
+        let had_status = self
+            .status
+            .lock()
+            .expect("status lock poisoned")
+            .remove(name)
+            .is_some();
+        if removed || had_status {
+            tracing::info!(plugin = %name, "plugin unloaded: its file was removed");
+        }
+        removed
     }
 
     /// The loaded plugin called `name`, if any.
@@ -137,7 +222,7 @@ impl PluginRegistry {
         self.loaded.load().get(name).cloned()
     }
 
-    /// Status of every plugin seen, loaded or not, by name.
+    /// Status of every plugin file seen, loaded or not, by name.
     pub fn statuses(&self) -> Vec<PluginStatus> {
         self.status
             .lock()
@@ -148,11 +233,20 @@ impl PluginRegistry {
     }
 }
 
-/// `plugins/NAME.wasm` → `NAME`; `None` for other files.
+/// `plugins/NAME.wasm` → `NAME`; `None` for other files (and hidden ones).
 pub fn plugin_name(path: &Path) -> Option<String> {
     if path.extension()? != "wasm" {
         return None;
     }
     let stem = path.file_stem()?.to_str()?;
     (!stem.is_empty() && !stem.starts_with('.')).then(|| stem.to_string())
+}
+
+fn name_of(path: &Path) -> Result<String, LoadError> {
+    plugin_name(path)
+        .ok_or_else(|| LoadError::NotAComponent(format!("{} is not a .wasm file", path.display())))
+}
+
+fn short(version: &str) -> &str {
+    &version[..version.len().min(12)]
 }

@@ -9,6 +9,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime::{Store, UpdateDeadline};
 
+use super::cache::CompileCache;
 use super::error::{LoadError, PluginError};
 use super::host::{CallState, Plugin, PluginPre, wire};
 use crate::event::{Event, Outcome, Output};
@@ -18,7 +19,7 @@ use crate::event::{Event, Outcome, Output};
 const TICK: Duration = Duration::from_millis(2);
 
 /// Hard limits for every plugin call.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Execution time allowed per call, counted in epoch ticks while the guest runs.
     pub timeout: Duration,
@@ -67,6 +68,7 @@ pub struct PluginRuntime {
     /// Bounds concurrent calls to what the pooling allocator was sized for;
     /// callers wait for a slot rather than fail.
     slots: Arc<Semaphore>,
+    cache: Option<CompileCache>,
 }
 
 impl std::fmt::Debug for PluginRuntime {
@@ -78,7 +80,8 @@ impl std::fmt::Debug for PluginRuntime {
 }
 
 impl PluginRuntime {
-    pub fn new(limits: Limits) -> anyhow::Result<Self> {
+    /// `cache_dir`: where compiled plugins are kept across restarts (none: no cache).
+    pub fn new(limits: Limits, cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<Self> {
         let slots = limits.max_concurrency.max(1);
         // Each call needs one component instance. A Rust wasip2 component has
         // a handful of core instances, memories and tables; the extra
@@ -112,6 +115,7 @@ impl PluginRuntime {
 
         let ticks = (limits.timeout.as_millis() / TICK.as_millis()).max(1) as u64;
         Ok(PluginRuntime {
+            cache: cache_dir.map(|dir| CompileCache::new(dir, &engine)),
             engine,
             linker,
             slots: Arc::new(Semaphore::new(slots)),
@@ -124,22 +128,41 @@ impl PluginRuntime {
         &self.limits
     }
 
-    /// Compile and link a plugin. CPU-heavy (tens to hundreds of ms): call it
-    /// from a blocking thread.
-    pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<CompiledPlugin, LoadError> {
+    /// Compile (or fetch from the on-disk cache) and link a plugin. CPU-heavy
+    /// on a cache miss (tens to hundreds of ms): call it from a blocking thread.
+    /// Returns the plugin and whether it came from the cache.
+    pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<(CompiledPlugin, bool), LoadError> {
         check_component_header(wasm)?;
-        let component = Component::new(&self.engine, wasm)
-            .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+        let version = hex(&Sha256::digest(wasm));
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&self.engine, &version));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(c) => c,
+            None => {
+                let c = Component::new(&self.engine, wasm)
+                    .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+                if let Some(cache) = &self.cache {
+                    cache.put(&version, &c);
+                }
+                c
+            }
+        };
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let pre = PluginPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        Ok(CompiledPlugin {
-            name: name.into(),
-            version: hex(&Sha256::digest(wasm)),
-            pre,
-        })
+        Ok((
+            CompiledPlugin {
+                name: name.into(),
+                version,
+                pre,
+            },
+            from_cache,
+        ))
     }
 
     /// Instantiate once without calling anything: catches a plugin that traps
@@ -313,7 +336,7 @@ fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:#}")
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

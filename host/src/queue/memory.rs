@@ -144,9 +144,29 @@ impl Store for MemoryStore {
         failures: Vec<RouteFailure>,
     ) -> Result<(), StoreError> {
         // The event's own slot becomes the slots of what it produced.
-        let produced = deliveries.len() + failures.len();
-        self.held.fetch_add(produced, Ordering::AcqRel);
+        self.record_rerun(event, deliveries, failures).await?;
         self.held.fetch_sub(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    async fn take_failed(&self, plugin: &str) -> Vec<(Event, RouteFailure)> {
+        let mut failed = self.failed.lock().expect("failed lock poisoned");
+        let (taken, kept): (Vec<_>, Vec<_>) = failed
+            .drain(..)
+            .partition(|(_, f)| f.waiting_for.as_deref() == Some(plugin));
+        *failed = kept;
+        self.held.fetch_sub(taken.len(), Ordering::AcqRel);
+        taken
+    }
+
+    async fn record_rerun(
+        &self,
+        event: Event,
+        deliveries: Vec<Delivery>,
+        failures: Vec<RouteFailure>,
+    ) -> Result<(), StoreError> {
+        self.held
+            .fetch_add(deliveries.len() + failures.len(), Ordering::AcqRel);
         if !failures.is_empty() {
             let mut failed = self.failed.lock().expect("failed lock poisoned");
             failed.extend(failures.into_iter().map(|f| (event.clone(), f)));

@@ -6,6 +6,8 @@
 //!    held and ingest may answer 202; `Err(Full | Unavailable)` means 503.
 //! 2. `next_event` → pipeline runs the routes → `complete_event` with the
 //!    deliveries to make and the routes that failed (kept for re-running).
+//!    A route that failed because a plugin was not loaded is handed back by
+//!    `take_failed` when that plugin loads, re-run, and `record_rerun`.
 //! 3. `claim(target)` hands dispatch a due delivery; `finish_attempt` records
 //!    the attempt and what comes next: delivered, retry at a time, or dead.
 //!
@@ -52,6 +54,9 @@ pub struct RouteFailure {
     pub route: String,
     pub plugin: Option<String>,
     pub reason: String,
+    /// Set when the route failed because this plugin was not loaded: the
+    /// route is re-run as soon as it is.
+    pub waiting_for: Option<String>,
 }
 
 /// What happened to one attempt, and what to do next.
@@ -99,6 +104,15 @@ pub trait Store: Send + Sync + 'static {
     async fn next_event(&self) -> Event;
     /// The pipeline's result for an event that came from `next_event`.
     async fn complete_event(
+        &self,
+        event: Event,
+        deliveries: Vec<Delivery>,
+        failures: Vec<RouteFailure>,
+    ) -> Result<(), StoreError>;
+    /// Remove and return the failed routes waiting for `plugin` to load.
+    async fn take_failed(&self, plugin: &str) -> Vec<(Event, RouteFailure)>;
+    /// The result of re-running failed routes of an event (from `take_failed`).
+    async fn record_rerun(
         &self,
         event: Event,
         deliveries: Vec<Delivery>,

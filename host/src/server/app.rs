@@ -77,7 +77,8 @@ impl IntoResponse for Denied {
 
 /// Constant-time bearer token check for the admin API.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Denied> {
-    let Some(token) = &state.config.server.admin_token else {
+    let config = state.live.load();
+    let Some(token) = &config.server.admin_token else {
         return Err(Denied::Off);
     };
     let given = headers

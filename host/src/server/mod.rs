@@ -1,4 +1,4 @@
-//! Wiring: build every part from a [`Config`], serve HTTP, shut down cleanly.
+//! Wiring: build every part from a [`Config`], serve HTTP, reload, shut down.
 //!
 //! Shutdown (SIGINT/SIGTERM): ingest stops accepting (503), the listener
 //! closes, workers stop claiming, and attempts in flight get
@@ -9,22 +9,23 @@ mod app;
 
 pub use app::app;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, Source, StorageUrl};
-use crate::dispatch::{Sender, spawn_target_workers};
+use crate::config::{Config, LiveConfig, StorageUrl};
+use crate::dispatch::{Dispatcher, Sender};
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, spawn_pipeline_workers};
+use crate::pipeline::{Pipeline, spawn_pipeline_workers, spawn_reruns};
 use crate::plugin::{PluginRegistry, PluginRuntime};
 use crate::queue::{MemoryStore, Store};
+use crate::reload::{spawn_config_watcher, spawn_plugin_watcher};
 
 /// How long attempts in flight may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -34,8 +35,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
-    pub config: Arc<Config>,
-    sources: HashMap<String, Source>,
+    /// The running config; swapped whole on reload.
+    pub live: LiveConfig,
     pub store: Arc<dyn Store>,
     pub registry: Arc<PluginRegistry>,
     pub metrics: Arc<Metrics>,
@@ -52,19 +53,15 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(
-        config: Arc<Config>,
+        live: LiveConfig,
         store: Arc<dyn Store>,
         registry: Arc<PluginRegistry>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let slots = live.load().server.max_concurrent_requests;
         AppState(Arc::new(Shared {
-            sources: config
-                .sources
-                .iter()
-                .map(|s| (s.name.clone(), s.clone()))
-                .collect(),
-            ingest_slots: Arc::new(Semaphore::new(config.server.max_concurrent_requests)),
-            config,
+            live,
+            ingest_slots: Arc::new(Semaphore::new(slots)),
             store,
             registry,
             metrics,
@@ -72,19 +69,18 @@ impl AppState {
         }))
     }
 
-    pub fn source(&self, name: &str) -> Option<&Source> {
-        self.sources.get(name)
-    }
-
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
 }
 
-/// Load the plugins named by the config's folder. Failures are recorded per
-/// plugin; a missing folder is an error.
+/// Load the plugins in the config's folder (through the compiled-plugin
+/// cache). Failures are recorded per plugin; a missing folder is an error.
 pub async fn load_plugins(config: &Config) -> anyhow::Result<Arc<PluginRegistry>> {
-    let runtime = Arc::new(PluginRuntime::new(config.plugins.limits.clone())?);
+    let runtime = Arc::new(PluginRuntime::new(
+        config.plugins.limits.clone(),
+        config.plugins.cache_dir.clone(),
+    )?);
     let registry = Arc::new(PluginRegistry::new(runtime));
     registry
         .load_dir(&config.plugins.dir)
@@ -100,7 +96,6 @@ pub async fn load_plugins(config: &Config) -> anyhow::Result<Arc<PluginRegistry>
 
 /// Run the router until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let config = Arc::new(config);
     match &config.storage.url {
         StorageUrl::Memory => {}
         other => tracing::warn!(
@@ -113,36 +108,63 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         for step in &route.plugins {
             if registry.get(&step.name).is_none() {
                 tracing::warn!(route = %route.name, plugin = %step.name,
-                    "plugin {} is not loaded: events on this route will fail until it is", step.name);
+                    "plugin {} is not loaded: events on this route fail, and are re-run once it loads", step.name);
             }
         }
     }
+    let config_path = config.path.clone();
+    let plugins = config.plugins.clone();
+    let live: LiveConfig = Arc::new(ArcSwap::from_pointee(config));
     let metrics = Arc::new(Metrics::default());
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(config.storage.queue_capacity));
-    let pipeline = Arc::new(Pipeline::new(&config, registry.clone(), metrics.clone()));
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(live.load().storage.queue_capacity));
+    let pipeline = Arc::new(Pipeline::new(
+        live.clone(),
+        registry.clone(),
+        metrics.clone(),
+    ));
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     spawn_pipeline_workers(
-        pipeline,
+        pipeline.clone(),
         store.clone(),
-        config.plugins.limits.max_concurrency,
+        plugins.limits.max_concurrency,
         cancel.clone(),
         &tracker,
     );
-    spawn_target_workers(
-        &config.targets,
+    spawn_reruns(pipeline, store.clone(), &registry, cancel.clone(), &tracker);
+    let dispatcher = Arc::new(Dispatcher::new(
+        live.clone(),
         store.clone(),
         Sender::new()?,
         metrics.clone(),
         cancel.clone(),
+        tracker.clone(),
+    ));
+    dispatcher.reconcile();
+    if plugins.watch {
+        spawn_plugin_watcher(
+            &plugins.dir,
+            registry.clone(),
+            plugins.watch_debounce,
+            plugins.settle,
+            cancel.clone(),
+            &tracker,
+        )?;
+    }
+    spawn_config_watcher(
+        config_path,
+        live.clone(),
+        dispatcher,
+        cancel.clone(),
         &tracker,
-    );
+    )?;
 
-    let state = AppState::new(config.clone(), store.clone(), registry, metrics);
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
+    let state = AppState::new(live.clone(), store.clone(), registry, metrics);
+    let listen = live.load().server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
+        .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;
     // Tests and scripts read this line to learn the port when listen is :0.
     tracing::info!(addr = %listener.local_addr()?, "listening");
 

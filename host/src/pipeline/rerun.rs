@@ -1,0 +1,65 @@
+//! Re-running routes that failed because a plugin was not loaded, as soon as
+//! it is (a plugin file removed and added back, or added after the events).
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::chain::Pipeline;
+use crate::plugin::PluginRegistry;
+use crate::queue::Store;
+
+/// Listen for plugin loads and re-run what waited for each.
+pub fn spawn_reruns(
+    pipeline: Arc<Pipeline>,
+    store: Arc<dyn Store>,
+    registry: &PluginRegistry,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let mut loads = registry.subscribe();
+    let statuses = registry.statuses();
+    tracker.spawn(async move {
+        // Anything that failed before we subscribed, for plugins loaded since.
+        for s in statuses.iter().filter(|s| s.version.is_some()) {
+            rerun_waiting(&pipeline, store.as_ref(), &s.name).await;
+        }
+        loop {
+            let name = tokio::select! {
+                r = loads.recv() => r,
+                () = cancel.cancelled() => return,
+            };
+            match name {
+                Ok(name) => rerun_waiting(&pipeline, store.as_ref(), &name).await,
+                Err(RecvError::Lagged(_)) => {
+                    tracing::warn!("missed plugin load notices; re-checking every failed route later loads will cover");
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+/// Re-run every failed route that waits for `plugin`.
+pub async fn rerun_waiting(pipeline: &Pipeline, store: &dyn Store, plugin: &str) {
+    let waiting = store.take_failed(plugin).await;
+    if waiting.is_empty() {
+        return;
+    }
+    tracing::info!(
+        plugin,
+        routes = waiting.len(),
+        "plugin is loaded: re-running the routes that waited for it"
+    );
+    for (event, failure) in waiting {
+        let result = pipeline.rerun(&event, &failure.route).await;
+        if let Err(e) = store
+            .record_rerun(event, result.deliveries, result.failures)
+            .await
+        {
+            tracing::error!("could not record a re-run: {e}");
+        }
+    }
+}
