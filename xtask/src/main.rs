@@ -5,7 +5,7 @@
 //!   test plugins included, to `target/plugins/NAME.wasm` (where tests look).
 //! - `run [ARGS…]`: build-plugins, then `wasmhook serve --config wasmhook.toml`.
 //! - `test [ARGS…]`: build-plugins, then `cargo test --release --workspace`.
-//! - `bench`: build-plugins, then the benchmarks.
+//! - `bench`: build-plugins, then the benchmarks (plugin call, throughput, reload).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -57,7 +57,8 @@ fn main() -> ExitCode {
         }),
         "bench" => build_plugins()
             .and_then(|()| cargo(&["bench", "-p", "wasmhook", "--bench", "plugin_call"]))
-            .and_then(|()| cargo(&["bench", "-p", "wasmhook-e2e", "--bench", "throughput"])),
+            .and_then(|()| cargo(&["bench", "-p", "wasmhook-e2e", "--bench", "throughput"]))
+            .and_then(|()| cargo(&["bench", "-p", "wasmhook-e2e", "--bench", "reload"])),
         _ => {
             eprintln!("usage: cargo xtask <build-plugins | run [ARGS…] | test [ARGS…] | bench>");
             return ExitCode::from(2);
