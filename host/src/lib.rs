@@ -13,6 +13,6 @@ pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
-pub mod queue;
 pub mod reload;
 pub mod server;
+pub mod store;

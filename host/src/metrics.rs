@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
-use crate::queue::{AttemptResult, QueueStats};
+use crate::store::{NextStep, QueueStats};
 
 const HELP: &[(&str, &str)] = &[
     (
@@ -90,11 +90,11 @@ impl Metrics {
         self.inc("wasmhook_route_drops_total", &[("route", route)]);
     }
 
-    pub fn attempt(&self, target: &str, result: &AttemptResult) {
-        let r = match result {
-            AttemptResult::Delivered { .. } => "delivered",
-            AttemptResult::Retry { .. } => "retry",
-            AttemptResult::Dead { .. } => "dead",
+    pub fn attempt(&self, target: &str, next: NextStep) {
+        let r = match next {
+            NextStep::Delivered => "delivered",
+            NextStep::Retry { .. } => "retry",
+            NextStep::Dead => "dead",
         };
         self.inc(
             "wasmhook_delivery_attempts_total",

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
-use wasmhook_e2e::{Receiver, Router};
+use wasmhook_e2e::{Receiver, Router, Setup};
 
 const EVENTS: usize = 5_000;
 const CONCURRENCY: usize = 32;
 
-async fn run(label: &str, plugins: &str, plugin_files: &[&str]) {
+async fn run(label: &str, plugins: &str, plugin_files: &[&str], storage: &str) {
     let rx = Receiver::start().await;
     let config = format!(
         "[[sources]]\nname = \"s\"\n\n\
@@ -18,7 +18,22 @@ async fn run(label: &str, plugins: &str, plugin_files: &[&str]) {
          [[routes]]\nname = \"r\"\nsource = \"s\"\nplugins = [{plugins}]\ntargets = [\"t\"]\n",
         rx.url("t")
     );
-    let router = Arc::new(Router::start(&config, plugin_files, "").await);
+    let durable = storage != "memory";
+    let storage_extra = if storage == "sqlite, OS flush" {
+        "fsync = false"
+    } else {
+        ""
+    };
+    let router = Arc::new(
+        Router::with(Setup {
+            config: &config,
+            plugins: plugin_files,
+            durable,
+            storage_extra,
+            ..Setup::default()
+        })
+        .await,
+    );
     let body = r#"{"type":"order.created","user":{"email":"ann@example.com","name":"Ann"},"card":"4242424242424242","items":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}],"note":"benchmark payload padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding padding"}"#;
 
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
@@ -42,7 +57,7 @@ async fn run(label: &str, plugins: &str, plugin_files: &[&str]) {
     rx.wait_for("t", EVENTS, Duration::from_secs(300)).await;
     let delivered = start.elapsed();
     println!(
-        "{label:<26} {EVENTS} events ({} B), {CONCURRENCY} concurrent senders: ingest {:>7.0} events/s, end to end {:>7.0} events/s",
+        "{label:<14} {storage:<17} {EVENTS} events ({} B), {CONCURRENCY} senders: ingest {:>6.0} events/s, end to end {:>6.0} events/s",
         body.len(),
         EVENTS as f64 / ingested.as_secs_f64(),
         EVENTS as f64 / delivered.as_secs_f64(),
@@ -55,12 +70,10 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        run("no plugin", "", &[]).await;
-        run(
-            "redact plugin",
-            "{ name = \"redact\", config = { fields = \"/user/email,/card\" } }",
-            &["redact"],
-        )
-        .await;
+        let redact = "{ name = \"redact\", config = { fields = \"/user/email,/card\" } }";
+        for storage in ["memory", "sqlite, fsync", "sqlite, OS flush"] {
+            run("no plugin", "", &[], storage).await;
+            run("redact plugin", redact, &["redact"], storage).await;
+        }
     });
 }

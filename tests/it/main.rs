@@ -3,6 +3,7 @@
 
 mod cli;
 mod delivery;
+mod durable;
 mod hostile;
 mod ingest;
 mod plugins;

@@ -15,6 +15,10 @@ use tokio::sync::Notify;
 #[derive(Debug, Clone)]
 pub struct Received {
     pub path: String,
+    /// When it arrived.
+    pub at: std::time::Instant,
+    /// The status the receiver answered (0 while a `Hang` is pending).
+    pub status: u16,
     pub headers: HashMap<String, String>,
     pub body: Bytes,
 }
@@ -39,6 +43,8 @@ pub enum Behaviour {
     Always(u16),
     /// Never answer (until the test ends).
     Hang,
+    /// 200, after this many milliseconds.
+    Slow(u64),
 }
 
 #[derive(Default)]
@@ -135,8 +141,17 @@ async fn handle(
         *c += 1;
         *c
     };
+    let status = match behaviour {
+        Behaviour::Ok | Behaviour::Slow(_) => 200,
+        Behaviour::FailFirst { n, status } if count <= n => status,
+        Behaviour::FailFirst { .. } => 200,
+        Behaviour::Always(status) => status,
+        Behaviour::Hang => 0,
+    };
     inner.received.lock().unwrap().push(Received {
         path,
+        at: std::time::Instant::now(),
+        status,
         headers: headers
             .iter()
             .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
@@ -144,12 +159,10 @@ async fn handle(
         body,
     });
     inner.changed.notify_waiters();
-    let status = match behaviour {
-        Behaviour::Ok => 200,
-        Behaviour::FailFirst { n, status } if count <= n => status,
-        Behaviour::FailFirst { .. } => 200,
-        Behaviour::Always(status) => status,
-        Behaviour::Hang => std::future::pending().await,
-    };
+    match behaviour {
+        Behaviour::Hang => std::future::pending::<()>().await,
+        Behaviour::Slow(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+        _ => {}
+    }
     (StatusCode::from_u16(status).unwrap(), "received").into_response()
 }

@@ -50,6 +50,8 @@ pub struct Setup<'a> {
     pub plugins: &'a [&'a str],
     pub server_extra: &'a str,
     pub storage_extra: &'a str,
+    /// Use the durable SQLite store in the temp folder instead of `memory://`.
+    pub durable: bool,
     pub plugins_extra: &'a str,
 }
 
@@ -92,10 +94,16 @@ impl Router {
             server_extra,
             storage_extra,
             plugins_extra,
+            durable,
             ..
         } = setup;
+        let url = if durable {
+            "sqlite://data/wasmhook.db"
+        } else {
+            "memory://"
+        };
         let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{server_extra}\n\n[storage]\nurl = \"memory://\"\n{storage_extra}\n\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{server_extra}\n\n[storage]\nurl = \"{url}\"\n{storage_extra}\n\n\
              [plugins]\ndir = \"plugins\"\n{plugins_extra}\n\n{config}"
         );
         let config_path = dir.path().join("wasmhook.toml");
@@ -138,9 +146,18 @@ impl Router {
 
     /// GET an admin API path with the admin token; returns status and JSON.
     pub async fn api(&self, path: &str) -> (u16, Value) {
+        self.api_call(reqwest::Method::GET, path).await
+    }
+
+    /// POST to an admin API path with the admin token.
+    pub async fn api_post(&self, path: &str) -> (u16, Value) {
+        self.api_call(reqwest::Method::POST, path).await
+    }
+
+    async fn api_call(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
         let resp = self
             .client
-            .get(self.url(path))
+            .request(method, self.url(path))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await

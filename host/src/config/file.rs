@@ -51,6 +51,10 @@ impl Default for RawServer {
 pub struct RawStorage {
     pub url: Spanned<Text>,
     pub queue_capacity: u32,
+    pub fsync: bool,
+    pub retention: Spanned<Text>,
+    pub dead_retention: Spanned<Text>,
+    pub dedup_window: Spanned<Text>,
 }
 
 impl Default for RawStorage {
@@ -58,6 +62,10 @@ impl Default for RawStorage {
         RawStorage {
             url: Spanned::new(0..0, Text("sqlite://data/wasmhook.db".into())),
             queue_capacity: 10_000,
+            fsync: true,
+            retention: Spanned::new(0..0, Text("72h".into())),
+            dead_retention: Spanned::new(0..0, Text("30d".into())),
+            dedup_window: Spanned::new(0..0, Text("24h".into())),
         }
     }
 }

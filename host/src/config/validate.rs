@@ -46,11 +46,20 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageConfig {
     pub url: StorageUrl,
-    /// Events and deliveries the in-memory queue holds before ingest answers 503.
+    /// Events stored and waiting for the pipeline before ingest answers 503.
     pub queue_capacity: usize,
+    /// Sync the log to disk on every commit (survives power loss), or let the
+    /// OS flush it (survives a process crash).
+    pub fsync: bool,
+    /// Delivered deliveries and their attempts are pruned after this.
+    pub retention: Duration,
+    /// Dead deliveries are kept this long for retry and replay.
+    pub dead_retention: Duration,
+    /// A repeated event id within this window is a duplicate.
+    pub dedup_window: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,9 +273,16 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     if raw.storage.queue_capacity == 0 {
         return Err(c.err(None, "storage.queue_capacity", "must be above 0"));
     }
+    let duration = |d: &Spanned<Text>, key: &str| {
+        parse_duration(&d.get_ref().0).map_err(|m| c.err(Some(d.span()), key, m))
+    };
     let storage = StorageConfig {
         url: storage_url,
         queue_capacity: raw.storage.queue_capacity as usize,
+        fsync: raw.storage.fsync,
+        retention: duration(&raw.storage.retention, "storage.retention")?,
+        dead_retention: duration(&raw.storage.dead_retention, "storage.dead_retention")?,
+        dedup_window: duration(&raw.storage.dedup_window, "storage.dedup_window")?,
     };
 
     // [plugins]
@@ -582,19 +598,20 @@ fn plugin_config(table: BTreeMap<String, toml::Value>) -> Result<Arc<[(String, S
         .collect()
 }
 
-/// `"250ms"`, `"5s"`, `"5m"`, `"2h"`, or `"0s"` for immediately.
+/// `"250ms"`, `"5s"`, `"5m"`, `"2h"`, `"30d"`, or `"0s"` for immediately.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num.parse().map_err(|_| {
-        format!("{text:?} is not a duration like \"500ms\", \"5s\", \"5m\" or \"2h\"")
+        format!("{text:?} is not a duration like \"500ms\", \"5s\", \"5m\", \"2h\" or \"30d\"")
     })?;
     let ms = match unit {
         "ms" => n,
         "s" => n * 1000,
         "m" => n * 60_000,
         "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
         _ => {
             return Err(format!(
                 "{text:?} has no unit: write e.g. \"500ms\", \"5s\", \"5m\" or \"2h\""

@@ -14,5 +14,5 @@ pub mod signing;
 mod worker;
 
 pub use retry::RetryPolicy;
-pub use sender::{Sender, Verdict};
+pub use sender::{Reply, Sender, Verdict};
 pub use worker::Dispatcher;

@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::signing;
 use crate::config::Target;
-use crate::queue::Delivery;
+use crate::store::Delivery;
 
 /// Headers never forwarded from the event to a target: hop-by-hop headers
 /// (RFC 9110 §7.6.1), those the client computes, the signature headers we set
@@ -35,12 +35,18 @@ const NOT_FORWARDED: &[&str] = &[
 /// Most of a response body worth keeping for the log.
 const EXCERPT_BYTES: usize = 512;
 
+/// What the target said, for the attempt log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    pub status: Option<u16>,
+    /// The start of the response body, on one line.
+    pub excerpt: Option<String>,
+}
+
 /// How an attempt went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Success {
-        status: u16,
-    },
+    Success,
     /// Worth another try: timeout, connection error, 408, 429, 5xx.
     Retryable {
         error: String,
@@ -70,7 +76,7 @@ impl Sender {
         Ok(Sender { client })
     }
 
-    pub async fn attempt(&self, target: &Target, delivery: &Delivery) -> Verdict {
+    pub async fn attempt(&self, target: &Target, delivery: &Delivery) -> (Verdict, Reply) {
         let event = &delivery.event;
         let mut headers = HeaderMap::new();
         for (name, value) in &event.headers {
@@ -119,18 +125,16 @@ impl Sender {
                 } else {
                     format!("request failed: {}", root_cause(&e))
                 };
-                return Verdict::Retryable {
-                    error,
-                    retry_after: None,
-                };
+                return (
+                    Verdict::Retryable {
+                        error,
+                        retry_after: None,
+                    },
+                    Reply::default(),
+                );
             }
         };
         let status = response.status();
-        if status.is_success() {
-            return Verdict::Success {
-                status: status.as_u16(),
-            };
-        }
         let retry_after = response
             .headers()
             .get(http::header::RETRY_AFTER)
@@ -138,17 +142,25 @@ impl Sender {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let excerpt = body_excerpt(response).await;
-        let error = if excerpt.is_empty() {
-            format!("HTTP {}", status.as_u16())
-        } else {
-            format!("HTTP {}: {excerpt}", status.as_u16())
-        };
         let code = status.as_u16();
-        if code == 408 || code == 429 || status.is_server_error() {
+        let reply = Reply {
+            status: Some(code),
+            excerpt: (!excerpt.is_empty()).then(|| excerpt.clone()),
+        };
+        if status.is_success() {
+            return (Verdict::Success, reply);
+        }
+        let error = if excerpt.is_empty() {
+            format!("HTTP {code}")
+        } else {
+            format!("HTTP {code}: {excerpt}")
+        };
+        let verdict = if code == 408 || code == 429 || status.is_server_error() {
             Verdict::Retryable { error, retry_after }
         } else {
             Verdict::Permanent { error }
-        }
+        };
+        (verdict, reply)
     }
 }
 

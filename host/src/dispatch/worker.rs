@@ -14,8 +14,9 @@ use tracing::Instrument;
 use super::retry::RetryPolicy;
 use super::sender::{Sender, Verdict};
 use crate::config::LiveConfig;
+use crate::event::now_ms;
 use crate::metrics::Metrics;
-use crate::queue::{AttemptResult, Delivery, Store};
+use crate::store::{Attempt, Delivery, NextStep, Store};
 
 /// Owns the per-target workers.
 pub struct Dispatcher {
@@ -111,58 +112,83 @@ impl TargetWorker {
     async fn run(self, cancel: CancellationToken, tracker: TaskTracker) {
         let this = Arc::new(self);
         loop {
-            let slot = tokio::select! {
+            // Wait for one free slot, then take every other free one, and
+            // claim that many deliveries in one go (one store transaction).
+            let first = tokio::select! {
                 slot = this.slots.clone().acquire_owned() => slot.expect("semaphore is never closed"),
                 () = cancel.cancelled() => return,
             };
-            let delivery = tokio::select! {
-                d = this.store.claim(&this.name) => d,
+            let mut slots = vec![first];
+            while let Ok(slot) = this.slots.clone().try_acquire_owned() {
+                slots.push(slot);
+            }
+            let batch = tokio::select! {
+                d = this.store.claim(&this.name, this.lease(), slots.len()) => d,
                 () = cancel.cancelled() => return,
             };
-            let span = tracing::info_span!(
-                "delivery",
-                event_id = %delivery.event_id,
-                delivery_id = %delivery.id,
-                target = %this.name,
-                attempt = delivery.attempts + 1,
-            );
-            let worker = this.clone();
-            tracker.spawn(
-                async move {
-                    let result = worker.attempt(delivery).await;
-                    if let Err(e) = result {
-                        tracing::error!("could not record the attempt: {e}");
+            // More slots than deliveries: the spare ones are dropped (freed) here.
+            for (delivery, slot) in batch.into_iter().zip(slots) {
+                let span = tracing::info_span!(
+                    "delivery",
+                    event_id = %delivery.event_id,
+                    delivery_id = %delivery.id,
+                    target = %this.name,
+                    attempt = delivery.attempts + 1,
+                );
+                let worker = this.clone();
+                tracker.spawn(
+                    async move {
+                        if let Err(e) = worker.attempt(delivery).await {
+                            tracing::error!("could not record the attempt: {e}");
+                        }
+                        drop(slot);
                     }
-                    drop(slot);
-                }
-                .instrument(span),
-            );
+                    .instrument(span),
+                );
+            }
         }
     }
 
-    async fn attempt(&self, mut delivery: Delivery) -> Result<(), crate::queue::StoreError> {
+    /// How long a claimed delivery is ours: the attempt's timeout and a margin.
+    /// If the process dies mid-attempt, the delivery is due again after it.
+    fn lease(&self) -> Duration {
+        let timeout = self
+            .live
+            .load()
+            .target(&self.name)
+            .map(|t| t.timeout)
+            .unwrap_or_default();
+        timeout + Duration::from_secs(30)
+    }
+
+    async fn attempt(&self, mut delivery: Delivery) -> Result<(), crate::store::StoreError> {
         let config = self.live.load_full();
         let Some(target) = config.target(&self.name) else {
-            // Removed from the config after this delivery was claimed.
-            let error = "the target is no longer in the config".to_string();
-            let after = Duration::from_secs(1);
-            return self
-                .store
-                .finish_attempt(delivery, AttemptResult::Retry { after, error })
-                .await;
+            // Removed from the config after this delivery was claimed: put it
+            // back, without using up an attempt.
+            let attempt = Attempt {
+                started_at: now_ms(),
+                error: Some("the target is no longer in the config".into()),
+                ..Attempt::default()
+            };
+            let next = NextStep::Retry {
+                after: Duration::from_secs(1),
+            };
+            return self.store.finish_attempt(delivery, attempt, next).await;
         };
         let policy = RetryPolicy {
             schedule: target.retry_schedule.clone(),
             max_attempts: target.max_attempts,
         };
+        let started_at = now_ms();
         let started = tokio::time::Instant::now();
-        let verdict = self.sender.attempt(target, &delivery).await;
+        let (verdict, reply) = self.sender.attempt(target, &delivery).await;
         delivery.attempts += 1;
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        let result = match verdict {
-            Verdict::Success { status } => {
-                tracing::info!(status, elapsed_ms, "delivered");
-                AttemptResult::Delivered { status }
+        let (next, error) = match verdict {
+            Verdict::Success => {
+                tracing::info!(status = reply.status, elapsed_ms, "delivered");
+                (NextStep::Delivered, None)
             }
             Verdict::Retryable { error, retry_after } => {
                 match policy.next_delay(delivery.attempts, retry_after, &mut rand::rng()) {
@@ -172,7 +198,7 @@ impl TargetWorker {
                             retry_in_ms = after.as_millis() as u64,
                             "attempt failed: {error}"
                         );
-                        AttemptResult::Retry { after, error }
+                        (NextStep::Retry { after }, Some(error))
                     }
                     None => {
                         tracing::error!(
@@ -180,7 +206,7 @@ impl TargetWorker {
                             "delivery is dead after {} attempts: {error}",
                             delivery.attempts
                         );
-                        AttemptResult::Dead { error }
+                        (NextStep::Dead, Some(error))
                     }
                 }
             }
@@ -189,10 +215,17 @@ impl TargetWorker {
                     elapsed_ms,
                     "delivery is dead, the target refused it: {error}"
                 );
-                AttemptResult::Dead { error }
+                (NextStep::Dead, Some(error))
             }
         };
-        self.metrics.attempt(&self.name, &result);
-        self.store.finish_attempt(delivery, result).await
+        self.metrics.attempt(&self.name, next);
+        let attempt = Attempt {
+            started_at,
+            duration_ms: elapsed_ms,
+            status: reply.status,
+            error,
+            response: reply.excerpt,
+        };
+        self.store.finish_attempt(delivery, attempt, next).await
     }
 }

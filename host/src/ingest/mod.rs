@@ -13,8 +13,9 @@ use serde_json::json;
 
 use crate::config::{EventTypeRule, Source};
 use crate::event::{Event, now_ms};
-use crate::queue::StoreError;
 use crate::server::AppState;
+use crate::store::{Accepted, StoreError};
+use tracing::Instrument;
 
 /// Longest event id taken from a sender's header.
 const MAX_ID_LEN: usize = 256;
@@ -73,12 +74,22 @@ pub async fn ingest(
     };
     let id = event.id.clone();
     let span = tracing::info_span!("ingest", event_id = %id, source = %source.name);
+    let accepted = state.store.accept(event).instrument(span.clone()).await;
     let _enter = span.enter();
-    match state.store.accept(event).await {
-        Ok(()) => {
+    match accepted {
+        Ok(Accepted::New) => {
             state.metrics.event_received(&source.name);
             tracing::info!("event accepted");
             (StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response()
+        }
+        Ok(Accepted::Duplicate) => {
+            state.metrics.ingest_rejected(&source.name, "duplicate");
+            tracing::info!("duplicate event id: accepted again, nothing new to deliver");
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({ "id": id, "duplicate": true })),
+            )
+                .into_response()
         }
         Err(StoreError::Full) => {
             state.metrics.ingest_rejected(&source.name, "queue_full");

@@ -6,7 +6,7 @@ use crate::config::{Config, LiveConfig, Route};
 use crate::event::{Event, Outcome, Output};
 use crate::metrics::Metrics;
 use crate::plugin::{PluginError, PluginRegistry};
-use crate::queue::{Delivery, RouteFailure};
+use crate::store::{Delivery, RouteFailure};
 
 /// The routing table (read from the live config per event, so a config
 /// reload applies to the next event) and the plugins it calls.

@@ -20,5 +20,5 @@ mod rerun;
 mod worker;
 
 pub use chain::{Pipeline, PipelineResult};
-pub use rerun::{rerun_waiting, spawn_reruns};
+pub use rerun::{rerun_route, rerun_waiting, spawn_reruns};
 pub use worker::spawn_pipeline_workers;

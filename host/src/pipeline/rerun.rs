@@ -9,7 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use super::chain::Pipeline;
 use crate::plugin::PluginRegistry;
-use crate::queue::Store;
+use crate::store::{FailedFilter, Store};
 
 /// Listen for plugin loads and re-run what waited for each.
 pub fn spawn_reruns(
@@ -44,7 +44,19 @@ pub fn spawn_reruns(
 
 /// Re-run every failed route that waits for `plugin`.
 pub async fn rerun_waiting(pipeline: &Pipeline, store: &dyn Store, plugin: &str) {
-    let waiting = store.take_failed(plugin).await;
+    let waiting = match store
+        .failed_routes(FailedFilter::WaitingFor(plugin.to_string()))
+        .await
+    {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(
+                plugin,
+                "cannot list the routes waiting for this plugin: {e}"
+            );
+            return;
+        }
+    };
     if waiting.is_empty() {
         return;
     }
@@ -54,12 +66,25 @@ pub async fn rerun_waiting(pipeline: &Pipeline, store: &dyn Store, plugin: &str)
         "plugin is loaded: re-running the routes that waited for it"
     );
     for (event, failure) in waiting {
-        let result = pipeline.rerun(&event, &failure.route).await;
-        if let Err(e) = store
-            .record_rerun(event, result.deliveries, result.failures)
-            .await
-        {
-            tracing::error!("could not record a re-run: {e}");
-        }
+        rerun_route(pipeline, store, event, &failure.route).await;
     }
+}
+
+/// Re-run one failed route of an event and record the result in place of
+/// the failure. Returns the new failures (empty when the route now works).
+pub async fn rerun_route(
+    pipeline: &Pipeline,
+    store: &dyn Store,
+    event: crate::event::Event,
+    route: &str,
+) -> Vec<crate::store::RouteFailure> {
+    let result = pipeline.rerun(&event, route).await;
+    let failures = result.failures.clone();
+    if let Err(e) = store
+        .record_rerun(event, route, result.deliveries, result.failures)
+        .await
+    {
+        tracing::error!(route, "could not record a re-run: {e}");
+    }
+    failures
 }

@@ -8,7 +8,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::chain::Pipeline;
-use crate::queue::Store;
+use crate::store::Store;
 
 /// Runs up to `concurrency` events through the pipeline at once.
 pub fn spawn_pipeline_workers(

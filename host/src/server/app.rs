@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::AppState;
+use super::{AppState, admin};
 use crate::ingest::{error, ingest};
 
 /// The router's HTTP app. Tests call it with `oneshot`, no socket needed.
@@ -24,6 +24,11 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/plugins", get(plugins))
+        .route("/api/events/{id}", get(admin::event))
+        .route("/api/events/{id}/rerun", post(admin::rerun_event))
+        .route("/api/deliveries", get(admin::deliveries))
+        .route("/api/deliveries/{id}/retry", post(admin::retry_delivery))
+        .route("/api/targets/{name}/replay", post(admin::replay_target))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
 }
@@ -33,7 +38,6 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    let stats = state.store.stats();
     if state.is_draining() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -41,11 +45,23 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    Json(json!({ "status": "ready", "queue": stats })).into_response()
+    match state.store.stats().await {
+        Ok(stats) => Json(json!({ "status": "ready", "queue": stats })).into_response(),
+        Err(e) => {
+            tracing::error!("readyz: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "storage unavailable" })),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(&state.store.stats());
+    // Counters still render when the store cannot be read; the gauges then read 0.
+    let stats = state.store.stats().await.unwrap_or_default();
+    let body = state.metrics.render(&stats);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -57,7 +73,7 @@ async fn plugins(State(state): State<AppState>, headers: HeaderMap) -> Response 
 }
 
 /// Why an admin request was refused.
-enum Denied {
+pub(super) enum Denied {
     /// No admin token configured: the admin API does not exist.
     Off,
     Unauthorized,
@@ -76,7 +92,7 @@ impl IntoResponse for Denied {
 }
 
 /// Constant-time bearer token check for the admin API.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Denied> {
+pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Denied> {
     let config = state.live.load();
     let Some(token) = &config.server.admin_token else {
         return Err(Denied::Off);

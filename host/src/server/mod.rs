@@ -2,9 +2,10 @@
 //!
 //! Shutdown (SIGINT/SIGTERM): ingest stops accepting (503), the listener
 //! closes, workers stop claiming, and attempts in flight get
-//! [`SHUTDOWN_GRACE`] to finish. With the in-memory store, whatever is still
-//! queued is lost at exit; the log says how much.
+//! [`SHUTDOWN_GRACE`] to finish. Everything else stays in the store for the
+//! next start (with `memory://` it is lost; the log says how much).
 
+mod admin;
 mod app;
 
 pub use app::app;
@@ -19,16 +20,19 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, LiveConfig, StorageUrl};
+use crate::config::{Config, LiveConfig, StorageConfig, StorageUrl};
 use crate::dispatch::{Dispatcher, Sender};
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, spawn_pipeline_workers, spawn_reruns};
 use crate::plugin::{PluginRegistry, PluginRuntime};
-use crate::queue::{MemoryStore, Store};
 use crate::reload::{spawn_config_watcher, spawn_plugin_watcher};
+use crate::store::{SqliteStore, Store};
 
 /// How long attempts in flight may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How often retention runs.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Shared state of the HTTP handlers. Cheap to clone.
 #[derive(Clone)]
@@ -41,6 +45,8 @@ pub struct Shared {
     pub registry: Arc<PluginRegistry>,
     pub metrics: Arc<Metrics>,
     pub ingest_slots: Arc<Semaphore>,
+    /// For the admin API's re-run.
+    pub pipeline: Option<Arc<Pipeline>>,
     draining: AtomicBool,
 }
 
@@ -57,6 +63,7 @@ impl AppState {
         store: Arc<dyn Store>,
         registry: Arc<PluginRegistry>,
         metrics: Arc<Metrics>,
+        pipeline: Option<Arc<Pipeline>>,
     ) -> Self {
         let slots = live.load().server.max_concurrent_requests;
         AppState(Arc::new(Shared {
@@ -65,6 +72,7 @@ impl AppState {
             store,
             registry,
             metrics,
+            pipeline,
             draining: AtomicBool::new(false),
         }))
     }
@@ -94,15 +102,30 @@ pub async fn load_plugins(config: &Config) -> anyhow::Result<Arc<PluginRegistry>
     Ok(registry)
 }
 
+/// Open the store `storage` names.
+pub fn open_store(storage: &StorageConfig) -> anyhow::Result<Arc<dyn Store>> {
+    let path = match &storage.url {
+        StorageUrl::Sqlite(path) => Some(path.as_path()),
+        StorageUrl::Memory => {
+            tracing::warn!(
+                "storage.url is memory://: events not yet delivered are lost on restart"
+            );
+            None
+        }
+        StorageUrl::Postgres(_) => anyhow::bail!(
+            "storage.url: PostgreSQL storage is not available in this version yet; use sqlite://PATH"
+        ),
+    };
+    Ok(Arc::new(SqliteStore::open(
+        path,
+        storage.fsync,
+        storage.queue_capacity,
+    )?))
+}
+
 /// Run the router until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    match &config.storage.url {
-        StorageUrl::Memory => {}
-        other => tracing::warn!(
-            storage = ?other,
-            "this version keeps the queue in memory only: events not yet delivered are lost on restart"
-        ),
-    }
+    let store = open_store(&config.storage)?;
     let registry = load_plugins(&config).await?;
     for route in &config.routes {
         for step in &route.plugins {
@@ -114,9 +137,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let config_path = config.path.clone();
     let plugins = config.plugins.clone();
+    let memory_only = matches!(config.storage.url, StorageUrl::Memory);
     let live: LiveConfig = Arc::new(ArcSwap::from_pointee(config));
     let metrics = Arc::new(Metrics::default());
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(live.load().storage.queue_capacity));
     let pipeline = Arc::new(Pipeline::new(
         live.clone(),
         registry.clone(),
@@ -132,7 +155,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         cancel.clone(),
         &tracker,
     );
-    spawn_reruns(pipeline, store.clone(), &registry, cancel.clone(), &tracker);
+    spawn_reruns(
+        pipeline.clone(),
+        store.clone(),
+        &registry,
+        cancel.clone(),
+        &tracker,
+    );
+    spawn_retention(live.clone(), store.clone(), cancel.clone(), &tracker);
     let dispatcher = Arc::new(Dispatcher::new(
         live.clone(),
         store.clone(),
@@ -160,7 +190,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         &tracker,
     )?;
 
-    let state = AppState::new(live.clone(), store.clone(), registry, metrics);
+    let state = AppState::new(
+        live.clone(),
+        store.clone(),
+        registry,
+        metrics,
+        Some(pipeline),
+    );
     let listen = live.load().server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -185,14 +221,64 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     {
         tracing::warn!("attempts still in flight after {SHUTDOWN_GRACE:?}; stopping anyway");
     }
-    let left = store.stats();
-    if left.awaiting_pipeline + left.pending_deliveries + left.dead + left.failed_routes > 0 {
-        tracing::warn!(
+    match store.stats().await {
+        Ok(left) if memory_only => {
+            if left.awaiting_pipeline + left.pending_deliveries + left.dead + left.failed_routes > 0
+            {
+                tracing::warn!(
+                    ?left,
+                    "stopped with undelivered work held in memory; it is lost"
+                );
+            }
+        }
+        Ok(left) => tracing::info!(
             ?left,
-            "stopped with undelivered work held in memory; it is lost"
-        );
+            "stopped; undelivered work stays in the store for the next start"
+        ),
+        Err(e) => tracing::warn!("stopped; cannot read the store's counts: {e}"),
     }
     Ok(())
+}
+
+/// Prune delivered and dead work, and events with nothing left, as
+/// `[storage]` says. Events are kept at least `dedup_window`, so duplicates
+/// are recognised that long.
+fn spawn_retention(
+    live: LiveConfig,
+    store: Arc<dyn Store>,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) {
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(PRUNE_EVERY) => {}
+                () = cancel.cancelled() => return,
+            }
+            let storage = live.load().storage.clone();
+            let now = crate::event::now_ms();
+            let ago = |d: Duration| now.saturating_sub(d.as_millis() as u64);
+            let events_before = ago(storage.retention.max(storage.dedup_window));
+            match store
+                .prune(
+                    ago(storage.retention),
+                    ago(storage.dead_retention),
+                    events_before,
+                )
+                .await
+            {
+                Ok(p) if p.deliveries + p.events > 0 => {
+                    tracing::info!(
+                        deliveries = p.deliveries,
+                        events = p.events,
+                        "retention: pruned old work"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("retention: {e}"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

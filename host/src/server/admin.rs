@@ -1,0 +1,201 @@
+//! The admin API: events with their deliveries and attempts, dead
+//! deliveries, retry, replay and re-run. Every handler checks the bearer
+//! token first (see `app::authorize`).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::app::authorize;
+use crate::ingest::error;
+use crate::pipeline::rerun_route;
+use crate::store::{DeliveryQuery, FailedFilter, StoreError};
+
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+/// Storage failures reach the client as a plain 503; details go to the log.
+fn unavailable(e: StoreError) -> Response {
+    tracing::error!("admin API: {e}");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage is unavailable; retry shortly",
+    )
+}
+
+macro_rules! authorized {
+    ($state:expr, $headers:expr) => {
+        if let Err(denied) = authorize(&$state, &$headers) {
+            return denied.into_response();
+        }
+    };
+}
+
+/// `GET /api/events/{id}`: the event, its failed routes, deliveries and attempts.
+pub async fn event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    authorized!(state, headers);
+    match state.store.event(&id).await {
+        Ok(Some(record)) => Json(record).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no event has id {id:?}")),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    state: Option<String>,
+    target: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/deliveries?state=dead&target=…&limit=…&after=…`, paged by id:
+/// pass the response's `next` as `after` for the next page.
+pub async fn deliveries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    authorized!(state, headers);
+    let Ok(Query(p)) = params else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "query parameters: state, target, after, limit",
+        );
+    };
+    const STATES: [&str; 5] = ["pending", "in_flight", "retrying", "delivered", "dead"];
+    if let Some(s) = &p.state
+        && !STATES.contains(&s.as_str())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("state must be one of {}", STATES.join(", ")),
+        );
+    }
+    let limit = p.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let query = DeliveryQuery {
+        state: p.state,
+        target: p.target,
+        after: p.after,
+        limit,
+    };
+    match state.store.deliveries(query).await {
+        Ok(page) => {
+            let next = (page.len() == limit)
+                .then(|| page.last().map(|d| d.id.clone()))
+                .flatten();
+            Json(json!({ "deliveries": page, "next": next })).into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /api/deliveries/{id}/retry`: due now, with a fresh attempt budget.
+pub async fn retry_delivery(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    authorized!(state, headers);
+    match state.store.retry_delivery(&id).await {
+        Ok(true) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "id": id, "state": "pending" })),
+        )
+            .into_response(),
+        Ok(false) => error(
+            StatusCode::NOT_FOUND,
+            format!("no delivery {id:?} that is not in flight"),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayParams {
+    /// Only deliveries that died at or after this time (ms since the epoch).
+    since: Option<u64>,
+}
+
+/// `POST /api/targets/{name}/replay[?since=MS]`: re-queue the target's dead deliveries.
+pub async fn replay_target(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    params: Result<Query<ReplayParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    authorized!(state, headers);
+    let Ok(Query(p)) = params else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "query parameter: since (ms since the Unix epoch)",
+        );
+    };
+    if state.live.load().target(&name).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no target is named {name:?}"),
+        );
+    }
+    match state.store.replay_target(&name, p.since).await {
+        Ok(n) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "target": name, "requeued": n })),
+        )
+            .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /api/events/{id}/rerun`: re-run the routes that failed on this event.
+pub async fn rerun_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    authorized!(state, headers);
+    let Some(pipeline) = &state.pipeline else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline is not running",
+        );
+    };
+    let failed = match state
+        .store
+        .failed_routes(FailedFilter::Event(id.clone()))
+        .await
+    {
+        Ok(f) => f,
+        Err(e) => return unavailable(e),
+    };
+    if failed.is_empty() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("event {id:?} has no failed routes to re-run"),
+        );
+    }
+    let mut results = Vec::new();
+    for (event, failure) in failed {
+        let still = rerun_route(pipeline, state.store.as_ref(), event, &failure.route).await;
+        results.push(json!({
+            "route": failure.route,
+            "ok": still.is_empty(),
+            "reason": still.first().map(|f| f.reason.clone()),
+        }));
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "routes": results })),
+    )
+        .into_response()
+}

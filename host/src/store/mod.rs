@@ -1,0 +1,238 @@
+//! The store: the durable queue between ingest, the pipeline and dispatch,
+//! and the record the admin API reads.
+//!
+//! Life of an event, as the [`Store`] trait sees it:
+//! 1. `accept`: ingest hands over a received event. `Ok` means the event is
+//!    committed (or was already: a duplicate) and ingest may answer 202;
+//!    `Err` means 503.
+//! 2. `next_event` → the pipeline runs the routes → `complete_event` commits
+//!    the deliveries to make and the routes that failed (kept with the event
+//!    for re-running). A route that failed for want of a plugin is listed by
+//!    `failed_routes` when that plugin loads, re-run, and `record_rerun`
+//!    replaces the failure with the result in one transaction.
+//! 3. `claim(target)` hands dispatch a due delivery under a lease;
+//!    `finish_attempt` records the attempt and what comes next: delivered,
+//!    retry at a time, or dead.
+//!
+//! Invariants:
+//! - An accepted event is never lost: it is committed before `accept`
+//!   returns, and until its routes have run it is `received` and is fed to
+//!   the pipeline again after a restart.
+//! - A delivery is `pending` → `in_flight` (leased) → `delivered` |
+//!   `retrying` (with a next attempt time) | `dead`. A lease that expires
+//!   (the process died mid-attempt) makes the delivery due again, so delivery
+//!   is at least once; its id never changes.
+//! - Each target is claimed on its own: nothing queued for one target waits
+//!   behind another's.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::event::Event;
+
+/// A delivery: one output event for one target, with a stable id.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Sent as `webhook-id`; the same across every attempt and restart.
+    pub id: String,
+    /// The id of the event as received (before plugins).
+    pub event_id: String,
+    pub route: String,
+    pub target: String,
+    /// The payload after plugins.
+    pub event: Event,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// A route whose plugins failed on an event. The event is kept with it, so
+/// the route can be re-run.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RouteFailure {
+    pub event_id: String,
+    pub route: String,
+    pub plugin: Option<String>,
+    pub reason: String,
+    /// Set when the route failed because this plugin was not loaded: the
+    /// route is re-run as soon as it is.
+    pub waiting_for: Option<String>,
+}
+
+/// What `accept` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    New,
+    /// The source already sent an event with this id: nothing new is made.
+    Duplicate,
+}
+
+/// One attempt, as recorded.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Attempt {
+    /// Milliseconds since the Unix epoch.
+    pub started_at: u64,
+    pub duration_ms: u64,
+    /// The HTTP status, when the target answered.
+    pub status: Option<u16>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// The start of the response body (capped).
+    pub response: Option<String>,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    Delivered,
+    Retry { after: Duration },
+    Dead,
+}
+
+/// Which failed routes to list for re-running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailedFilter {
+    /// Those waiting for this plugin to load.
+    WaitingFor(String),
+    /// Every failed route of this event (an admin re-run).
+    Event(String),
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// Too much work waiting, or the disk is full: ask the sender to retry later.
+    #[error("the router's queue is full")]
+    Full,
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Counts for `/readyz` and metrics.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct QueueStats {
+    pub awaiting_pipeline: usize,
+    pub pending_deliveries: usize,
+    pub in_flight: usize,
+    pub dead: usize,
+    pub failed_routes: usize,
+    pub capacity: usize,
+}
+
+/// One delivery as the admin API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub id: String,
+    pub event_id: String,
+    pub source: String,
+    pub route: String,
+    pub target: String,
+    pub state: String,
+    pub attempts: u32,
+    pub next_attempt_at: Option<u64>,
+    pub last_error: Option<String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+    /// Filled in by `event`, empty in listings.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempt_log: Vec<Attempt>,
+}
+
+/// An event with everything that happened to it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    pub id: String,
+    pub source: String,
+    pub event_type: String,
+    pub received_at: u64,
+    /// `received` until its routes have run, then `processed`.
+    pub state: String,
+    pub headers: Vec<(String, String)>,
+    /// The body as text when it is UTF-8 …
+    pub body: Option<String>,
+    /// … else base64.
+    pub body_base64: Option<String>,
+    pub failed_routes: Vec<RouteFailure>,
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// A page of `GET /api/deliveries`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryQuery {
+    pub state: Option<String>,
+    pub target: Option<String>,
+    /// Ids after this one (the cursor of the previous page).
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub deliveries: usize,
+    pub events: usize,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Take responsibility for a received event.
+    async fn accept(&self, event: Event) -> Result<Accepted, StoreError>;
+    /// The next event for the pipeline; waits until there is one.
+    async fn next_event(&self) -> Event;
+    /// The pipeline's result for an event that came from `next_event`.
+    async fn complete_event(
+        &self,
+        event: Event,
+        deliveries: Vec<Delivery>,
+        failures: Vec<RouteFailure>,
+    ) -> Result<(), StoreError>;
+    /// Failed routes (with their events) to re-run. They stay recorded until
+    /// `record_rerun` replaces them, so a crash mid-re-run loses nothing.
+    async fn failed_routes(
+        &self,
+        filter: FailedFilter,
+    ) -> Result<Vec<(Event, RouteFailure)>, StoreError>;
+    /// The result of re-running `route` on `event`: replaces its failure.
+    async fn record_rerun(
+        &self,
+        event: Event,
+        route: &str,
+        deliveries: Vec<Delivery>,
+        failures: Vec<RouteFailure>,
+    ) -> Result<(), StoreError>;
+    /// Wait until deliveries to `target` are due, and lease up to `max` of
+    /// them (at least one) for `lease`, most overdue first.
+    async fn claim(&self, target: &str, lease: Duration, max: usize) -> Vec<Delivery>;
+    /// Record an attempt on a claimed delivery and what comes next.
+    async fn finish_attempt(
+        &self,
+        delivery: Delivery,
+        attempt: Attempt,
+        next: NextStep,
+    ) -> Result<(), StoreError>;
+    async fn stats(&self) -> Result<QueueStats, StoreError>;
+
+    // The admin API.
+    async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError>;
+    async fn deliveries(&self, query: DeliveryQuery) -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// Make one delivery due now with a fresh attempt budget. `false` if
+    /// unknown or in flight.
+    async fn retry_delivery(&self, id: &str) -> Result<bool, StoreError>;
+    /// Make the dead deliveries of `target` due again (those that died at or
+    /// after `since`, ms). Returns how many.
+    async fn replay_target(&self, target: &str, since: Option<u64>) -> Result<usize, StoreError>;
+    /// Delete delivered work older than `delivered_before`, dead work older
+    /// than `dead_before`, and events older than `events_before` that have
+    /// nothing left (all ms since the epoch).
+    async fn prune(
+        &self,
+        delivered_before: u64,
+        dead_before: u64,
+        events_before: u64,
+    ) -> Result<Pruned, StoreError>;
+}

@@ -1,0 +1,504 @@
+//! Durable delivery: nothing acknowledged is ever lost.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmhook_e2e::{Behaviour, Receiver, Router, Setup};
+
+use crate::WAIT;
+
+fn route_to(targets: &[(&str, &str)], extra_target_keys: &str) -> String {
+    let mut config = String::from("[[sources]]\nname = \"s\"\n\n");
+    for (name, url) in targets {
+        config.push_str(&format!(
+            "[[targets]]\nname = \"{name}\"\nurl = \"{url}\"\nretry_schedule = [\"20ms\", \"50ms\"]\n{extra_target_keys}\n\n"
+        ));
+    }
+    let names: Vec<String> = targets.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+    config.push_str(&format!(
+        "[[routes]]\nname = \"r\"\nsource = \"s\"\ntargets = [{}]\n",
+        names.join(", ")
+    ));
+    config
+}
+
+/// The events (by their `i`) the receiver answered 200 on `path`.
+fn delivered(rx: &Receiver, path: &str) -> Vec<i64> {
+    rx.on(path)
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.json()["i"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_three_times_while_streaming_loses_no_acknowledged_event() {
+    const EVENTS: usize = 5_000;
+    const SENDERS: usize = 16;
+    let rx = Receiver::start().await;
+    let config = format!(
+        "[[sources]]\nname = \"s\"\n\n[[targets]]\nname = \"t\"\nurl = \"{}\"\nmax_in_flight = 64\nretry_schedule = [\"20ms\"]\n\n\
+         [[routes]]\nname = \"r\"\nsource = \"s\"\nplugins = [\"tag-route\"]\ntargets = [\"t\"]\n",
+        rx.url("t")
+    );
+    let mut router = Router::with(Setup {
+        config: &config,
+        plugins: &["tag-route"],
+        durable: true,
+        ..Setup::default()
+    })
+    .await;
+    let base = Arc::new(Mutex::new(router.url("")));
+    let next = Arc::new(AtomicUsize::new(0));
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+
+    let mut senders = Vec::new();
+    for _ in 0..SENDERS {
+        let (base, next, acked, client) =
+            (base.clone(), next.clone(), acked.clone(), client.clone());
+        senders.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= EVENTS {
+                    return;
+                }
+                // Like a real sender: retry (same id) until acknowledged.
+                for _ in 0..500 {
+                    let url = format!("{}/ingest/s", base.lock().unwrap());
+                    let sent = client
+                        .post(url)
+                        .header("webhook-id", format!("crash-{i}"))
+                        .body(format!("{{\"i\":{i}}}"))
+                        .send()
+                        .await;
+                    if sent.is_ok_and(|r| r.status().as_u16() == 202) {
+                        acked.lock().unwrap().insert(i as i64);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }));
+    }
+    // Kill at pseudo-random points of the stream (a fixed-seed LCG keeps the
+    // test reproducible), restarting after each.
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut kills = 0;
+    for _ in 0..3 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let at = (kills + 1) * EVENTS / 4 + (seed >> 33) as usize % (EVENTS / 8);
+        while next.load(Ordering::Relaxed) < at {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        router.restart().await;
+        *base.lock().unwrap() = router.url("");
+        kills += 1;
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acked: HashSet<i64> = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > EVENTS / 2,
+        "most events were acknowledged: {}",
+        acked.len()
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let missing = loop {
+        let got: HashSet<i64> = delivered(&rx, "t").into_iter().collect();
+        let missing: Vec<i64> = acked.iter().filter(|i| !got.contains(i)).copied().collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            break missing;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events never arrived, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    let all = delivered(&rx, "t");
+    let unique: HashSet<i64> = all.iter().copied().collect();
+    let dup_rate = (all.len() - unique.len()) as f64 / unique.len() as f64;
+    println!(
+        "crash test: {EVENTS} sent, {} acknowledged, {kills} kill -9s, {} deliveries of {} events ({:.3}% duplicates)",
+        acked.len(),
+        all.len(),
+        unique.len(),
+        dup_rate * 100.0
+    );
+    // Events that were not acknowledged may or may not arrive; acknowledged ones must.
+    assert!(kills >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_down_for_a_while_gets_everything_with_retries_in_the_attempt_log() {
+    let rx = Receiver::start().await;
+    rx.set("t", Behaviour::Always(503));
+    let config = route_to(&[("t", &rx.url("t"))], "max_attempts = 50");
+    let router = Router::with(Setup {
+        config: &config,
+        durable: true,
+        ..Setup::default()
+    })
+    .await;
+    for i in 0..5 {
+        assert_eq!(
+            router
+                .ingest(
+                    "s",
+                    format!("{{\"i\":{i}}}"),
+                    &[("webhook-id", &format!("down-{i}"))]
+                )
+                .await
+                .0,
+            202
+        );
+    }
+    // Down until every event has been refused at least twice.
+    crate::eventually_async("retries while down", || async {
+        let refused = rx.on("t").iter().filter(|r| r.status == 503).count();
+        (refused >= 10).then_some(())
+    })
+    .await;
+    rx.set("t", Behaviour::Ok);
+    crate::eventually_async("everything delivered", || async {
+        let got: HashSet<i64> = delivered(&rx, "t").into_iter().collect();
+        (got.len() == 5).then_some(())
+    })
+    .await;
+    let (status, event) = router.api("/api/events/down-0").await;
+    assert_eq!(status, 200, "{event}");
+    let delivery = &event["deliveries"][0];
+    let log = delivery["attempt_log"].as_array().unwrap();
+    assert!(log.len() >= 3, "{event}");
+    assert!(
+        log[..log.len() - 1]
+            .iter()
+            .all(|a| a["status"] == 503 && a["error"].as_str().unwrap().contains("HTTP 503"))
+    );
+    assert_eq!(log.last().unwrap()["status"], 200);
+    crate::eventually_async("state delivered", || async {
+        let (_, e) = router.api("/api/events/down-0").await;
+        (e["deliveries"][0]["state"] == "delivered").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_always_failing_target_goes_dead_and_replay_delivers_everything() {
+    let rx = Receiver::start().await;
+    rx.set("t", Behaviour::Always(500));
+    let config = route_to(&[("t", &rx.url("t"))], "max_attempts = 3");
+    let router = Router::with(Setup {
+        config: &config,
+        durable: true,
+        ..Setup::default()
+    })
+    .await;
+    for i in 0..5 {
+        assert_eq!(
+            router.ingest("s", format!("{{\"i\":{i}}}"), &[]).await.0,
+            202
+        );
+    }
+    router.wait_metric("wasmhook_queue_dead", 5.0, WAIT).await;
+    assert_eq!(rx.on("t").len(), 15, "3 attempts each");
+
+    // Dead deliveries are listed, paged.
+    let (status, page1) = router
+        .api("/api/deliveries?state=dead&target=t&limit=3")
+        .await;
+    assert_eq!(status, 200, "{page1}");
+    assert_eq!(page1["deliveries"].as_array().unwrap().len(), 3);
+    let cursor = page1["next"].as_str().expect("a next cursor").to_string();
+    let (_, page2) = router
+        .api(&format!(
+            "/api/deliveries?state=dead&target=t&limit=3&after={cursor}"
+        ))
+        .await;
+    assert_eq!(page2["deliveries"].as_array().unwrap().len(), 2);
+    assert!(page2["next"].is_null());
+    assert!(
+        page1["deliveries"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 500")
+    );
+
+    rx.set("t", Behaviour::Ok);
+    let (status, replay) = router.api_post("/api/targets/t/replay").await;
+    assert_eq!(
+        (status, replay["requeued"].as_u64()),
+        (202, Some(5)),
+        "{replay}"
+    );
+    crate::eventually_async("all replayed", || async {
+        let got: HashSet<i64> = delivered(&rx, "t").into_iter().collect();
+        (got.len() == 5).then_some(())
+    })
+    .await;
+    router
+        .wait_metric(
+            "wasmhook_delivery_attempts_total{target=\"t\",result=\"delivered\"}",
+            5.0,
+            WAIT,
+        )
+        .await;
+    assert_eq!(router.metric("wasmhook_queue_dead").await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeated_event_id_is_not_delivered_twice_even_across_a_restart() {
+    let rx = Receiver::start().await;
+    let config = route_to(&[("t", &rx.url("t"))], "");
+    let mut router = Router::with(Setup {
+        config: &config,
+        durable: true,
+        ..Setup::default()
+    })
+    .await;
+    let (status, body) = router
+        .ingest("s", r#"{"i":1}"#, &[("webhook-id", "dup-1")])
+        .await;
+    assert_eq!((status, body["id"].as_str()), (202, Some("dup-1")));
+    rx.wait_for("t", 1, WAIT).await;
+    let (status, body) = router
+        .ingest("s", r#"{"i":1}"#, &[("webhook-id", "dup-1")])
+        .await;
+    assert_eq!(
+        (status, body["duplicate"].as_bool()),
+        (202, Some(true)),
+        "{body}"
+    );
+
+    router.restart().await;
+    let (status, body) = router
+        .ingest("s", r#"{"i":1}"#, &[("idempotency-key", "dup-1")])
+        .await;
+    assert_eq!(
+        (status, body["id"].as_str(), body["duplicate"].as_bool()),
+        (202, Some("dup-1"), Some(true)),
+        "{body}"
+    );
+    // A later event is delivered; by then a duplicate would have been too.
+    assert_eq!(
+        router
+            .ingest("s", r#"{"i":2}"#, &[("webhook-id", "dup-2")])
+            .await
+            .0,
+        202
+    );
+    rx.wait_for("t", 2, WAIT).await;
+    assert_eq!(
+        delivered(&rx, "t").iter().filter(|i| **i == 1).count(),
+        1,
+        "delivered once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_target_does_not_slow_another_target() {
+    const N: usize = 20;
+    let rx = Receiver::start().await;
+    rx.set("hang", Behaviour::Hang);
+    let config = format!(
+        "[[sources]]\nname = \"alone\"\n\n[[sources]]\nname = \"both\"\n\n\
+         [[targets]]\nname = \"fast\"\nurl = \"{}\"\n\n\
+         [[targets]]\nname = \"hang\"\nurl = \"{}\"\ntimeout_ms = 60000\nmax_in_flight = 2\n\n\
+         [[routes]]\nname = \"alone\"\nsource = \"alone\"\ntargets = [\"fast\"]\n\n\
+         [[routes]]\nname = \"both\"\nsource = \"both\"\ntargets = [\"hang\", \"fast\"]\n",
+        rx.url("fast"),
+        rx.url("hang")
+    );
+    let router = Router::with(Setup {
+        config: &config,
+        durable: true,
+        ..Setup::default()
+    })
+    .await;
+    let mut latency = HashMap::new();
+    for source in ["alone", "both"] {
+        let mut samples = Vec::new();
+        for i in 0..N {
+            let before = rx.on("fast").len();
+            let sent = Instant::now();
+            assert_eq!(
+                router.ingest(source, format!("{{\"i\":{i}}}"), &[]).await.0,
+                202
+            );
+            let got = rx.wait_for("fast", before + 1, WAIT).await;
+            samples.push(got[before].at.duration_since(sent));
+        }
+        samples.sort();
+        latency.insert(source, samples[N / 2]);
+    }
+    assert_eq!(
+        rx.on("hang").len(),
+        2,
+        "the hanging target holds its max_in_flight, no more"
+    );
+    println!(
+        "fast target p50 latency: alone {:?}, next to a hanging target {:?}",
+        latency["alone"], latency["both"]
+    );
+    assert!(
+        latency["both"] < latency["alone"] * 3 + Duration::from_millis(50),
+        "a hanging target slowed another: {latency:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_with_work_in_flight_loses_nothing() {
+    const N: i64 = 20;
+    let rx = Receiver::start().await;
+    rx.set("t", Behaviour::Slow(300));
+    let config = route_to(&[("t", &rx.url("t"))], "max_in_flight = 2");
+    let mut router = Router::with(Setup {
+        config: &config,
+        durable: true,
+        ..Setup::default()
+    })
+    .await;
+    for i in 0..N {
+        assert_eq!(
+            router.ingest("s", format!("{{\"i\":{i}}}"), &[]).await.0,
+            202
+        );
+    }
+    rx.wait_for("t", 1, WAIT).await;
+    assert!(router.terminate(), "clean exit after SIGTERM");
+    assert!(rx.on("t").len() < N as usize, "the shutdown came mid-way");
+    router.restart().await;
+    crate::eventually_async("everything delivered after the restart", || async {
+        let got: HashSet<i64> = delivered(&rx, "t").into_iter().collect();
+        (got.len() == N as usize).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_needs_the_token_and_retries_and_reruns() {
+    let rx = Receiver::start().await;
+    let config = format!(
+        "[[sources]]\nname = \"s\"\n\n[[targets]]\nname = \"t\"\nurl = \"{}\"\nmax_attempts = 1\n\n\
+         [[routes]]\nname = \"r\"\nsource = \"s\"\nplugins = [\"flaky\"]\ntargets = [\"t\"]\n",
+        rx.url("t")
+    );
+    let router = Router::with(Setup {
+        config: &config,
+        durable: true,
+        ..Setup::default()
+    })
+    .await;
+    // No token, a wrong token: refused.
+    let client = reqwest::Client::new();
+    let status = client
+        .get(router.url("/api/events/x"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+    let status = client
+        .get(router.url("/api/events/x"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+    assert_eq!(router.api("/api/events/nope").await.0, 404);
+
+    // A route whose plugin panics: the failure is recorded; fix the plugin, re-run.
+    std::fs::copy(
+        wasmhook_e2e::plugin_wasm("hostile-panic"),
+        router.plugins_dir().join("flaky.wasm"),
+    )
+    .unwrap();
+    crate::eventually_async("flaky loaded", || async {
+        router
+            .plugin_status("flaky")
+            .await
+            .filter(|s| s["version"].is_string())
+    })
+    .await;
+    assert_eq!(
+        router
+            .ingest("s", r#"{"i":1}"#, &[("webhook-id", "rerun-1")])
+            .await
+            .0,
+        202
+    );
+    let failed = crate::eventually_async("the failure recorded", || async {
+        let (_, e) = router.api("/api/events/rerun-1").await;
+        (e["failed_routes"].as_array().is_some_and(|f| !f.is_empty())).then_some(e)
+    })
+    .await;
+    assert!(
+        failed["failed_routes"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("trapped"),
+        "{failed}"
+    );
+    assert_eq!(failed["state"], "processed");
+
+    let tmp = router.plugins_dir().join(".flaky.tmp");
+    std::fs::copy(wasmhook_e2e::plugin_wasm("versioned-v1"), &tmp).unwrap();
+    std::fs::rename(&tmp, router.plugins_dir().join("flaky.wasm")).unwrap();
+    crate::eventually_async("the fix loaded", || async {
+        router
+            .plugin_status("flaky")
+            .await
+            .filter(|s| s["last_error"].is_null() && s["loaded_at"].is_u64())
+            .filter(|_| !router.log_text().is_empty())
+    })
+    .await;
+    crate::eventually_async("re-run succeeds", || async {
+        let (status, body) = router.api_post("/api/events/rerun-1/rerun").await;
+        (status == 202 && body["routes"][0]["ok"] == true).then_some(())
+    })
+    .await;
+    let got = rx.wait_for("t", 1, WAIT).await;
+    assert_eq!(got[0].header("x-plugin-version"), Some("v1"));
+
+    // A dead delivery retried by hand.
+    rx.set("t", Behaviour::Always(500));
+    assert_eq!(
+        router
+            .ingest("s", r#"{"i":2}"#, &[("webhook-id", "retry-2")])
+            .await
+            .0,
+        202
+    );
+    router.wait_metric("wasmhook_queue_dead", 1.0, WAIT).await;
+    let (_, e) = router.api("/api/events/retry-2").await;
+    let id = e["deliveries"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(e["deliveries"][0]["state"], "dead");
+    rx.set("t", Behaviour::Ok);
+    let (status, _) = router
+        .api_post(&format!("/api/deliveries/{id}/retry"))
+        .await;
+    assert_eq!(status, 202);
+    crate::eventually_async("retried delivery arrives", || async {
+        delivered(&rx, "t").contains(&2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        router.api_post("/api/deliveries/msg_nope/retry").await.0,
+        404
+    );
+    assert_eq!(router.api_post("/api/targets/nope/replay").await.0, 404);
+}
