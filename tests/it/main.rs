@@ -8,6 +8,7 @@ mod hostile;
 mod ingest;
 mod plugins;
 mod reload;
+mod security;
 
 use std::time::Duration;
 

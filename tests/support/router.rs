@@ -52,6 +52,8 @@ pub struct Setup<'a> {
     pub storage_extra: &'a str,
     /// Use the durable SQLite store in the temp folder instead of `memory://`.
     pub durable: bool,
+    /// Leave `server.admin_token` unset (the admin API is then off).
+    pub no_admin_token: bool,
     pub plugins_extra: &'a str,
 }
 
@@ -95,15 +97,21 @@ impl Router {
             storage_extra,
             plugins_extra,
             durable,
+            no_admin_token,
             ..
         } = setup;
+        let token = if no_admin_token {
+            String::new()
+        } else {
+            format!("admin_token = \"{ADMIN_TOKEN}\"")
+        };
         let url = if durable {
             "sqlite://data/wasmhook.db"
         } else {
             "memory://"
         };
         let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{server_extra}\n\n[storage]\nurl = \"{url}\"\n{storage_extra}\n\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\n{token}\n{server_extra}\n\n[storage]\nurl = \"{url}\"\n{storage_extra}\n\n\
              [plugins]\ndir = \"plugins\"\n{plugins_extra}\n\n{config}"
         );
         let config_path = dir.path().join("wasmhook.toml");

@@ -110,7 +110,22 @@ pub struct RawSource {
     #[serde(default)]
     pub id_header: Option<Text>,
     #[serde(default)]
-    pub verify: Option<Spanned<toml::Value>>,
+    pub verify: Option<Spanned<RawVerify>>,
+}
+
+/// `verify = { scheme = "github", secret = "…" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    pub scheme: Text,
+    /// One secret, or several while rotating.
+    pub secret: OneOrMany,
+    pub tolerance_secs: Option<u64>,
+    /// `hmac` only: the header, its encoding, a prefix, a timestamp header.
+    pub header: Option<Text>,
+    pub encoding: Option<Text>,
+    pub prefix: Option<Text>,
+    pub timestamp_header: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

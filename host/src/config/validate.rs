@@ -12,8 +12,9 @@ use base64::Engine as _;
 use toml::Spanned;
 
 use super::env::Text;
-use super::file::{RawConfig, RawPluginStep};
+use super::file::{RawConfig, RawPluginStep, RawVerify};
 use crate::plugin::Limits;
+use crate::verify::{Encoding, Verifier};
 
 /// A validated configuration. Relative paths are resolved against the config
 /// file's folder.
@@ -90,6 +91,8 @@ pub struct Source {
     pub event_type: EventTypeRule,
     /// Lower-case header that carries the sender's event id, if the source has one.
     pub id_header: Option<String>,
+    /// How requests prove they are genuine; `None` accepts them unverified.
+    pub verify: Option<Arc<Verifier>>,
 }
 
 /// Where an event's type comes from.
@@ -331,11 +334,15 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     for (i, src) in raw.sources.into_iter().enumerate() {
         let key = |k: &str| format!("sources[{i}].{k}");
         let name = check_name(&c, &src.name, &key("name"), &mut seen, "source")?;
-        if let Some(v) = &src.verify {
-            return Err(c.err(Some(v.span()), key("verify"),
-                "inbound signature verification is not available in this version yet; remove `verify` \
-                 (events on this source are accepted unverified) or put the router behind a verifying proxy"));
-        }
+        let verify = match src.verify {
+            None => None,
+            Some(v) => {
+                let span = v.span();
+                Some(Arc::new(
+                    verifier(v.into_inner()).map_err(|m| c.err(Some(span), key("verify"), m))?,
+                ))
+            }
+        };
         let event_type = match src.event_type {
             None => EventTypeRule::Default,
             Some(rule) => {
@@ -355,6 +362,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             name,
             event_type,
             id_header: src.id_header.map(|h| h.0.to_ascii_lowercase()),
+            verify,
         });
     }
 
@@ -619,4 +627,57 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Ok(Duration::from_millis(ms))
+}
+
+/// `verify = { … }` → a verifier, or what is wrong with it.
+fn verifier(raw: RawVerify) -> Result<Verifier, String> {
+    const SCHEMES: &str = "github, stripe, slack, shopify, standard-webhooks, hmac";
+    let scheme = raw.scheme.0.as_str();
+    let secrets: Vec<String> = raw.secret.into_vec().into_iter().map(|t| t.0).collect();
+    if secrets.is_empty() || secrets.iter().any(String::is_empty) {
+        return Err("`secret` must be a non-empty string, or a list of them while rotating".into());
+    }
+    let raw_secrets = || {
+        secrets
+            .iter()
+            .map(|s| Secret::new(s.as_bytes()))
+            .collect::<Vec<_>>()
+    };
+    let tolerance_secs = raw.tolerance_secs.unwrap_or(300) as i64;
+    let hmac_only = raw.header.is_some()
+        || raw.encoding.is_some()
+        || raw.prefix.is_some()
+        || raw.timestamp_header.is_some();
+    if hmac_only && scheme != "hmac" {
+        return Err(format!(
+            "`header`, `encoding`, `prefix` and `timestamp_header` are for scheme = \"hmac\", not {scheme:?}"
+        ));
+    }
+    Ok(match scheme {
+        "github" => Verifier::GitHub { secrets: raw_secrets() },
+        "stripe" => Verifier::Stripe { secrets: raw_secrets(), tolerance_secs },
+        "slack" => Verifier::Slack { secrets: raw_secrets(), tolerance_secs },
+        "shopify" => Verifier::Shopify { secrets: raw_secrets() },
+        "standard-webhooks" => Verifier::StandardWebhooks {
+            keys: secrets.iter().map(|s| decode_whsec(s)).collect::<Result<_, _>>()?,
+            tolerance_secs,
+        },
+        "hmac" => Verifier::Hmac {
+            secrets: raw_secrets(),
+            header: raw
+                .header
+                .map(|h| h.0.to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .ok_or("scheme = \"hmac\" needs `header`, the request header that carries the signature")?,
+            encoding: match raw.encoding.as_ref().map(|e| e.0.as_str()).unwrap_or("hex") {
+                "hex" => Encoding::Hex,
+                "base64" => Encoding::Base64,
+                other => return Err(format!("`encoding` must be \"hex\" or \"base64\", not {other:?}")),
+            },
+            prefix: raw.prefix.map(|p| p.0).unwrap_or_default(),
+            timestamp_header: raw.timestamp_header.map(|h| h.0.to_ascii_lowercase()),
+            tolerance_secs,
+        },
+        other => return Err(format!("unknown scheme {other:?}; use one of {SCHEMES}")),
+    })
 }

@@ -65,6 +65,18 @@ pub async fn ingest(
         }
     };
 
+    if let Some(verifier) = &source.verify {
+        let now = (now_ms() / 1000) as i64;
+        let lookup = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        if let Err(why) = verifier.verify(lookup, &body, now) {
+            state.metrics.ingest_rejected(&source.name, "signature");
+            tracing::warn!(source = %source.name, "request refused: {why}");
+            return error(
+                StatusCode::UNAUTHORIZED,
+                format!("signature check failed: {why}"),
+            );
+        }
+    }
     let event = match build_event(source, &headers, body) {
         Ok(e) => e,
         Err(message) => {
@@ -205,6 +217,7 @@ mod tests {
             name: "s".into(),
             event_type: rule,
             id_header: Some("x-delivery".into()),
+            verify: None,
         }
     }
 

@@ -1,0 +1,313 @@
+//! Inbound verification, secrets that stay secret, hostile requests.
+
+use std::process::Command;
+
+use serde_json::Value;
+use wasmhook_e2e::{ADMIN_TOKEN, Receiver, Router, Setup};
+
+use crate::WAIT;
+
+const GITHUB: &str = "gh-s3cret-value-1";
+const STRIPE: &str = "whsec_stripe_s3cret_value";
+const SLACK: &str = "slack-s3cret-value-8f74";
+const SHOPIFY: &str = "shpss_s3cret_value";
+const STANDARD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const GENERIC: &str = "generic-s3cret-value";
+const OLD: &str = "rotated-out-s3cret";
+const OUTBOUND: &str = "whsec_dGhpcy1pcy1hLXNlY29uZC1rZXktZm9yLXJvdGF0aW9u";
+
+/// Signature headers for `body`, made by Python's `hmac` (tests/py/sign.py).
+fn sign(scheme: &str, secret: &str, body: &str, msg_id: &str) -> Vec<(String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("body");
+    std::fs::write(&path, body).unwrap();
+    let out = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/py/sign.py"))
+        .args([scheme, secret])
+        .arg(&path)
+        .arg(msg_id)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn config(rx: &Receiver) -> String {
+    format!(
+        r#"
+[[sources]]
+name = "github"
+verify = {{ scheme = "github", secret = ["{OLD}", "{GITHUB}"] }}
+
+[[sources]]
+name = "stripe"
+verify = {{ scheme = "stripe", secret = "{STRIPE}" }}
+
+[[sources]]
+name = "slack"
+verify = {{ scheme = "slack", secret = "{SLACK}" }}
+
+[[sources]]
+name = "shopify"
+verify = {{ scheme = "shopify", secret = "{SHOPIFY}" }}
+
+[[sources]]
+name = "standard"
+verify = {{ scheme = "standard-webhooks", secret = "{STANDARD}" }}
+
+[[sources]]
+name = "generic"
+verify = {{ scheme = "hmac", secret = "{GENERIC}", header = "x-signature", prefix = "sha256=", timestamp_header = "x-timestamp" }}
+
+[[targets]]
+name = "t"
+url = "{}"
+signing_secret = "{OUTBOUND}"
+
+[[routes]]
+name = "all-github"
+source = "github"
+targets = ["t"]
+
+[[routes]]
+name = "all-stripe"
+source = "stripe"
+targets = ["t"]
+
+[[routes]]
+name = "all-slack"
+source = "slack"
+targets = ["t"]
+
+[[routes]]
+name = "all-shopify"
+source = "shopify"
+targets = ["t"]
+
+[[routes]]
+name = "all-standard"
+source = "standard"
+targets = ["t"]
+
+[[routes]]
+name = "all-generic"
+source = "generic"
+targets = ["t"]
+"#,
+        rx.url("t")
+    )
+}
+
+async fn post(
+    router: &Router,
+    source: &str,
+    body: &str,
+    headers: &[(String, String)],
+) -> (u16, Value) {
+    let refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    router.ingest(source, body.to_string(), &refs).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_scheme_accepts_genuine_requests_and_refuses_forged_ones_storing_nothing() {
+    let rx = Receiver::start().await;
+    let router = Router::with(Setup {
+        config: &config(&rx),
+        durable: true,
+        ..Setup::default()
+    })
+    .await;
+    let cases = [
+        ("github", "github", GITHUB),
+        ("stripe", "stripe", STRIPE),
+        ("slack", "slack", SLACK),
+        ("shopify", "shopify", SHOPIFY),
+        ("standard", "standard-webhooks", STANDARD),
+        ("generic", "hmac", GENERIC),
+    ];
+    for (n, (source, scheme, secret)) in cases.iter().enumerate() {
+        let id = format!("{source}-good");
+        let body = format!(r#"{{"n":{n},"source":"{source}"}}"#);
+        let mut headers = sign(scheme, secret, &body, &id);
+        headers.push(("idempotency-key".into(), id.clone()));
+        let (status, resp) = post(&router, source, &body, &headers).await;
+        assert_eq!(status, 202, "{source}: {resp}");
+
+        // Same signature, tampered body: refused, with the failed check named.
+        let forged_id = format!("{source}-forged");
+        let mut forged = headers.clone();
+        forged.retain(|(k, _)| k != "idempotency-key" && k != "webhook-id");
+        forged.push(("idempotency-key".into(), forged_id.clone()));
+        if *scheme == "standard-webhooks" {
+            forged.push(("webhook-id".into(), forged_id.clone()));
+        }
+        let (status, resp) = post(&router, source, &body.replace('}', r#","x":1}"#), &forged).await;
+        assert_eq!(status, 401, "{source}: {resp}");
+        let message = resp["error"].as_str().unwrap();
+        assert!(message.starts_with("signature check failed"), "{message}");
+        assert!(!message.contains(secret), "{message}");
+        assert_eq!(
+            router.api(&format!("/api/events/{forged_id}")).await.0,
+            404,
+            "{source}: nothing stored"
+        );
+
+        // Signed with another secret: refused.
+        let wrong = sign(
+            scheme,
+            if *scheme == "standard-webhooks" {
+                OUTBOUND
+            } else {
+                "not-the-secret"
+            },
+            &body,
+            &forged_id,
+        );
+        assert_eq!(
+            post(&router, source, &body, &wrong).await.0,
+            401,
+            "{source}"
+        );
+        // No signature at all: refused, naming the missing header.
+        let (status, resp) = post(&router, source, &body, &[]).await;
+        assert_eq!(status, 401);
+        assert!(
+            resp["error"]
+                .as_str()
+                .unwrap()
+                .contains("missing signature header"),
+            "{resp}"
+        );
+    }
+    let got = rx.wait_for("t", cases.len(), WAIT).await;
+    assert_eq!(
+        got.len(),
+        cases.len(),
+        "only the genuine requests were delivered"
+    );
+    assert_eq!(
+        router
+            .metric("wasmhook_ingest_rejected_total{source=\"github\",reason=\"signature\"}")
+            .await,
+        3.0
+    );
+
+    // A stale Slack timestamp is refused even with a valid signature.
+    let body = r#"{"late":true}"#;
+    let stale = format!(
+        "{{\"X-Slack-Request-Timestamp\": \"1531420618\", \"X-Slack-Signature\": \"v0={}\"}}",
+        "00".repeat(32)
+    );
+    let stale: Vec<(String, String)> = serde_json::from_str::<Value>(&stale)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    let (status, resp) = post(&router, "slack", body, &stale).await;
+    assert_eq!(status, 401);
+    assert!(
+        resp["error"].as_str().unwrap().contains("tolerance"),
+        "{resp}"
+    );
+
+    // Secrets never reach the log or the API.
+    let (_, event) = router.api("/api/events/github-good").await;
+    let (_, plugins) = router.api("/api/plugins").await;
+    let log = router.log_text();
+    for secret in [
+        GITHUB,
+        OLD,
+        STRIPE,
+        SLACK,
+        SHOPIFY,
+        STANDARD,
+        GENERIC,
+        OUTBOUND,
+        ADMIN_TOKEN,
+    ] {
+        assert!(!log.contains(secret), "a secret leaked into the log");
+        assert!(!event.to_string().contains(secret) && !plugins.to_string().contains(secret));
+    }
+}
+
+#[test]
+fn check_never_prints_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    // A config with secrets everywhere and one error elsewhere.
+    let toml = format!(
+        "[server]\nadmin_token = \"{ADMIN_TOKEN}\"\n\n[[sources]]\nname = \"s\"\nverify = {{ scheme = \"github\", secret = \"{GITHUB}\" }}\n\n\
+         [[targets]]\nname = \"t\"\nurl = \"http://127.0.0.1:9/\"\nsigning_secret = \"{OUTBOUND}\"\n\n\
+         [[routes]]\nname = \"r\"\nsource = \"s\"\ntargets = [\"nope\"]\n"
+    );
+    let path = dir.path().join("wasmhook.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(wasmhook_e2e::binary())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("no target is named \"nope\""), "{text}");
+    for secret in [GITHUB, OUTBOUND, ADMIN_TOKEN] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    // A bad secret is named by key and line, not echoed.
+    let bad = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(OUTBOUND, "whsec_not*base64*but*s3cret");
+    std::fs::write(&path, bad).unwrap();
+    let out = Command::new(wasmhook_e2e::binary())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("signing_secret") && !text.contains("not*base64*but*s3cret"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_an_admin_token_the_admin_api_does_not_exist() {
+    let config = "[[sources]]\nname = \"s\"\n\n[[targets]]\nname = \"t\"\nurl = \"http://127.0.0.1:9/\"\n\n[[routes]]\nname = \"r\"\nsource = \"s\"\ntargets = [\"t\"]\n";
+    let router = Router::with(Setup {
+        config,
+        no_admin_token: true,
+        ..Setup::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    for path in ["/api/plugins", "/api/events/x", "/api/deliveries"] {
+        let status = client
+            .get(router.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 404, "{path}");
+    }
+    assert_eq!(router.get("/healthz").await.0, 200);
+    assert_eq!(router.get("/metrics").await.0, 200);
+}
