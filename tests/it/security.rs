@@ -311,3 +311,95 @@ async fn without_an_admin_token_the_admin_api_does_not_exist() {
     assert_eq!(router.get("/healthz").await.0, 200);
     assert_eq!(router.get("/metrics").await.0, 200);
 }
+
+mod limits {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use wasmhook_e2e::{Router, Setup};
+
+    const CONFIG: &str = "[[sources]]\nname = \"s\"\n\n[[targets]]\nname = \"t\"\nurl = \"http://127.0.0.1:9/\"\n\n[[routes]]\nname = \"r\"\nsource = \"s\"\ntargets = [\"t\"]\n";
+
+    async fn router() -> Router {
+        Router::with(Setup {
+            config: CONFIG,
+            server_extra: "max_headers = 20\nmax_header_bytes = 8192\nread_timeout_ms = 300",
+            ..Setup::default()
+        })
+        .await
+    }
+
+    /// Send raw bytes, then read the whole answer until the server closes.
+    async fn raw(router: &Router, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(router.addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        assert!(read.is_ok(), "the server kept the connection open");
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn too_many_or_too_large_headers_are_refused() {
+        let router = router().await;
+        let mut many = String::from("POST /ingest/s HTTP/1.1\r\nhost: x\r\nconnection: close\r\n");
+        for i in 0..50 {
+            many.push_str(&format!("x-h{i}: v\r\n"));
+        }
+        many.push_str("content-length: 2\r\n\r\n{}");
+        assert!(
+            raw(&router, many.as_bytes())
+                .await
+                .starts_with("HTTP/1.1 431")
+        );
+        let huge = format!(
+            "POST /ingest/s HTTP/1.1\r\nhost: x\r\nx-big: {}\r\ncontent-length: 2\r\n\r\n{{}}",
+            "a".repeat(64 * 1024)
+        );
+        assert!(
+            raw(&router, huge.as_bytes())
+                .await
+                .starts_with("HTTP/1.1 431")
+        );
+        // Still serving.
+        assert_eq!(router.ingest("s", "{}", &[]).await.0, 202);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn slow_clients_are_cut_off() {
+        let router = router().await;
+        // Slow-loris: headers that never finish. The server closes the connection.
+        let mut s = TcpStream::connect(router.addr).await.unwrap();
+        s.write_all(b"POST /ingest/s HTTP/1.1\r\nhost: x\r\nx-slow: ")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        assert!(
+            closed.is_ok(),
+            "a client that never finishes its headers is disconnected"
+        );
+
+        // A body that never finishes: 408 after read_timeout_ms.
+        let mut s = TcpStream::connect(router.addr).await.unwrap();
+        s.write_all(
+            b"POST /ingest/s HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"partial\":",
+        )
+        .await
+        .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert_eq!(
+            router
+                .metric("wasmhook_events_received_total{source=\"s\"}")
+                .await,
+            0.0
+        );
+    }
+}

@@ -33,6 +33,10 @@ pub struct RawServer {
     pub max_body_bytes: u64,
     pub admin_token: Option<Text>,
     pub max_concurrent_requests: u32,
+    pub max_connections: u32,
+    pub max_headers: u32,
+    pub max_header_bytes: u32,
+    pub read_timeout_ms: u64,
 }
 
 impl Default for RawServer {
@@ -42,6 +46,10 @@ impl Default for RawServer {
             max_body_bytes: 1 << 20,
             admin_token: None,
             max_concurrent_requests: 1024,
+            max_connections: 4096,
+            max_headers: 100,
+            max_header_bytes: 16384,
+            read_timeout_ms: 10_000,
         }
     }
 }

@@ -45,6 +45,14 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub admin_token: Option<Secret>,
     pub max_concurrent_requests: usize,
+    /// Open connections; more are closed at once.
+    pub max_connections: usize,
+    /// Headers per request; more is a 431.
+    pub max_headers: usize,
+    /// Bytes of request head; more is a 431.
+    pub max_header_bytes: usize,
+    /// Deadline for a request's headers, and again for its body.
+    pub read_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +257,10 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         max_body_bytes: s.max_body_bytes as usize,
         admin_token: s.admin_token.map(|t| Secret::new(t.0)),
         max_concurrent_requests: s.max_concurrent_requests.max(1) as usize,
+        max_connections: s.max_connections.max(1) as usize,
+        max_headers: s.max_headers.max(1) as usize,
+        max_header_bytes: s.max_header_bytes as usize,
+        read_timeout: Duration::from_millis(s.read_timeout_ms.max(1)),
     };
 
     // [storage]

@@ -52,7 +52,18 @@ pub async fn ingest(
         state.metrics.ingest_rejected(&source.name, "too_large");
         return too_large(limit);
     }
-    let body = match axum::body::to_bytes(body, limit).await {
+    let read = tokio::time::timeout(
+        config.server.read_timeout,
+        axum::body::to_bytes(body, limit),
+    );
+    let Ok(read) = read.await else {
+        state.metrics.ingest_rejected(&source.name, "read_timeout");
+        return error(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time (server.read_timeout_ms)",
+        );
+    };
+    let body = match read {
         Ok(b) => b,
         Err(e) => {
             let too_big = std::error::Error::source(&e)

@@ -7,8 +7,10 @@
 
 mod admin;
 mod app;
+mod listener;
 
 pub use app::app;
+pub use listener::{HttpLimits, serve_http};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -205,13 +207,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "listening");
 
     let shutdown_state = state.clone();
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: no new events; finishing attempts in flight");
-            shutdown_state.draining.store(true, Ordering::Release);
-        })
-        .await?;
+    let server = &live.load().server;
+    let limits = HttpLimits {
+        max_connections: server.max_connections,
+        max_headers: server.max_headers,
+        max_header_bytes: server.max_header_bytes,
+        header_timeout: server.read_timeout,
+    };
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new events; finishing attempts in flight");
+        shutdown_state.draining.store(true, Ordering::Release);
+    };
+    serve_http(listener, app(state), limits, shutdown, SHUTDOWN_GRACE).await;
 
     cancel.cancel();
     tracker.close();
