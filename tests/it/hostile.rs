@@ -101,3 +101,121 @@ async fn loop_panic_and_oom_plugins_fail_their_events_while_another_route_delive
     assert_eq!(router.ingest("s", "{}", &[]).await.0, 202);
     rx.wait_for("t", EVENTS + 1, WAIT).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hostile_plugin_matrix_fails_alone_with_clear_reasons() {
+    let rx = Receiver::start().await;
+    let runtime = ["hostile-recursion", "hostile-output", "hostile-escape"];
+    let broken = ["wrong-world", "zero-byte", "random-bytes", "core-module"];
+    let mut config = format!(
+        "[[sources]]\nname = \"s\"\n\n[[targets]]\nname = \"t\"\nurl = \"{}\"\n\n[[targets]]\nname = \"escape\"\nurl = \"{}\"\n\n\
+         [[routes]]\nname = \"healthy\"\nsource = \"s\"\nplugins = [\"tag-route\"]\ntargets = [\"t\"]\n\n\
+         [[routes]]\nname = \"unknown-target\"\nsource = \"s\"\nplugins = [{{ name = \"tag-route\", config = {{ to = \"elsewhere\" }} }}]\ntargets = [\"t\"]\n\n",
+        rx.url("t"),
+        rx.url("escape")
+    );
+    for p in runtime.iter().chain(&broken) {
+        let target = if *p == "hostile-escape" {
+            "escape"
+        } else {
+            "t"
+        };
+        config.push_str(&format!("[[routes]]\nname = \"{p}\"\nsource = \"s\"\nplugins = [\"{p}\"]\ntargets = [\"{target}\"]\n\n"));
+    }
+    let mut plugins: Vec<&str> = vec!["tag-route", "wrong-world"];
+    plugins.extend(runtime);
+    let router = wasmhook_e2e::Router::with(wasmhook_e2e::Setup {
+        config: &config,
+        plugins: &plugins,
+        plugins_extra: "max_output_bytes = 1048576",
+        ..wasmhook_e2e::Setup::default()
+    })
+    .await;
+    let dir = router.plugins_dir();
+    std::fs::write(dir.join("zero-byte.wasm"), b"").unwrap();
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.join("random-bytes.wasm"), noise).unwrap();
+    std::fs::write(dir.join("core-module.wasm"), b"\0asm\x01\0\0\0").unwrap();
+
+    // Files that are not plugins are rejected with the reason, and never load.
+    for (name, reason) in [
+        ("wrong-world", "no export `handle`"),
+        ("zero-byte", "the file is empty"),
+        ("random-bytes", "not WebAssembly"),
+        ("core-module", "core WebAssembly module"),
+    ] {
+        let status = crate::eventually_async(name, || async {
+            router
+                .plugin_status(name)
+                .await
+                .filter(|s| s["last_error"].is_string())
+        })
+        .await;
+        assert!(
+            status["last_error"].as_str().unwrap().contains(reason),
+            "{name}: {status}"
+        );
+        assert!(status["version"].is_null(), "{name} never loads: {status}");
+    }
+
+    const EVENTS: usize = 3;
+    for i in 0..EVENTS {
+        assert_eq!(
+            router.ingest("s", format!("{{\"i\":{i}}}"), &[]).await.0,
+            202
+        );
+    }
+    // The healthy route delivers every event; nothing else reaches `t`.
+    rx.wait_for("t", EVENTS, WAIT).await;
+    for (route, reason) in [
+        ("hostile-recursion", "call stack exhausted"),
+        ("hostile-output", "above the cap of 1048576 bytes"),
+        (
+            "unknown-target",
+            "names target \"elsewhere\", which is not configured",
+        ),
+        ("wrong-world", "plugin wrong-world is not loaded"),
+        ("zero-byte", "plugin zero-byte is not loaded"),
+        ("random-bytes", "plugin random-bytes is not loaded"),
+        ("core-module", "plugin core-module is not loaded"),
+    ] {
+        router
+            .wait_metric(
+                &format!("wasmhook_route_failures_total{{route=\"{route}\"}}"),
+                EVENTS as f64,
+                WAIT,
+            )
+            .await;
+        let logged = router.logs().iter().any(|l| {
+            l["route"] == route
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("route failed") && m.contains(reason))
+        });
+        assert!(logged, "{route}: no failure logged with {reason:?}");
+    }
+    // The escape attempt ran, and got nothing: no network, no files, no environment.
+    let got = rx.wait_for("escape", EVENTS, WAIT).await;
+    let report = got[0].json();
+    assert!(
+        report["net"].as_str().unwrap().starts_with("refused"),
+        "{report}"
+    );
+    assert!(
+        report["fs"].as_str().unwrap().starts_with("refused"),
+        "{report}"
+    );
+    assert!(
+        report["file"].as_str().unwrap().starts_with("refused"),
+        "{report}"
+    );
+    assert_eq!(
+        (report["env_vars"].as_u64(), report["args"].as_u64()),
+        (Some(0), Some(0)),
+        "{report}"
+    );
+    assert_eq!(rx.on("t").len(), EVENTS);
+    assert_eq!(router.get("/healthz").await.0, 200);
+}
