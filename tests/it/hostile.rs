@@ -1,6 +1,6 @@
 //! Hostile plugins fail their own events; the router and other routes go on.
 
-use wasmhook_e2e::{Receiver, Router};
+use wasmhook_e2e::{Receiver, Router, Setup};
 
 use crate::WAIT;
 
@@ -124,11 +124,11 @@ async fn the_hostile_plugin_matrix_fails_alone_with_clear_reasons() {
     }
     let mut plugins: Vec<&str> = vec!["tag-route", "wrong-world"];
     plugins.extend(runtime);
-    let router = wasmhook_e2e::Router::with(wasmhook_e2e::Setup {
+    let router = Router::with(Setup {
         config: &config,
         plugins: &plugins,
         plugins_extra: "max_output_bytes = 1048576",
-        ..wasmhook_e2e::Setup::default()
+        ..Setup::default()
     })
     .await;
     let dir = router.plugins_dir();
