@@ -402,4 +402,42 @@ mod limits {
             0.0
         );
     }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn over_the_concurrent_request_cap_ingest_answers_503_with_retry_after() {
+        let router = Router::with(Setup {
+            config: CONFIG,
+            server_extra: "max_concurrent_requests = 1\nread_timeout_ms = 5000",
+            ..Setup::default()
+        })
+        .await;
+        // One request holds the only slot: its body is still arriving.
+        let mut holder = TcpStream::connect(router.addr).await.unwrap();
+        holder
+            .write_all(b"POST /ingest/s HTTP/1.1\r\nhost: x\r\ncontent-length: 11\r\n\r\n{")
+            .await
+            .unwrap();
+        let resp = crate::eventually_async("the second request to be refused", || async {
+            let r = reqwest::Client::new()
+                .post(router.url("/ingest/s"))
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            (r.status() == 503).then_some(r)
+        })
+        .await;
+        assert_eq!(
+            resp.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        // Finish the first request: it is served, and the slot frees.
+        holder.write_all(b"\"a\":12345}").await.unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = holder.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 202"));
+        assert_eq!(router.ingest("s", "{}", &[]).await.0, 202);
+    }
 }
