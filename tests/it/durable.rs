@@ -24,6 +24,15 @@ fn route_to(targets: &[(&str, &str)], extra_target_keys: &str) -> String {
     config
 }
 
+/// Wait until `n` distinct events (by their `i`) were answered 200 on `path`.
+async fn wait_delivered(rx: &Receiver, path: &str, n: usize, what: &str) {
+    crate::eventually_async(what, || async {
+        let got: HashSet<i64> = delivered(rx, path).into_iter().collect();
+        (got.len() >= n).then_some(())
+    })
+    .await;
+}
+
 /// The events (by their `i`) the receiver answered 200 on `path`.
 fn delivered(rx: &Receiver, path: &str) -> Vec<i64> {
     rx.on(path)
@@ -173,11 +182,7 @@ async fn a_target_down_for_a_while_gets_everything_with_retries_in_the_attempt_l
     })
     .await;
     rx.set("t", Behaviour::Ok);
-    crate::eventually_async("everything delivered", || async {
-        let got: HashSet<i64> = delivered(&rx, "t").into_iter().collect();
-        (got.len() == 5).then_some(())
-    })
-    .await;
+    wait_delivered(&rx, "t", 5, "everything delivered").await;
     let (status, event) = router.api("/api/events/down-0").await;
     assert_eq!(status, 200, "{event}");
     let delivery = &event["deliveries"][0];
@@ -244,11 +249,7 @@ async fn an_always_failing_target_goes_dead_and_replay_delivers_everything() {
         (202, Some(5)),
         "{replay}"
     );
-    crate::eventually_async("all replayed", || async {
-        let got: HashSet<i64> = delivered(&rx, "t").into_iter().collect();
-        (got.len() == 5).then_some(())
-    })
-    .await;
+    wait_delivered(&rx, "t", 5, "all replayed").await;
     router
         .wait_metric(
             "wasmhook_delivery_attempts_total{target=\"t\",result=\"delivered\"}",
@@ -283,6 +284,15 @@ async fn a_repeated_event_id_is_not_delivered_twice_even_across_a_restart() {
         "{body}"
     );
 
+    // Restart only once the delivery is recorded: a kill before that would
+    // rightly deliver it again (at least once), which is not what this tests.
+    router
+        .wait_metric(
+            "wasmhook_delivery_attempts_total{target=\"t\",result=\"delivered\"}",
+            1.0,
+            WAIT,
+        )
+        .await;
     router.restart().await;
     let (status, body) = router
         .ingest("s", r#"{"i":1}"#, &[("idempotency-key", "dup-1")])
@@ -306,6 +316,12 @@ async fn a_repeated_event_id_is_not_delivered_twice_even_across_a_restart() {
         1,
         "delivered once"
     );
+    let ids: HashSet<String> = rx
+        .on("t")
+        .iter()
+        .filter_map(|r| r.header("webhook-id").map(String::from))
+        .collect();
+    assert_eq!(ids.len(), 2, "one delivery per distinct event");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -353,8 +369,11 @@ async fn a_hanging_target_does_not_slow_another_target() {
         "fast target p50 latency: alone {:?}, next to a hanging target {:?}",
         latency["alone"], latency["both"]
     );
+    // Were the fast target held up by the hanging one, each delivery would
+    // wait out the 60 s timeout; the bound only separates that from noise on
+    // a busy machine.
     assert!(
-        latency["both"] < latency["alone"] * 3 + Duration::from_millis(50),
+        latency["both"] < latency["alone"] * 5 + Duration::from_secs(1),
         "a hanging target slowed another: {latency:?}"
     );
 }
@@ -381,10 +400,12 @@ async fn shutdown_with_work_in_flight_loses_nothing() {
     assert!(router.terminate(), "clean exit after SIGTERM");
     assert!(rx.on("t").len() < N as usize, "the shutdown came mid-way");
     router.restart().await;
-    crate::eventually_async("everything delivered after the restart", || async {
-        let got: HashSet<i64> = delivered(&rx, "t").into_iter().collect();
-        (got.len() == N as usize).then_some(())
-    })
+    wait_delivered(
+        &rx,
+        "t",
+        N as usize,
+        "everything delivered after the restart",
+    )
     .await;
 }
 

@@ -11,12 +11,15 @@
 
 mod env;
 mod file;
+mod types;
 mod validate;
+mod values;
 
-pub use validate::{
+pub use types::{
     Config, ConfigError, DEFAULT_RETRY_SCHEDULE, EventTypeRule, PluginStep, PluginsConfig, Route,
-    Secret, ServerConfig, Source, StorageConfig, StorageUrl, Target, decode_whsec, parse_duration,
+    Secret, ServerConfig, Source, StorageConfig, StorageUrl, Target,
 };
+pub use values::{decode_whsec, parse_duration};
 
 use std::path::Path;
 use std::sync::Arc;

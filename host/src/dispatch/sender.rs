@@ -96,7 +96,7 @@ impl Sender {
                 HeaderValue::from_static("application/octet-stream"),
             );
         }
-        let timestamp = chrono_now_secs();
+        let timestamp = now_secs();
         headers.insert("webhook-id", header_value(&delivery.id));
         headers.insert("webhook-timestamp", header_value(&timestamp.to_string()));
         if !target.signing_keys.is_empty() {
@@ -168,7 +168,7 @@ fn header_value(s: &str) -> HeaderValue {
     HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-fn chrono_now_secs() -> i64 {
+fn now_secs() -> i64 {
     (crate::event::now_ms() / 1000) as i64
 }
 

@@ -6,6 +6,7 @@
 //! (rather than waiting out its lease). Several processes sharing one queue
 //! is what the PostgreSQL store is for.
 
+mod claim;
 mod rows;
 mod schema;
 mod writer;
@@ -24,9 +25,8 @@ use super::{
     NextStep, Pruned, QueueStats, RouteFailure, Store, StoreError,
 };
 use crate::event::{Event, now_ms};
-use rows::{
-    delivery_record, event_from_row, insert_deliveries, insert_failures, payload_from_json,
-};
+use claim::{Claim, claim_due};
+use rows::{delivery_record, event_from_row, insert_deliveries, insert_failures};
 use writer::Writer;
 
 /// How long a claim waits before looking again when nothing is due.
@@ -113,12 +113,6 @@ impl SqliteStore {
             self.notifier(&t).notify_one();
         }
     }
-}
-
-enum Claim {
-    Got(Vec<Delivery>),
-    /// Nothing due; the earliest time something will be (ms), if anything.
-    NextAt(Option<i64>),
 }
 
 #[async_trait]
@@ -437,224 +431,5 @@ impl Store for SqliteStore {
     }
 }
 
-/// Lease up to `max` due deliveries for `target`, most overdue first (then
-/// any whose lease expired).
-fn claim_due(
-    t: &rusqlite::Transaction<'_>,
-    target: &str,
-    now: i64,
-    lease_ms: i64,
-    max: usize,
-) -> rusqlite::Result<Claim> {
-    type Row = (String, String, String, String, u32);
-    let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Row> {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    };
-    let mut due: Vec<Row> = t
-        .prepare_cached(
-            "SELECT id, event_id, route, payload, attempts FROM deliveries
-             WHERE target = ?1 AND state IN ('pending', 'retrying') AND next_attempt_at <= ?2
-             ORDER BY next_attempt_at LIMIT ?3",
-        )?
-        .query_map(params![target, now, max as i64], read)?
-        .collect::<rusqlite::Result<_>>()?;
-    if due.len() < max {
-        let expired: Vec<Row> = t
-            .prepare_cached(
-                "SELECT id, event_id, route, payload, attempts FROM deliveries
-                 WHERE target = ?1 AND state = 'in_flight' AND lease_until <= ?2 LIMIT ?3",
-            )?
-            .query_map(params![target, now, (max - due.len()) as i64], read)?
-            .collect::<rusqlite::Result<_>>()?;
-        due.extend(expired);
-    }
-    if due.is_empty() {
-        let next: Option<i64> = t.query_row(
-            "SELECT MIN(at) FROM (
-                SELECT MIN(next_attempt_at) AS at FROM deliveries WHERE target = ?1 AND state IN ('pending', 'retrying')
-                UNION ALL
-                SELECT MIN(lease_until) FROM deliveries WHERE target = ?1 AND state = 'in_flight')",
-            [target],
-            |r| r.get(0),
-        )?;
-        return Ok(Claim::NextAt(next));
-    }
-    let mut lease = t.prepare_cached(
-        "UPDATE deliveries SET state = 'in_flight', lease_until = ?2, updated_at = ?3 WHERE id = ?1",
-    )?;
-    let mut batch = Vec::with_capacity(due.len());
-    for (id, event_id, route, payload, attempts) in due {
-        lease.execute(params![id, now + lease_ms, now])?;
-        batch.push(Delivery {
-            id,
-            event_id,
-            route,
-            target: target.to_string(),
-            event: payload_from_json(&payload)?,
-            attempts,
-        });
-    }
-    Ok(Claim::Got(batch))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn event(id: &str) -> Event {
-        Event {
-            id: id.into(),
-            source: "s".into(),
-            event_type: "t".into(),
-            received_at: now_ms(),
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: bytes::Bytes::from_static(b"{\"n\":1}"),
-        }
-    }
-
-    fn delivery(id: &str, e: &Event) -> Delivery {
-        Delivery {
-            id: id.into(),
-            event_id: e.id.clone(),
-            route: "r".into(),
-            target: "t".into(),
-            event: e.clone(),
-            attempts: 0,
-        }
-    }
-
-    #[tokio::test]
-    async fn duplicates_are_recognised_and_events_flow_to_claims() {
-        let store = SqliteStore::open(None, false, 10).unwrap();
-        assert_eq!(store.accept(event("e1")).await.unwrap(), Accepted::New);
-        assert_eq!(
-            store.accept(event("e1")).await.unwrap(),
-            Accepted::Duplicate
-        );
-        let e = store.next_event().await;
-        store
-            .complete_event(e.clone(), vec![delivery("d1", &e)], vec![])
-            .await
-            .unwrap();
-        // A re-run of the same deterministic route makes no second delivery.
-        store
-            .record_rerun(e.clone(), "r", vec![delivery("d1", &e)], vec![])
-            .await
-            .unwrap();
-        let d = store.claim("t", Duration::from_secs(30), 1).await.remove(0);
-        assert_eq!(
-            (d.id.as_str(), d.event.body.as_ref()),
-            ("d1", &b"{\"n\":1}"[..])
-        );
-        let stats = store.stats().await.unwrap();
-        assert_eq!((stats.in_flight, stats.pending_deliveries), (1, 0));
-        let attempt = Attempt {
-            status: Some(200),
-            ..Attempt::default()
-        };
-        store
-            .finish_attempt(Delivery { attempts: 1, ..d }, attempt, NextStep::Delivered)
-            .await
-            .unwrap();
-        let rec = store.event("e1").await.unwrap().unwrap();
-        assert_eq!(rec.state, "processed");
-        assert_eq!(rec.deliveries[0].state, "delivered");
-        assert_eq!(rec.deliveries[0].attempt_log[0].status, Some(200));
-    }
-
-    #[tokio::test]
-    async fn a_full_pipeline_backlog_refuses_new_events() {
-        let store = SqliteStore::open(None, false, 2).unwrap();
-        store.accept(event("a")).await.unwrap();
-        store.accept(event("b")).await.unwrap();
-        assert_eq!(store.accept(event("c")).await, Err(StoreError::Full));
-        store.next_event().await;
-        assert_eq!(store.accept(event("c")).await, Ok(Accepted::New));
-    }
-
-    #[tokio::test]
-    async fn reopening_resumes_unprocessed_events_and_releases_leases() {
-        let dir = std::env::temp_dir().join(format!("wasmhook-store-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("db.sqlite");
-        {
-            let store = SqliteStore::open(Some(&path), true, 10).unwrap();
-            store.accept(event("done")).await.unwrap();
-            store.accept(event("pending")).await.unwrap();
-            let e = store.next_event().await;
-            store
-                .complete_event(e.clone(), vec![delivery("d1", &e)], vec![])
-                .await
-                .unwrap();
-            let _leased = store.claim("t", Duration::from_secs(3600), 8).await;
-        }
-        let store = SqliteStore::open(Some(&path), true, 10).unwrap();
-        assert_eq!(
-            store.next_event().await.id,
-            "pending",
-            "an unprocessed event resumes"
-        );
-        let d = store.claim("t", Duration::from_secs(30), 1).await.remove(0);
-        assert_eq!(
-            d.id, "d1",
-            "a delivery in flight when the process died is due again"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[tokio::test]
-    async fn failures_wait_for_their_plugin_and_prune_keeps_what_is_young() {
-        let store = SqliteStore::open(None, false, 10).unwrap();
-        store.accept(event("e")).await.unwrap();
-        let e = store.next_event().await;
-        let failure = RouteFailure {
-            event_id: "e".into(),
-            route: "r".into(),
-            plugin: Some("p".into()),
-            reason: "plugin p is not loaded".into(),
-            waiting_for: Some("p".into()),
-        };
-        store
-            .complete_event(e.clone(), vec![], vec![failure])
-            .await
-            .unwrap();
-        assert!(
-            store
-                .failed_routes(FailedFilter::WaitingFor("q".into()))
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        let waiting = store
-            .failed_routes(FailedFilter::WaitingFor("p".into()))
-            .await
-            .unwrap();
-        assert_eq!(waiting.len(), 1);
-        // Nothing is old enough to prune; the failed route keeps its event.
-        let p = store.prune(0, 0, now_ms() + 1).await.unwrap();
-        assert_eq!(p, Pruned::default());
-        store
-            .record_rerun(e.clone(), "r", vec![delivery("d", &e)], vec![])
-            .await
-            .unwrap();
-        assert_eq!(store.stats().await.unwrap().failed_routes, 0);
-        let d = store.claim("t", Duration::from_secs(30), 1).await.remove(0);
-        store
-            .finish_attempt(
-                Delivery { attempts: 1, ..d },
-                Attempt::default(),
-                NextStep::Delivered,
-            )
-            .await
-            .unwrap();
-        let p = store.prune(now_ms() + 1, 0, now_ms() + 1).await.unwrap();
-        assert_eq!(
-            p,
-            Pruned {
-                deliveries: 1,
-                events: 1
-            }
-        );
-        assert!(store.event("e").await.unwrap().is_none());
-    }
-}
+mod tests;

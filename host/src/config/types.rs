@@ -1,0 +1,198 @@
+//! The validated, typed configuration the rest of the router reads.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::plugin::Limits;
+use crate::verify::Verifier;
+
+/// A validated configuration. Relative paths are resolved against the config
+/// file's folder.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub plugins: PluginsConfig,
+    pub sources: Vec<Source>,
+    pub targets: Vec<Target>,
+    pub routes: Vec<Route>,
+}
+
+impl Config {
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub admin_token: Option<Secret>,
+    pub max_concurrent_requests: usize,
+    /// Open connections; more are closed at once.
+    pub max_connections: usize,
+    /// Headers per request; more is a 431.
+    pub max_headers: usize,
+    /// Bytes of request head; more is a 431.
+    pub max_header_bytes: usize,
+    /// Deadline for a request's headers, and again for its body.
+    pub read_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    pub url: StorageUrl,
+    /// Events stored and waiting for the pipeline before ingest answers 503.
+    pub queue_capacity: usize,
+    /// Sync the log to disk on every commit (survives power loss), or let the
+    /// OS flush it (survives a process crash).
+    pub fsync: bool,
+    /// Delivered deliveries and their attempts are pruned after this.
+    pub retention: Duration,
+    /// Dead deliveries are kept this long for retry and replay.
+    pub dead_retention: Duration,
+    /// A repeated event id within this window is a duplicate.
+    pub dedup_window: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageUrl {
+    Sqlite(PathBuf),
+    Postgres(Secret),
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+pub struct PluginsConfig {
+    pub dir: PathBuf,
+    pub limits: Limits,
+    /// Compiled plugins kept across restarts; `None` when `cache_dir = ""`.
+    pub cache_dir: Option<PathBuf>,
+    /// Watch `dir` and hot-reload plugins.
+    pub watch: bool,
+    /// Quiet time after a file event before acting on it.
+    pub watch_debounce: Duration,
+    /// A file that fails to load is retried, not reported, until its content
+    /// has been unchanged this long: it may still be being copied in.
+    pub settle: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub event_type: EventTypeRule,
+    /// Lower-case header that carries the sender's event id, if the source has one.
+    pub id_header: Option<String>,
+    /// How requests prove they are genuine; `None` accepts them unverified.
+    pub verify: Option<Arc<Verifier>>,
+}
+
+/// Where an event's type comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventTypeRule {
+    /// No rule: the type is the `x-event-type` header when present, else empty.
+    Default,
+    /// This (lower-case) header.
+    Header(String),
+    /// This JSON pointer into the body, which must then be JSON.
+    JsonPointer(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub url: reqwest::Url,
+    /// Decoded `whsec_` keys; every delivery carries one signature per key.
+    pub signing_keys: Vec<Secret>,
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub max_in_flight: usize,
+    /// Delay before attempt 2, 3, …; the last entry repeats.
+    pub retry_schedule: Vec<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub source: String,
+    /// Declarative pre-filter; `None` lets every type through.
+    pub event_types: Option<Vec<String>>,
+    pub plugins: Vec<PluginStep>,
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PluginStep {
+    pub name: String,
+    pub config: Arc<[(String, String)]>,
+}
+
+/// Bytes that must never be printed: `Debug` shows `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Secret(bytes.into())
+    }
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Svix's schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h after the first try.
+pub const DEFAULT_RETRY_SCHEDULE: [u64; 7] = [5, 300, 1800, 7200, 18000, 36000, 36000];
+
+/// A config error: which file, line and key, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    pub(super) fn from_toml(path: &Path, text: &str, err: &toml::de::Error) -> Self {
+        ConfigError {
+            path: path.to_path_buf(),
+            line: err.span().map(|s| line_of(text, s.start)),
+            key: String::new(),
+            message: err.message().trim().to_string(),
+        }
+    }
+}
+
+pub(super) fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
