@@ -43,6 +43,7 @@ pub fn spawn_pipeline_workers(
                         .iter()
                         .filter_map(|f| f.waiting_for.clone())
                         .collect();
+                    waiting.sort();
                     waiting.dedup();
                     tracing::debug!(
                         deliveries = result.deliveries.len(),
