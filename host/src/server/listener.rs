@@ -61,6 +61,8 @@ pub async fn serve_http(
             },
             () = &mut shutdown => break,
         };
+        // Answers are small and written whole: don't let Nagle hold them back.
+        let _ = stream.set_nodelay(true);
         let Ok(slot) = connections.clone().try_acquire_owned() else {
             tracing::warn!(
                 "too many open connections ({}); closing a new one",
