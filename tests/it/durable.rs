@@ -24,6 +24,16 @@ fn route_to(targets: &[(&str, &str)], extra_target_keys: &str) -> String {
     config
 }
 
+/// A router on the durable SQLite store with `config`.
+async fn durable_router(config: &str) -> Router {
+    Router::with(Setup {
+        config,
+        durable: true,
+        ..Setup::default()
+    })
+    .await
+}
+
 /// Wait until `n` distinct events (by their `i`) were answered 200 on `path`.
 async fn wait_delivered(rx: &Receiver, path: &str, n: usize, what: &str) {
     crate::eventually_async(what, || async {
@@ -156,12 +166,7 @@ async fn a_target_down_for_a_while_gets_everything_with_retries_in_the_attempt_l
     let rx = Receiver::start().await;
     rx.set("t", Behaviour::Always(503));
     let config = route_to(&[("t", &rx.url("t"))], "max_attempts = 50");
-    let router = Router::with(Setup {
-        config: &config,
-        durable: true,
-        ..Setup::default()
-    })
-    .await;
+    let router = durable_router(&config).await;
     for i in 0..5 {
         assert_eq!(
             router
@@ -206,12 +211,7 @@ async fn an_always_failing_target_goes_dead_and_replay_delivers_everything() {
     let rx = Receiver::start().await;
     rx.set("t", Behaviour::Always(500));
     let config = route_to(&[("t", &rx.url("t"))], "max_attempts = 3");
-    let router = Router::with(Setup {
-        config: &config,
-        durable: true,
-        ..Setup::default()
-    })
-    .await;
+    let router = durable_router(&config).await;
     for i in 0..5 {
         assert_eq!(
             router.ingest("s", format!("{{\"i\":{i}}}"), &[]).await.0,
@@ -264,12 +264,7 @@ async fn an_always_failing_target_goes_dead_and_replay_delivers_everything() {
 async fn a_repeated_event_id_is_not_delivered_twice_even_across_a_restart() {
     let rx = Receiver::start().await;
     let config = route_to(&[("t", &rx.url("t"))], "");
-    let mut router = Router::with(Setup {
-        config: &config,
-        durable: true,
-        ..Setup::default()
-    })
-    .await;
+    let mut router = durable_router(&config).await;
     let (status, body) = router
         .ingest("s", r#"{"i":1}"#, &[("webhook-id", "dup-1")])
         .await;
@@ -338,12 +333,7 @@ async fn a_hanging_target_does_not_slow_another_target() {
         rx.url("fast"),
         rx.url("hang")
     );
-    let router = Router::with(Setup {
-        config: &config,
-        durable: true,
-        ..Setup::default()
-    })
-    .await;
+    let router = durable_router(&config).await;
     let mut latency = HashMap::new();
     for source in ["alone", "both"] {
         let mut samples = Vec::new();
@@ -384,12 +374,7 @@ async fn shutdown_with_work_in_flight_loses_nothing() {
     let rx = Receiver::start().await;
     rx.set("t", Behaviour::Slow(300));
     let config = route_to(&[("t", &rx.url("t"))], "max_in_flight = 2");
-    let mut router = Router::with(Setup {
-        config: &config,
-        durable: true,
-        ..Setup::default()
-    })
-    .await;
+    let mut router = durable_router(&config).await;
     for i in 0..N {
         assert_eq!(
             router.ingest("s", format!("{{\"i\":{i}}}"), &[]).await.0,
@@ -417,12 +402,7 @@ async fn the_admin_api_needs_the_token_and_retries_and_reruns() {
          [[routes]]\nname = \"r\"\nsource = \"s\"\nplugins = [\"flaky\"]\ntargets = [\"t\"]\n",
         rx.url("t")
     );
-    let router = Router::with(Setup {
-        config: &config,
-        durable: true,
-        ..Setup::default()
-    })
-    .await;
+    let router = durable_router(&config).await;
     // No token, a wrong token: refused.
     let client = reqwest::Client::new();
     let status = client

@@ -15,8 +15,11 @@ pub async fn check(path: &Path) -> anyhow::Result<ExitCode> {
         }
     };
     let registry = crate::server::load_plugins(&config).await?;
+    // Every file seen has a status, loaded or not: one list answers both
+    // "did it fail?" and "is it there at all?".
+    let statuses = registry.statuses();
     let mut problems = Vec::new();
-    for status in registry.statuses() {
+    for status in &statuses {
         if let Some(err) = &status.last_error {
             problems.push(format!(
                 "plugin {} ({}): {err}",
@@ -27,9 +30,7 @@ pub async fn check(path: &Path) -> anyhow::Result<ExitCode> {
     }
     for route in &config.routes {
         for step in &route.plugins {
-            if registry.get(&step.name).is_none()
-                && !registry.statuses().iter().any(|s| s.name == step.name)
-            {
+            if !statuses.iter().any(|s| s.name == step.name) {
                 problems.push(format!(
                     "route {:?} uses plugin {:?}, but {} has no {}.wasm",
                     route.name,
@@ -46,7 +47,7 @@ pub async fn check(path: &Path) -> anyhow::Result<ExitCode> {
             config.sources.len(),
             config.targets.len(),
             config.routes.len(),
-            registry.statuses().len(),
+            statuses.len(),
             config.plugins.dir.display()
         );
         Ok(ExitCode::SUCCESS)

@@ -7,13 +7,13 @@ use rand::Rng;
 /// A target's retry schedule: the delay before attempt 2, 3, …, with ±20 %
 /// jitter so a recovering target is not hit by every retry at once. The last
 /// delay repeats if `max_attempts` outruns the schedule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    pub schedule: Vec<Duration>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy<'a> {
+    pub schedule: &'a [Duration],
     pub max_attempts: u32,
 }
 
-impl RetryPolicy {
+impl RetryPolicy<'_> {
     /// The delay after failed attempt number `attempt` (1-based), or `None`
     /// when that was the last attempt. A `Retry-After` from the target is
     /// honoured within [scheduled delay, 2 × scheduled delay]: a target may
@@ -43,9 +43,15 @@ mod tests {
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
-    fn policy() -> RetryPolicy {
+    const SCHEDULE: [Duration; 3] = [
+        Duration::from_secs(5),
+        Duration::from_secs(300),
+        Duration::from_secs(1800),
+    ];
+
+    fn policy() -> RetryPolicy<'static> {
         RetryPolicy {
-            schedule: [5, 300, 1800].map(Duration::from_secs).to_vec(),
+            schedule: &SCHEDULE,
             max_attempts: 5,
         }
     }
@@ -89,7 +95,7 @@ mod tests {
     #[test]
     fn one_attempt_means_no_retry() {
         let p = RetryPolicy {
-            schedule: vec![Duration::ZERO],
+            schedule: &[Duration::ZERO],
             max_attempts: 1,
         };
         assert_eq!(p.next_delay(1, None, &mut rand::rng()), None);

@@ -177,7 +177,7 @@ impl TargetWorker {
             return self.store.finish_attempt(delivery, attempt, next).await;
         };
         let policy = RetryPolicy {
-            schedule: target.retry_schedule.clone(),
+            schedule: &target.retry_schedule,
             max_attempts: target.max_attempts,
         };
         let started_at = now_ms();
