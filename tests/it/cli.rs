@@ -131,5 +131,5 @@ async fn sigterm_stops_ingest_and_exits_cleanly() {
     assert_eq!(router.ingest("s", "{}", &[]).await.0, 202);
     rx.wait_for("t", 1, WAIT).await;
     assert!(router.terminate(), "exit status 0 after SIGTERM");
-    assert!(router.log_text().contains("shutting down"));
+    router.wait_log_contains("shutting down", WAIT).await;
 }

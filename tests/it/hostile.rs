@@ -66,6 +66,20 @@ async fn loop_panic_and_oom_plugins_fail_their_events_while_another_route_delive
     );
 
     // Each failure is recorded with a clear reason, tagged with the event id.
+    // (Log lines can trail the metrics: wait for the last of them.)
+    crate::eventually_async("every failure in the log", || async {
+        let failures = router
+            .logs()
+            .iter()
+            .filter(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("route failed"))
+            })
+            .count();
+        (failures >= 3 * EVENTS).then_some(())
+    })
+    .await;
     let logs = router.logs();
     let reasons = |route: &str| -> Vec<String> {
         logs.iter()
@@ -188,13 +202,18 @@ async fn the_hostile_plugin_matrix_fails_alone_with_clear_reasons() {
                 WAIT,
             )
             .await;
-        let logged = router.logs().iter().any(|l| {
-            l["route"] == route
-                && l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("route failed") && m.contains(reason))
-        });
-        assert!(logged, "{route}: no failure logged with {reason:?}");
+        router
+            .wait_log(
+                &format!("{route}: a failure logged with {reason:?}"),
+                WAIT,
+                |l| {
+                    l["route"] == route
+                        && l["message"]
+                            .as_str()
+                            .is_some_and(|m| m.starts_with("route failed") && m.contains(reason))
+                },
+            )
+            .await;
     }
     // The escape attempt ran, and got nothing: no network, no files, no environment.
     let got = rx.wait_for("escape", EVENTS, WAIT).await;

@@ -222,11 +222,10 @@ async fn a_plugin_routes_to_named_targets_and_an_unknown_name_fails_the_route() 
         rx.on("a").is_empty(),
         "the route's own target is replaced by the plugin's choice"
     );
-    assert!(
-        router
-            .log_text()
-            .contains(r#"an output names target \"nope\", which is not configured"#),
-        "{}",
-        router.log_text()
-    );
+    router
+        .wait_log_contains(
+            r#"an output names target \"nope\", which is not configured"#,
+            WAIT,
+        )
+        .await;
 }

@@ -147,7 +147,7 @@ async fn swapping_a_plugin_under_load_loses_nothing_and_each_event_sees_one_vers
         0.0,
         "zero failed events"
     );
-    assert!(router.log_text().contains("plugin swapped"));
+    router.wait_log_contains("plugin swapped", WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -232,6 +232,7 @@ async fn a_slow_copy_loads_once_when_complete_with_no_error() {
     }
     let status = wait_version(&router, "versioned", "v1").await;
     assert!(status["last_error"].is_null(), "{status}");
+    router.wait_log_contains("plugin loaded", WAIT).await;
     let loads = router
         .logs()
         .iter()
@@ -273,7 +274,9 @@ async fn events_for_a_removed_plugin_are_kept_and_delivered_when_it_returns() {
         5.0,
         "kept, not dropped"
     );
-    assert!(router.log_text().contains("plugin versioned is not loaded"));
+    router
+        .wait_log_contains("plugin versioned is not loaded", WAIT)
+        .await;
     assert!(rx.on("t").is_empty());
 
     deploy("versioned-v2", &router.plugins_dir(), "versioned");
@@ -302,12 +305,11 @@ async fn a_restart_loads_plugins_from_the_compiled_cache() {
         "restart loads from the cache: {again}"
     );
     assert_eq!(again["version"], first["version"]);
-    assert!(
-        router
-            .logs()
-            .iter()
-            .any(|l| l["message"] == "plugin loaded" && l["from_cache"] == true)
-    );
+    router
+        .wait_log("a load from the cache", WAIT, |l| {
+            l["message"] == "plugin loaded" && l["from_cache"] == true
+        })
+        .await;
 
     // A corrupt entry is ignored and rebuilt, never trusted.
     let cache = router.dir.path().join("data/plugin-cache");
@@ -321,11 +323,9 @@ async fn a_restart_loads_plugins_from_the_compiled_cache() {
     router.restart().await;
     let rebuilt = router.plugin_status("versioned").await.unwrap();
     assert_eq!(rebuilt["from_cache"], false, "{rebuilt}");
-    assert!(
-        router
-            .log_text()
-            .contains("ignoring a bad compiled-plugin cache entry")
-    );
+    router
+        .wait_log_contains("ignoring a bad compiled-plugin cache entry", WAIT)
+        .await;
     assert_eq!(router.ingest("s", "{}", &[]).await.0, 202);
     rx.wait_for("t", 1, WAIT).await;
 }

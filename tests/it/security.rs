@@ -411,22 +411,45 @@ mod limits {
             ..Setup::default()
         })
         .await;
-        // One request holds the only slot: its body is still arriving.
-        let mut holder = TcpStream::connect(router.addr).await.unwrap();
-        holder
-            .write_all(b"POST /ingest/s HTTP/1.1\r\nhost: x\r\ncontent-length: 11\r\n\r\n{")
-            .await
-            .unwrap();
-        let resp = crate::eventually_async("the second request to be refused", || async {
-            let r = reqwest::Client::new()
-                .post(router.url("/ingest/s"))
-                .body("{}")
-                .send()
+        // One request holds the only slot: its body is still arriving. If a
+        // probe happens to take the slot first, the holder is the one
+        // refused; then it is answered at once, and we start over.
+        let deadline = tokio::time::Instant::now() + crate::WAIT;
+        let client = reqwest::Client::new();
+        let (mut holder, resp) = 'hold: loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never saw a request refused at the cap"
+            );
+            let mut holder = TcpStream::connect(router.addr).await.unwrap();
+            holder
+                .write_all(b"POST /ingest/s HTTP/1.1\r\nhost: x\r\ncontent-length: 11\r\n\r\n{")
                 .await
                 .unwrap();
-            (r.status() == 503).then_some(r)
-        })
-        .await;
+            loop {
+                let r = client
+                    .post(router.url("/ingest/s"))
+                    .body("{}")
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == 503 {
+                    break 'hold (holder, r);
+                }
+                // Was the holder answered (refused) instead? Waiting for that
+                // is also the pause between probes.
+                let mut peek = [0u8; 1];
+                let answered =
+                    tokio::time::timeout(Duration::from_millis(20), holder.peek(&mut peek)).await;
+                if answered.is_ok() {
+                    continue 'hold;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never saw a request refused at the cap"
+                );
+            }
+        };
         assert_eq!(
             resp.headers()
                 .get("retry-after")

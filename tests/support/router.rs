@@ -190,6 +190,16 @@ impl Router {
             .cloned()
     }
 
+    /// Wait until the log contains `needle`. The log is read from the child's
+    /// stderr by a thread, so a line can trail the effect it describes.
+    pub async fn wait_log_contains(&self, needle: &str, timeout: Duration) {
+        let what = format!("{needle:?} in the log");
+        crate::eventually(&what, timeout, || {
+            self.log_text().contains(needle).then_some(())
+        })
+        .await
+    }
+
     /// Wait for a log line for which `pred` holds; returns it.
     pub async fn wait_log(
         &self,
