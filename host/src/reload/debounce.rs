@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -39,20 +40,43 @@ impl Pending {
     }
 }
 
-/// Watch `dir` (not recursively); every event's paths arrive on the receiver.
-/// The watcher stops when the returned handle is dropped.
+/// Whether a file-system event can mean a file's content or presence
+/// changed: create, write, close after writing, rename, remove.
+///
+/// Opens, reads and closes after reading are not changes. Passing them on
+/// made the router react to its own reads: loading a plugin opens it, which
+/// scheduled another load, forever (and so did anyone running `cat` on the
+/// config). Metadata changes (`chmod`, `touch`) are not changes either: the
+/// content is what is loaded, and it is hashed.
+pub fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        // A backend that cannot say what happened: look at the file again.
+        EventKind::Any => true,
+        EventKind::Other => false,
+    }
+}
+
+/// Watch `dir` (not recursively); the paths of every event that may be a
+/// change ([`is_change`]) arrive on the receiver. The watcher stops when the
+/// returned handle is dropped.
 pub fn watch_dir(dir: &Path) -> notify::Result<(RecommendedWatcher, mpsc::Receiver<PathBuf>)> {
     // Bounded: when the router falls behind, notify's thread waits instead
     // of memory growing; events for one path coalesce in `Pending` anyway.
     let (tx, rx) = mpsc::channel(1024);
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event) => {
+            Ok(event) if is_change(&event.kind) => {
                 for path in event.paths {
                     // The receiver is gone only at shutdown.
                     let _ = tx.blocking_send(path);
                 }
             }
+            Ok(_) => {}
             Err(e) => tracing::warn!("file watcher error: {e}"),
         })?;
     watcher.watch(dir, RecursiveMode::NonRecursive)?;
@@ -70,7 +94,35 @@ pub async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use notify::event::{AccessMode, CreateKind, DataChange, MetadataKind, RemoveKind, RenameMode};
     use std::time::Duration;
+
+    #[test]
+    fn reads_and_metadata_are_not_changes_writes_renames_and_removes_are() {
+        let changes = [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Any,
+        ];
+        for kind in changes {
+            assert!(is_change(&kind), "{kind:?} is a change");
+        }
+        let not_changes = [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Any),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+            EventKind::Other,
+        ];
+        for kind in not_changes {
+            assert!(!is_change(&kind), "{kind:?} is not a change");
+        }
+    }
 
     #[test]
     fn later_events_push_the_deadline_back_and_due_paths_come_out_once() {
