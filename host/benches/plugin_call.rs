@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use wasmhook::config::PluginLimits;
 use wasmhook::event::Event;
-use wasmhook::plugin::{Limits, PluginRegistry, PluginRuntime};
+use wasmhook::plugin::{PluginRegistry, PluginRuntime};
 use wasmhook_sdk::Config;
 
 const WARMUP: usize = 500;
@@ -64,7 +65,7 @@ fn main() {
         .build()
         .unwrap();
     let wasm_mean = rt.block_on(async {
-        let runtime = Arc::new(PluginRuntime::new(Limits::default(), None).unwrap());
+        let runtime = Arc::new(PluginRuntime::new(PluginLimits::default(), None).unwrap());
         let registry = PluginRegistry::new(runtime.clone());
         let plugin = registry.load_file(&wasm).await.unwrap();
         let config: Arc<[(String, String)]> = Arc::from(vec![(

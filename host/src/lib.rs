@@ -1,7 +1,7 @@
 //! wasmhook: a WebAssembly-pluggable webhook router.
 //!
-//! Data flows one way: `ingest` → `queue` → `pipeline` (routes + plugins) →
-//! `queue` (deliveries) → `dispatch` (signed HTTP). `plugin` owns everything
+//! Data flows one way: `ingest` → `store` → `pipeline` (routes + plugins) →
+//! `store` (deliveries) → `dispatch` (signed HTTP). `plugin` owns everything
 //! wasmtime; `config` turns TOML into typed settings; `server` wires it all.
 //! See ARCHITECTURE.md for the map and the invariants.
 
@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod reload;
+pub mod secret;
 pub mod server;
 pub mod store;
 pub mod verify;

@@ -16,6 +16,10 @@ const HELP: &[(&str, &str)] = &[
         "Events accepted by ingest (answered 202).",
     ),
     (
+        "wasmhook_events_untyped_total",
+        "Events accepted without an event type: the source's event_type rule found none.",
+    ),
+    (
         "wasmhook_ingest_rejected_total",
         "Ingest requests refused, by reason.",
     ),
@@ -66,6 +70,10 @@ impl Metrics {
 
     pub fn event_received(&self, source: &str) {
         self.inc("wasmhook_events_received_total", &[("source", source)]);
+    }
+
+    pub fn event_untyped(&self, source: &str) {
+        self.inc("wasmhook_events_untyped_total", &[("source", source)]);
     }
 
     pub fn ingest_rejected(&self, source: &str, reason: &str) {

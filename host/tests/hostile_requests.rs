@@ -10,8 +10,9 @@ use axum::http::Request;
 use proptest::prelude::*;
 use tower::ServiceExt;
 use wasmhook::config;
+use wasmhook::config::PluginLimits;
 use wasmhook::metrics::Metrics;
-use wasmhook::plugin::{Limits, PluginRegistry, PluginRuntime};
+use wasmhook::plugin::{PluginRegistry, PluginRuntime};
 use wasmhook::server::{AppState, app};
 use wasmhook::store::{SqliteStore, Store};
 use wasmhook::verify::{decode_hex, parse_prefixed_hex, parse_standard, parse_stripe};
@@ -70,9 +71,9 @@ fn harness() -> &'static Harness {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(None, false, 100_000).unwrap());
         let runtime = Arc::new(
             PluginRuntime::new(
-                Limits {
+                PluginLimits {
                     max_concurrency: 1,
-                    ..Limits::default()
+                    ..PluginLimits::default()
                 },
                 None,
             )
@@ -138,10 +139,21 @@ proptest! {
             .unwrap();
         let response = h.rt.block_on(app(h.state.clone()).oneshot(request)).unwrap();
         let status = response.status().as_u16();
-        let genuine_json = source == "json"
-            && serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v.pointer("/type").cloned()).is_some_and(|t| t.is_string() || t.is_number() || t.is_boolean());
-        if genuine_json {
+        if source == "json" {
+            // Unsigned: every body is an event, typed by /type when it has one.
             prop_assert_eq!(status, 202);
+            let stored = h.rt.block_on(h.store.event(&id)).unwrap();
+            let stored = stored.expect("an accepted event is stored");
+            let typed = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.pointer("/type").cloned())
+                .and_then(|t| match t {
+                    serde_json::Value::String(s) => Some(s),
+                    t if t.is_number() || t.is_boolean() => Some(t.to_string()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            prop_assert_eq!(stored.event_type, typed);
         } else {
             prop_assert!((400..500).contains(&status), "status {}", status);
             let stored = h.rt.block_on(h.store.event(&id)).unwrap();

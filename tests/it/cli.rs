@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use wasmhook_e2e::{Receiver, Router, plugin_wasm};
+use wasmhook_e2e::{Behaviour, Receiver, Router, Signal, plugin_wasm};
 
 use crate::WAIT;
 
@@ -121,15 +121,49 @@ fn plugin_run_prints_the_outcome() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sigterm_stops_ingest_and_exits_cleanly() {
+async fn sigterm_drains_refusing_ingest_until_attempts_in_flight_finish() {
     let rx = Receiver::start().await;
+    rx.set("t", Behaviour::Hold);
     let config = format!(
         "[[sources]]\nname = \"s\"\n\n[[targets]]\nname = \"t\"\nurl = \"{}\"\n\n[[routes]]\nname = \"r\"\nsource = \"s\"\ntargets = [\"t\"]\n",
         rx.url("t")
     );
     let mut router = Router::start(&config, &[], "").await;
     assert_eq!(router.ingest("s", "{}", &[]).await.0, 202);
+    // An attempt is in flight, held by the target.
     rx.wait_for("t", 1, WAIT).await;
-    assert!(router.terminate(), "exit status 0 after SIGTERM");
+
+    router.signal(Signal::TERM);
     router.wait_log_contains("shutting down", WAIT).await;
+    // Draining: senders are told to come back, load balancers to go away.
+    let resp = reqwest::Client::new()
+        .post(router.url("/ingest/s"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert!(
+        resp.text().await.unwrap().contains("shutting down"),
+        "the 503 says why"
+    );
+    let (status, ready) = router.get("/readyz").await;
+    assert_eq!(status, 503);
+    assert!(ready.contains("draining"), "{ready}");
+    assert_eq!(
+        router
+            .metric("wasmhook_ingest_rejected_total{source=\"s\",reason=\"draining\"}")
+            .await,
+        1.0
+    );
+
+    // The attempt in flight finishes, then the process exits cleanly.
+    rx.release();
+    assert!(router.wait_exit().await, "exit status 0 after SIGTERM");
+    // Its last words: the held attempt was recorded before the exit.
+    router
+        .wait_log_contains("stopped; nothing was left undelivered", WAIT)
+        .await;
+    assert!(router.logs().iter().any(|l| l["message"] == "delivered"));
 }

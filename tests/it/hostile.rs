@@ -128,13 +128,18 @@ async fn the_hostile_plugin_matrix_fails_alone_with_clear_reasons() {
         rx.url("t"),
         rx.url("escape")
     );
+    // A live listener for the escape attempt: a closed port would refuse
+    // the connection whether or not the sandbox let it through.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let live = listener.local_addr().unwrap();
     for p in runtime.iter().chain(&broken) {
-        let target = if *p == "hostile-escape" {
-            "escape"
+        let (target, plugin_config) = if *p == "hostile-escape" {
+            ("escape", format!(", config = {{ connect = \"{live}\" }}"))
         } else {
-            "t"
+            ("t", String::new())
         };
-        config.push_str(&format!("[[routes]]\nname = \"{p}\"\nsource = \"s\"\nplugins = [\"{p}\"]\ntargets = [\"{target}\"]\n\n"));
+        config.push_str(&format!("[[routes]]\nname = \"{p}\"\nsource = \"s\"\nplugins = [{{ name = \"{p}\"{plugin_config} }}]\ntargets = [\"{target}\"]\n\n"));
     }
     let mut plugins: Vec<&str> = vec!["tag-route", "wrong-world"];
     plugins.extend(runtime);
@@ -221,6 +226,11 @@ async fn the_hostile_plugin_matrix_fails_alone_with_clear_reasons() {
     assert!(
         report["net"].as_str().unwrap().starts_with("refused"),
         "{report}"
+    );
+    assert_eq!(
+        listener.accept().map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::WouldBlock),
+        "nothing reached the listener the plugin tried"
     );
     assert!(
         report["fs"].as_str().unwrap().starts_with("refused"),

@@ -11,8 +11,11 @@ async fn ingest_answers_202_404_413_400_as_the_contract_says() {
         "[[sources]]\nname = \"gh\"\nevent_type = {{ header = \"x-github-event\" }}\n\n\
          [[sources]]\nname = \"stripe\"\nevent_type = {{ json_pointer = \"/type\" }}\n\n\
          [[targets]]\nname = \"t\"\nurl = \"{}\"\n\n\
-         [[routes]]\nname = \"r\"\nsource = \"stripe\"\nevent_types = [\"invoice.paid\"]\ntargets = [\"t\"]\n",
-        rx.url("t")
+         [[targets]]\nname = \"all-gh\"\nurl = \"{}\"\n\n\
+         [[routes]]\nname = \"r\"\nsource = \"stripe\"\nevent_types = [\"invoice.paid\"]\ntargets = [\"t\"]\n\n\
+         [[routes]]\nname = \"every-gh\"\nsource = \"gh\"\ntargets = [\"all-gh\"]\n",
+        rx.url("t"),
+        rx.url("all-gh")
     );
     let router = Router::with(Setup {
         config: &config,
@@ -30,14 +33,36 @@ async fn ingest_answers_202_404_413_400_as_the_contract_says() {
         .await;
     assert_eq!(status, 413, "{body}");
 
-    let (status, body) = router.ingest("gh", "{}", &[]).await;
-    assert_eq!(status, 400);
-    assert!(
-        body["error"].as_str().unwrap().contains("x-github-event"),
+    // No routing field is no reason to refuse: accepted with the type "".
+    let (status, body) = router
+        .ingest("gh", r#"{"untyped":1}"#, &[("webhook-id", "gh-untyped")])
+        .await;
+    assert_eq!(
+        (status, body["id"].as_str()),
+        (202, Some("gh-untyped")),
         "{body}"
     );
+    for (i, untyped) in ["not json", r#"[{"type":"invoice.paid"}]"#]
+        .iter()
+        .enumerate()
+    {
+        let id = format!("stripe-untyped-{i}");
+        let (status, body) = router
+            .ingest("stripe", *untyped, &[("webhook-id", &id)])
+            .await;
+        assert_eq!(status, 202, "{untyped}: {body}");
+    }
+    // A route without event_types sees the untyped event, as sent.
+    let got = rx.wait_for("all-gh", 1, WAIT).await;
+    assert_eq!(&got[0].body[..], br#"{"untyped":1}"#);
+    let (status, event) = router.api("/api/events/gh-untyped").await;
+    assert_eq!(
+        (status, &event["event_type"]),
+        (200, &serde_json::json!(""))
+    );
 
-    let (status, body) = router.ingest("stripe", "not json", &[]).await;
+    // Malformed HTTP is still a 400: here an id no store could key on.
+    let (status, body) = router.ingest("gh", "{}", &[("webhook-id", "a b")]).await;
     assert_eq!(status, 400, "{body}");
 
     // The id comes from Idempotency-Key; the route's event_types pre-filter applies.
@@ -58,13 +83,29 @@ async fn ingest_answers_202_404_413_400_as_the_contract_says() {
     );
     let got = rx.wait_for("t", 1, WAIT).await;
     assert_eq!(got[0].json()["type"], "invoice.paid");
+    // The untyped events skipped the route with event_types.
+    for i in 0..2 {
+        let (_, event) = crate::eventually_async("the untyped event processed", || async {
+            let (status, event) = router.api(&format!("/api/events/stripe-untyped-{i}")).await;
+            (status == 200 && event["state"] == "processed").then_some(((), event))
+        })
+        .await;
+        assert_eq!(event["event_type"], "");
+        assert_eq!(event["deliveries"], serde_json::json!([]), "{event}");
+    }
+    assert_eq!(rx.on("t").len(), 1);
 
     assert_eq!(router.get("/healthz").await.0, 200);
     assert_eq!(router.get("/readyz").await.0, 200);
     let (status, metrics) = router.get("/metrics").await;
     assert_eq!(status, 200);
     assert!(
-        metrics.contains("wasmhook_events_received_total{source=\"stripe\"} 2"),
+        metrics.contains("wasmhook_events_received_total{source=\"stripe\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wasmhook_events_untyped_total{source=\"stripe\"} 2")
+            && metrics.contains("wasmhook_events_untyped_total{source=\"gh\"} 1"),
         "{metrics}"
     );
     assert!(

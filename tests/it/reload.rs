@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use wasmhook_e2e::{Receiver, Router, Setup, plugin_wasm};
+use wasmhook_e2e::{Receiver, Router, Setup, Signal, plugin_wasm};
 
 use crate::WAIT;
 
@@ -57,20 +57,11 @@ async fn wait_version(router: &Router, name: &str, build: &str) -> serde_json::V
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    // The router reports versions as SHA-256; compute it the same way with
-    // the system tool rather than re-implementing the router's code.
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("f");
-    std::fs::write(&f, bytes).unwrap();
-    let out = std::process::Command::new("sha256sum")
-        .arg(&f)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -285,10 +276,10 @@ async fn events_for_a_removed_plugin_are_kept_and_delivered_when_it_returns() {
         got.iter()
             .all(|r| r.header("x-plugin-version") == Some("v2"))
     );
-    router
-        .wait_metric("wasmhook_queue_failed_routes", 0.0, WAIT)
-        .await;
-    assert_eq!(router.metric("wasmhook_queue_failed_routes").await, 0.0);
+    crate::eventually_async("the failed routes to clear", || async {
+        (router.metric("wasmhook_queue_failed_routes").await == 0.0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -330,13 +321,26 @@ async fn a_restart_loads_plugins_from_the_compiled_cache() {
     rx.wait_for("t", 1, WAIT).await;
 }
 
+/// Source `s`, routed to target `a`.
+fn routed_to_a(rx: &Receiver) -> String {
+    format!(
+        "[[sources]]\nname = \"s\"\n\n[[targets]]\nname = \"a\"\nurl = \"{}\"\n\n[[routes]]\nname = \"to-a\"\nsource = \"s\"\ntargets = [\"a\"]\n",
+        rx.url("a")
+    )
+}
+
+/// `config` plus a target `b` and a route from `s` to it.
+fn with_route_to_b(config: &str, rx: &Receiver) -> String {
+    format!(
+        "{config}\n[[targets]]\nname = \"b\"\nurl = \"{}\"\n\n[[routes]]\nname = \"to-b\"\nsource = \"s\"\ntargets = [\"b\"]\n",
+        rx.url("b")
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn editing_the_config_adds_routes_and_targets_and_a_bad_edit_keeps_the_old_one() {
     let rx = Receiver::start().await;
-    let base = format!(
-        "[[sources]]\nname = \"s\"\n\n[[targets]]\nname = \"a\"\nurl = \"{}\"\n\n[[routes]]\nname = \"to-a\"\nsource = \"s\"\ntargets = [\"a\"]\n",
-        rx.url("a")
-    );
+    let base = routed_to_a(&rx);
     let router = Router::with(Setup {
         config: &base,
         ..Setup::default()
@@ -345,10 +349,7 @@ async fn editing_the_config_adds_routes_and_targets_and_a_bad_edit_keeps_the_old
     let original = std::fs::read_to_string(router.config_path()).unwrap();
 
     // Add a target and a route; write it the way deploy tools do (rename).
-    let added = format!(
-        "{original}\n[[targets]]\nname = \"b\"\nurl = \"{}\"\n\n[[routes]]\nname = \"to-b\"\nsource = \"s\"\ntargets = [\"b\"]\n",
-        rx.url("b")
-    );
+    let added = with_route_to_b(&original, &rx);
     let tmp = router.dir.path().join("wasmhook.toml.new");
     std::fs::write(&tmp, &added).unwrap();
     std::fs::rename(&tmp, router.config_path()).unwrap();
@@ -377,16 +378,161 @@ async fn editing_the_config_adds_routes_and_targets_and_a_bad_edit_keeps_the_old
     assert_eq!(router.ingest("s", r#"{"n":2}"#, &[]).await.0, 202);
     rx.wait_for("a", 2, WAIT).await;
     rx.wait_for("b", 2, WAIT).await;
+}
 
-    // SIGHUP reloads too.
-    std::fs::write(router.config_path(), &added).unwrap();
-    let _ = std::process::Command::new("kill")
-        .arg("-HUP")
-        .arg(router.pid().to_string())
-        .status();
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_a_config_the_watcher_cannot_see() {
+    // The config is a symlink into a folder the router does not watch, as
+    // Kubernetes mounts a ConfigMap: edits behind it reach the router only
+    // through SIGHUP.
+    let rx = Receiver::start().await;
+    let base = routed_to_a(&rx);
+    let router = Router::with(Setup {
+        config: &base,
+        ..Setup::default()
+    })
+    .await;
+    let original = std::fs::read_to_string(router.config_path()).unwrap();
+    let real_dir = router.dir.path().join("mounted");
+    std::fs::create_dir(&real_dir).unwrap();
+    let real = real_dir.join("wasmhook.toml");
+    std::fs::write(&real, &original).unwrap();
+    let link = router.dir.path().join("wasmhook.toml.link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    std::fs::rename(&link, router.config_path()).unwrap();
+    // Swapping in the symlink is itself a change the watcher sees.
     router
-        .wait_log("SIGHUP", WAIT, |l| {
-            l["message"] == "SIGHUP: reloading the config"
+        .wait_log("the reload of the symlink", WAIT, |l| {
+            l["message"] == "config reloaded"
         })
         .await;
+
+    // An edit behind the link: a second target and route.
+    let added = with_route_to_b(&original, &rx);
+    std::fs::write(&real, &added).unwrap();
+    assert_eq!(
+        router
+            .ingest("s", r#"{"n":1}"#, &[("webhook-id", "before-hup")])
+            .await
+            .0,
+        202
+    );
+    rx.wait_for("a", 1, WAIT).await;
+    let (_, event) = crate::eventually_async("the event processed", || async {
+        let (status, event) = router.api("/api/events/before-hup").await;
+        (status == 200 && event["state"] == "processed").then_some(((), event))
+    })
+    .await;
+    assert_eq!(
+        event["deliveries"].as_array().unwrap().len(),
+        1,
+        "the edit is not live before SIGHUP: {event}"
+    );
+
+    router.signal(Signal::HUP);
+    router
+        .wait_log("the SIGHUP reload", WAIT, |l| {
+            l["message"] == "config reloaded" && l["routes"] == 2
+        })
+        .await;
+    assert!(router.log_text().contains("SIGHUP: reloading the config"));
+    assert_eq!(router.ingest("s", r#"{"n":2}"#, &[]).await.0, 202);
+    let got = rx.wait_for("b", 1, WAIT).await;
+    assert_eq!(got[0].json()["n"], 2, "the new route is live");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_the_config_and_plugins_reloads_nothing_and_a_broken_file_is_reported_once() {
+    let rx = Receiver::start().await;
+    // Short debounce and settle: a loop, if there were one, spins fast.
+    let router = start_with_v1(&rx, "watch_debounce_ms = 20\nsettle_ms = 50").await;
+    let broken = router.plugins_dir().join("broken.wasm");
+    std::fs::write(&broken, b"not webassembly").unwrap();
+    crate::eventually_async("the broken file's error", || async {
+        router
+            .plugin_status("broken")
+            .await
+            .filter(|s| s["last_error"].is_string())
+    })
+    .await;
+    let rejections = || {
+        router
+            .logs()
+            .iter()
+            .filter(|l| {
+                l["plugin"] == "broken"
+                    && l["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("plugin rejected"))
+            })
+            .count()
+    };
+    let reloads = || {
+        router
+            .logs()
+            .iter()
+            .filter(|l| l["message"] == "config reloaded")
+            .count()
+    };
+    assert_eq!(rejections(), 1);
+
+    // What `cat`, `wasmhook check` and a backup job do: open and read.
+    for _ in 0..5 {
+        std::fs::read(router.config_path()).unwrap();
+        std::fs::read(&broken).unwrap();
+        std::fs::read(router.plugins_dir().join("versioned.wasm")).unwrap();
+    }
+    // Proving that nothing happens takes a quiet period: 20 debounce windows,
+    // and 5 of the config watcher's.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(reloads(), 0, "{}", router.log_text());
+    assert_eq!(rejections(), 1, "{}", router.log_text());
+
+    // A real change is still seen, and reported once.
+    std::fs::write(&broken, b"still not webassembly").unwrap();
+    crate::eventually_async("a second rejection", || async {
+        (rejections() == 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rejections(), 2, "once per change: {}", router.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_token_rotates_with_a_config_edit_and_no_restart() {
+    let router = Router::with(Setup {
+        config: "[[sources]]\nname = \"s\"\n",
+        ..Setup::default()
+    })
+    .await;
+    let with_token = |token: &'static str| {
+        let url = router.url("/api/plugins");
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(with_token(wasmhook_e2e::ADMIN_TOKEN).await, 200);
+    let config = std::fs::read_to_string(router.config_path()).unwrap();
+    let rotated = config.replace(wasmhook_e2e::ADMIN_TOKEN, "the-rotated-token");
+    assert_ne!(config, rotated);
+    std::fs::write(router.config_path(), rotated).unwrap();
+    router
+        .wait_log("the reload", WAIT, |l| l["message"] == "config reloaded")
+        .await;
+    assert_eq!(with_token(wasmhook_e2e::ADMIN_TOKEN).await, 401);
+    assert_eq!(with_token("the-rotated-token").await, 200);
+    assert!(
+        !router
+            .log_text()
+            .contains("take effect at the next restart"),
+        "the token is live, not restart-only: {}",
+        router.log_text()
+    );
 }

@@ -16,8 +16,25 @@ const GENERIC: &str = "generic-s3cret-value";
 const OLD: &str = "rotated-out-s3cret";
 const OUTBOUND: &str = "whsec_dGhpcy1pcy1hLXNlY29uZC1rZXktZm9yLXJvdGF0aW9u";
 
-/// Signature headers for `body`, made by Python's `hmac` (tests/py/sign.py).
+/// Signature headers for `body`, made independently of the router: by the
+/// spec's own library for Standard Webhooks, else by Python's `hmac`
+/// (tests/py/sign.py, standard library only).
 fn sign(scheme: &str, secret: &str, body: &str, msg_id: &str) -> Vec<(String, String)> {
+    if scheme == "standard-webhooks" {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let signature = standardwebhooks::Webhook::new(secret)
+            .unwrap()
+            .sign(msg_id, now, body.as_bytes())
+            .unwrap();
+        return vec![
+            ("webhook-id".into(), msg_id.into()),
+            ("webhook-timestamp".into(), now.to_string()),
+            ("webhook-signature".into(), signature),
+        ];
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("body");
     std::fs::write(&path, body).unwrap();
@@ -25,7 +42,6 @@ fn sign(scheme: &str, secret: &str, body: &str, msg_id: &str) -> Vec<(String, St
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/py/sign.py"))
         .args([scheme, secret])
         .arg(&path)
-        .arg(msg_id)
         .output()
         .expect("python3 runs");
     assert!(
@@ -197,6 +213,34 @@ async fn every_scheme_accepts_genuine_requests_and_refuses_forged_ones_storing_n
         cases.len(),
         "only the genuine requests were delivered"
     );
+    // The sender's signature is its proof to us: stripped before the event
+    // is stored, so no target ever gets it (and could replay it to us).
+    let inbound = [
+        "x-hub-signature-256",
+        "stripe-signature",
+        "x-slack-signature",
+        "x-shopify-hmac-sha256",
+        "x-signature",
+        "webhook-signature",
+    ];
+    for r in &got {
+        for h in &inbound[..5] {
+            assert!(r.header(h).is_none(), "{h} was forwarded: {:?}", r.headers);
+        }
+    }
+    for (source, ..) in &cases {
+        let (_, event) = router.api(&format!("/api/events/{source}-good")).await;
+        let stored: Vec<&str> = event["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h[0].as_str().unwrap())
+            .collect();
+        assert!(stored.contains(&"idempotency-key"), "{event}");
+        for h in inbound {
+            assert!(!stored.contains(&h), "{source}: {h} was stored: {event}");
+        }
+    }
     assert_eq!(
         router
             .metric("wasmhook_ingest_rejected_total{source=\"github\",reason=\"signature\"}")

@@ -1,8 +1,9 @@
-"""Sign a request the way each provider does, with Python's own `hmac` module
-(and the `standardwebhooks` package): an implementation independent of the
-router's, for the inbound verification tests.
+"""Sign a request the way each provider does, with Python's own `hmac` module:
+an implementation independent of the router's, for the inbound verification
+tests. Standard library only. (Standard Webhooks requests are signed in the
+tests with the spec's own Rust library instead.)
 
-Usage: sign.py SCHEME SECRET BODY_FILE [MSG_ID]
+Usage: sign.py SCHEME SECRET BODY_FILE
 Prints the signature headers as a JSON object.
 """
 import base64
@@ -11,7 +12,6 @@ import hmac
 import json
 import sys
 import time
-from datetime import datetime, timezone
 
 scheme, secret, body_path = sys.argv[1:4]
 with open(body_path, "rb") as f:
@@ -35,16 +35,6 @@ elif scheme == "slack":
     }
 elif scheme == "shopify":
     out = {"X-Shopify-Hmac-Sha256": base64.b64encode(mac(body).digest()).decode()}
-elif scheme == "standard-webhooks":
-    from standardwebhooks.webhooks import Webhook
-
-    msg_id = sys.argv[4]
-    ts = datetime.fromtimestamp(now, tz=timezone.utc)
-    out = {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(now),
-        "webhook-signature": Webhook(secret).sign(msg_id, ts, body.decode()),
-    }
 elif scheme == "hmac":
     out = {"X-Signature": "sha256=" + mac(f"{now}.".encode() + body).hexdigest(), "X-Timestamp": str(now)}
 else:

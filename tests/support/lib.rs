@@ -7,7 +7,7 @@ mod receiver;
 mod router;
 
 pub use receiver::{Behaviour, Received, Receiver};
-pub use router::{ADMIN_TOKEN, Router, Setup, plugin_wasm};
+pub use router::{ADMIN_TOKEN, Router, Setup, Signal, plugin_wasm};
 
 use std::time::Duration;
 

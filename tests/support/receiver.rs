@@ -45,6 +45,12 @@ pub enum Behaviour {
     Hang,
     /// 200, after this many milliseconds.
     Slow(u64),
+    /// 200, once the test calls [`Receiver::release`].
+    Hold,
+    /// 429 with `Retry-After: <seconds>` for the first `n` requests, then 200.
+    RetryAfterSecs { n: usize, secs: u64 },
+    /// 429 with `Retry-After: <HTTP-date now + secs>` for the first `n`, then 200.
+    RetryAfterDate { n: usize, secs: u64 },
 }
 
 #[derive(Default)]
@@ -53,6 +59,7 @@ struct Inner {
     behaviours: Mutex<HashMap<String, Behaviour>>,
     counts: Mutex<HashMap<String, usize>>,
     changed: Notify,
+    released: std::sync::atomic::AtomicBool,
 }
 
 /// Records requests to `http://ADDR/{path}`.
@@ -84,6 +91,14 @@ impl Receiver {
             .lock()
             .unwrap()
             .insert(path.to_string(), behaviour);
+    }
+
+    /// Let every `Hold` request, pending or to come, be answered.
+    pub fn release(&self) {
+        self.inner
+            .released
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.changed.notify_waiters();
     }
 
     /// Everything received on `path` so far.
@@ -141,10 +156,22 @@ async fn handle(
         *c += 1;
         *c
     };
+    let mut retry_after = None;
     let status = match behaviour {
-        Behaviour::Ok | Behaviour::Slow(_) => 200,
+        Behaviour::Ok | Behaviour::Slow(_) | Behaviour::Hold => 200,
         Behaviour::FailFirst { n, status } if count <= n => status,
-        Behaviour::FailFirst { .. } => 200,
+        Behaviour::RetryAfterSecs { n, secs } if count <= n => {
+            retry_after = Some(secs.to_string());
+            429
+        }
+        Behaviour::RetryAfterDate { n, secs } if count <= n => {
+            let at = std::time::SystemTime::now() + Duration::from_secs(secs);
+            retry_after = Some(httpdate::fmt_http_date(at));
+            429
+        }
+        Behaviour::FailFirst { .. }
+        | Behaviour::RetryAfterSecs { .. }
+        | Behaviour::RetryAfterDate { .. } => 200,
         Behaviour::Always(status) => status,
         Behaviour::Hang => 0,
     };
@@ -162,7 +189,22 @@ async fn handle(
     match behaviour {
         Behaviour::Hang => std::future::pending::<()>().await,
         Behaviour::Slow(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+        Behaviour::Hold => loop {
+            let released = inner.changed.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if inner.released.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            released.await;
+        },
         _ => {}
     }
-    (StatusCode::from_u16(status).unwrap(), "received").into_response()
+    let mut response = (StatusCode::from_u16(status).unwrap(), "received").into_response();
+    if let Some(value) = retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", value.parse().unwrap());
+    }
+    response
 }

@@ -7,7 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rustix::process::{Pid, kill_process};
 use serde_json::Value;
+
+pub use rustix::process::Signal;
 
 /// `target/`, found from this test executable (`target/release/deps/it-…`).
 fn target_dir() -> PathBuf {
@@ -283,13 +286,25 @@ impl Router {
         self.logs.lock().unwrap().join("\n")
     }
 
+    /// Send `signal` (e.g. `Signal::HUP`) to the router process.
+    pub fn signal(&self, signal: Signal) {
+        kill_process(Pid::from_child(&self.child), signal).expect("the router takes signals");
+    }
+
     /// Send SIGTERM and wait for the process to exit; returns whether it exited cleanly.
-    pub fn terminate(&mut self) -> bool {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    pub async fn terminate(&mut self) -> bool {
+        self.signal(Signal::TERM);
+        self.wait_exit().await
+    }
+
+    /// Wait for the process to exit; returns whether it exited with status 0.
+    pub async fn wait_exit(&mut self) -> bool {
+        let child = &mut self.child;
+        crate::eventually("the router to exit", Duration::from_secs(30), || {
+            child.try_wait().unwrap()
+        })
+        .await
+        .success()
     }
 }
 

@@ -3,8 +3,14 @@
 //! - `build-plugins`: build every plugin for wasm32-wasip2; copy the examples to
 //!   `plugins/NAME.wasm` (where the sample config looks) and all of them,
 //!   test plugins included, to `target/plugins/NAME.wasm` (where tests look).
-//! - `run [ARGS…]`: build-plugins, then `wasmhook serve --config wasmhook.toml`.
+//! - `run [ARGS…]`: build-plugins, build, then `wasmhook serve --config wasmhook.toml`.
 //! - `test [ARGS…]`: build-plugins, then `cargo test --release --workspace`.
+//!
+//! `run` and `test` share one build: `run` builds with the very command
+//! `test` uses (`cargo test --release --workspace --no-run`), then starts the
+//! binary it made. `cargo run -p wasmhook` would resolve features for the
+//! host crate alone, unlike a workspace test build, and so compile wasmtime
+//! a second time (about 5 minutes on 2 cores).
 //! - `bench`: build-plugins, then the benchmarks (plugin call, throughput, reload).
 
 use std::path::{Path, PathBuf};
@@ -31,6 +37,8 @@ const TEST_PLUGINS: &[&str] = &[
     "versioned-v2",
 ];
 const WASM_TARGET: &str = "wasm32-wasip2";
+/// The one build of the router: `test` runs it, `run` builds with it.
+const TEST_BUILD: &[&str] = &["test", "--release", "--workspace"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,22 +48,11 @@ fn main() -> ExitCode {
     };
     let result = match task {
         "build-plugins" => build_plugins(),
-        "run" => build_plugins().and_then(|()| {
-            let mut args = vec![
-                "run",
-                "--release",
-                "-p",
-                "wasmhook",
-                "--",
-                "serve",
-                "--config",
-                "wasmhook.toml",
-            ];
-            args.extend(rest.iter().map(String::as_str));
-            cargo(&args)
-        }),
+        "run" => build_plugins()
+            .and_then(|()| cargo(&[TEST_BUILD, &["--no-run"]].concat()))
+            .and_then(|()| serve(rest)),
         "test" => build_plugins().and_then(|()| {
-            let mut args = vec!["test", "--release", "--workspace"];
+            let mut args = TEST_BUILD.to_vec();
             args.extend(rest.iter().map(String::as_str));
             cargo(&args)
         }),
@@ -82,6 +79,30 @@ fn root() -> PathBuf {
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
+}
+
+/// Where cargo builds: `CARGO_TARGET_DIR` if set, else `target/`.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root().join(dir),
+        None => root().join("target"),
+    }
+}
+
+/// Run the router built by `cargo test --release --workspace --no-run`.
+fn serve(rest: &[String]) -> Result<(), String> {
+    let binary = target_dir().join("release").join("wasmhook");
+    let status = Command::new(&binary)
+        .args(["serve", "--config", "wasmhook.toml"])
+        .args(rest)
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("wasmhook exited with {status}"))
+    }
 }
 
 fn cargo(args: &[&str]) -> Result<(), String> {
@@ -131,8 +152,8 @@ fn build_plugins() -> Result<(), String> {
     }
     cargo(&args)?;
     let root = root();
-    let built = root.join("target").join(WASM_TARGET).join("plugin");
-    let for_tests = root.join("target").join("plugins");
+    let built = target_dir().join(WASM_TARGET).join("plugin");
+    let for_tests = target_dir().join("plugins");
     std::fs::create_dir_all(&for_tests)
         .map_err(|e| format!("cannot create {}: {e}", for_tests.display()))?;
     for name in EXAMPLES.iter().chain(TEST_PLUGINS) {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::config::PluginLimits;
 use crate::event::{Event, Outcome, now_ms};
-use crate::plugin::{Limits, PluginRegistry, PluginRuntime};
+use crate::plugin::{PluginRegistry, PluginRuntime};
 
 #[allow(clippy::print_stdout)]
 pub async fn run(
@@ -32,7 +33,8 @@ pub async fn run(
                 .with_context(|| format!("--config {kv:?} must be KEY=VALUE"))
         })
         .collect::<anyhow::Result<_>>()?;
-    let registry = PluginRegistry::new(Arc::new(PluginRuntime::new(Limits::default(), None)?));
+    let registry =
+        PluginRegistry::new(Arc::new(PluginRuntime::new(PluginLimits::default(), None)?));
     let compiled = registry.load_file(plugin).await?;
     let event = Event {
         id: "evt_cli".into(),

@@ -30,7 +30,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RawServer {
     pub listen: Spanned<Text>,
-    pub max_body_bytes: u64,
+    pub max_body_bytes: Spanned<u64>,
     pub admin_token: Option<Text>,
     pub max_concurrent_requests: u32,
     pub max_connections: u32,
@@ -43,7 +43,7 @@ impl Default for RawServer {
     fn default() -> Self {
         RawServer {
             listen: Spanned::new(0..0, Text("127.0.0.1:8080".into())),
-            max_body_bytes: 1 << 20,
+            max_body_bytes: Spanned::new(0..0, 1 << 20),
             admin_token: None,
             max_concurrent_requests: 1024,
             max_connections: 4096,
@@ -58,7 +58,7 @@ impl Default for RawServer {
 #[serde(deny_unknown_fields, default)]
 pub struct RawStorage {
     pub url: Spanned<Text>,
-    pub queue_capacity: u32,
+    pub queue_capacity: Spanned<u32>,
     pub fsync: bool,
     pub retention: Spanned<Text>,
     pub dead_retention: Spanned<Text>,
@@ -69,7 +69,7 @@ impl Default for RawStorage {
     fn default() -> Self {
         RawStorage {
             url: Spanned::new(0..0, Text("sqlite://data/wasmhook.db".into())),
-            queue_capacity: 10_000,
+            queue_capacity: Spanned::new(0..0, 10_000),
             fsync: true,
             retention: Spanned::new(0..0, Text("72h".into())),
             dead_retention: Spanned::new(0..0, Text("30d".into())),

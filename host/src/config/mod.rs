@@ -16,8 +16,8 @@ mod validate;
 mod values;
 
 pub use types::{
-    Config, ConfigError, DEFAULT_RETRY_SCHEDULE, EventTypeRule, PluginStep, PluginsConfig, Route,
-    Secret, ServerConfig, Source, StorageConfig, StorageUrl, Target,
+    Config, ConfigError, DEFAULT_RETRY_SCHEDULE, EventTypeRule, PluginLimits, PluginStep,
+    PluginsConfig, Route, Secret, ServerConfig, Source, StorageConfig, StorageUrl, Target,
 };
 pub use values::{decode_whsec, parse_duration};
 
@@ -45,3 +45,6 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
     validate::validate(path, text, raw)
 }
+
+#[cfg(test)]
+mod tests;

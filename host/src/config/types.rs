@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::plugin::Limits;
+pub use crate::secret::Secret;
 use crate::verify::Verifier;
 
 /// A validated configuration. Relative paths are resolved against the config
@@ -74,7 +74,7 @@ pub enum StorageUrl {
 #[derive(Debug, Clone)]
 pub struct PluginsConfig {
     pub dir: PathBuf,
-    pub limits: Limits,
+    pub limits: PluginLimits,
     /// Compiled plugins kept across restarts; `None` when `cache_dir = ""`.
     pub cache_dir: Option<PathBuf>,
     /// Watch `dir` and hot-reload plugins.
@@ -84,6 +84,31 @@ pub struct PluginsConfig {
     /// A file that fails to load is retried, not reported, until its content
     /// has been unchanged this long: it may still be being copied in.
     pub settle: Duration,
+}
+
+/// Hard limits for every plugin call: plain values, which `plugin/` turns
+/// into wasmtime settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginLimits {
+    /// Execution time allowed per call, counted in epoch ticks while the guest runs.
+    pub timeout: Duration,
+    /// Linear memory cap per call, in bytes.
+    pub memory_bytes: usize,
+    /// Cap on the total size of a call's output events, in bytes.
+    pub max_output_bytes: usize,
+    /// Plugin calls that may run at once; also sizes the pooling allocator.
+    pub max_concurrency: usize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            timeout: Duration::from_millis(100),
+            memory_bytes: 64 << 20,
+            max_output_bytes: 4 << 20,
+            max_concurrency: 64,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -134,25 +159,6 @@ pub struct Route {
 pub struct PluginStep {
     pub name: String,
     pub config: Arc<[(String, String)]>,
-}
-
-/// Bytes that must never be printed: `Debug` shows `<redacted>`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
-
-impl Secret {
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        Secret(bytes.into())
-    }
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
 }
 
 /// Svix's schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h after the first try.

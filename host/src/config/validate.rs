@@ -13,7 +13,6 @@ use super::env::Text;
 use super::file::{RawConfig, RawPluginStep};
 use super::types::*;
 use super::values::{decode_whsec, parse_duration, plugin_config, verifier};
-use crate::plugin::Limits;
 
 /// Collects context for errors while validating.
 struct Checker<'a> {
@@ -60,12 +59,16 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             ),
         )
     })?;
-    if s.max_body_bytes == 0 {
-        return Err(c.err(None, "server.max_body_bytes", "must be above 0"));
+    if *s.max_body_bytes.get_ref() == 0 {
+        return Err(c.err(
+            Some(s.max_body_bytes.span()),
+            "server.max_body_bytes",
+            "must be above 0",
+        ));
     }
     let server = ServerConfig {
         listen,
-        max_body_bytes: s.max_body_bytes as usize,
+        max_body_bytes: *s.max_body_bytes.get_ref() as usize,
         admin_token: s.admin_token.map(|t| Secret::new(t.0)),
         max_concurrent_requests: s.max_concurrent_requests.max(1) as usize,
         max_connections: s.max_connections.max(1) as usize,
@@ -96,15 +99,19 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             "must start with sqlite://, postgres:// or be memory://",
         ));
     };
-    if raw.storage.queue_capacity == 0 {
-        return Err(c.err(None, "storage.queue_capacity", "must be above 0"));
+    if *raw.storage.queue_capacity.get_ref() == 0 {
+        return Err(c.err(
+            Some(raw.storage.queue_capacity.span()),
+            "storage.queue_capacity",
+            "must be above 0",
+        ));
     }
     let duration = |d: &Spanned<Text>, key: &str| {
         parse_duration(&d.get_ref().0).map_err(|m| c.err(Some(d.span()), key, m))
     };
     let storage = StorageConfig {
         url: storage_url,
-        queue_capacity: raw.storage.queue_capacity as usize,
+        queue_capacity: *raw.storage.queue_capacity.get_ref() as usize,
         fsync: raw.storage.fsync,
         retention: duration(&raw.storage.retention, "storage.retention")?,
         dead_retention: duration(&raw.storage.dead_retention, "storage.dead_retention")?,
@@ -139,7 +146,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     }
     let plugins = PluginsConfig {
         dir: resolve(&p.dir.0),
-        limits: Limits {
+        limits: PluginLimits {
             timeout: Duration::from_millis(timeout_ms),
             memory_bytes: (memory_mb << 20) as usize,
             max_output_bytes: p.max_output_bytes.max(1) as usize,

@@ -61,26 +61,29 @@ pub(super) fn plugin_config(
 }
 
 /// `"250ms"`, `"5s"`, `"5m"`, `"2h"`, `"30d"`, or `"0s"` for immediately.
+/// A value too large to count in milliseconds is an error, not a wrap.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| {
-        format!("{text:?} is not a duration like \"500ms\", \"5s\", \"5m\", \"2h\" or \"30d\"")
-    })?;
-    let ms = match unit {
-        "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        "d" => n * 86_400_000,
-        _ => {
-            return Err(format!(
-                "{text:?} has no unit: write e.g. \"500ms\", \"5s\", \"5m\" or \"2h\""
-            ));
-        }
+    let example = "write e.g. \"500ms\", \"5s\", \"5m\", \"2h\" or \"30d\"";
+    if num.is_empty() {
+        return Err(format!("{text:?} is not a duration: {example}"));
+    }
+    let ms_per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "" => return Err(format!("{text:?} has no unit: {example}")),
+        _ => return Err(format!("{text:?} has an unknown unit {unit:?}: {example}")),
     };
-    Ok(Duration::from_millis(ms))
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(ms_per_unit))
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too long a duration"))
 }
 
 /// `verify = { … }` → a verifier, or what is wrong with it.

@@ -1,8 +1,20 @@
 //! When to try a failed delivery again.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rand::Rng;
+
+/// A `Retry-After` value: delay-seconds (`120`) or an HTTP-date
+/// (`Wed, 21 Oct 2015 07:28:00 GMT`), as RFC 9110 allows. A date in the past
+/// means now. Anything else is ignored (`None`), and the schedule applies.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
 
 /// A target's retry schedule: the delay before attempt 2, 3, …, with ±20 %
 /// jitter so a recovering target is not hit by every retry at once. The last
@@ -90,6 +102,33 @@ mod tests {
         assert_eq!(p.next_delay(1, Some(s(1)), &mut rng), Some(s(5)));
         assert_eq!(p.next_delay(1, Some(s(8)), &mut rng), Some(s(8)));
         assert_eq!(p.next_delay(1, Some(s(3600)), &mut rng), Some(s(10)));
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        let s = Duration::from_secs;
+        assert_eq!(parse_retry_after("120", now), Some(s(120)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(s(0)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(s(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        for junk in [
+            "",
+            "-1",
+            "1.5",
+            "soon",
+            "Wed, 21 Oct 2015",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_retry_after(junk, now), None, "{junk:?}");
+        }
     }
 
     #[test]

@@ -139,8 +139,7 @@ impl Sender {
             .headers()
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| super::retry::parse_retry_after(v, std::time::SystemTime::now()));
         let excerpt = body_excerpt(response).await;
         let code = status.as_u16();
         let reply = Reply {

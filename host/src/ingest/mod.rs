@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::config::{EventTypeRule, Source};
 use crate::event::{Event, now_ms};
-use crate::server::AppState;
+use crate::server::{AppState, error};
 use crate::store::{Accepted, StoreError};
 use tracing::Instrument;
 
@@ -40,7 +40,14 @@ pub async fn ingest(
         return busy("too many requests in progress; retry shortly");
     };
     if state.is_draining() {
-        return busy("the router is shutting down; retry shortly");
+        state.metrics.ingest_rejected(&source.name, "draining");
+        let mut r = busy("the router is shutting down; retry shortly");
+        // Let the sender reconnect, perhaps to another node.
+        r.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return r;
     }
 
     let limit = config.server.max_body_bytes;
@@ -96,13 +103,21 @@ pub async fn ingest(
         }
     };
     let id = event.id.clone();
+    let untyped = event.event_type.is_empty() && source.event_type != EventTypeRule::Default;
     let span = tracing::info_span!("ingest", event_id = %id, source = %source.name);
     let accepted = state.store.accept(event).instrument(span.clone()).await;
     let _enter = span.enter();
     match accepted {
         Ok(Accepted::New) => {
             state.metrics.event_received(&source.name);
-            tracing::info!("event accepted");
+            if untyped {
+                state.metrics.event_untyped(&source.name);
+                tracing::info!(
+                    "event accepted without an event type: the source's event_type rule found none, so routes with event_types skip it"
+                );
+            } else {
+                tracing::info!("event accepted");
+            }
             (StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response()
         }
         Ok(Accepted::Duplicate) => {
@@ -130,6 +145,12 @@ pub async fn ingest(
 }
 
 /// The event for a request on `source`, or why the request is malformed.
+///
+/// Only the event id can make a request malformed. A missing event type (no
+/// header, a body that is not JSON or lacks the field) gives the type `""`:
+/// a router never refuses a sender's event for want of a routing field,
+/// because the sender would retry it forever or drop it. Routes with
+/// `event_types` skip such an event; routes without see it.
 pub fn build_event(
     source: &Source,
     headers: &HeaderMap,
@@ -142,31 +163,17 @@ pub fn build_event(
             .map(str::trim)
     };
     let event_type = match &source.event_type {
-        EventTypeRule::Default => header("x-event-type").unwrap_or_default().to_string(),
-        EventTypeRule::Header(name) => header(name)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| {
-                format!(
-                    "missing header {name}, which source {:?} reads the event type from",
-                    source.name
-                )
-            })?
-            .to_string(),
-        EventTypeRule::JsonPointer(pointer) => {
-            let json: serde_json::Value = serde_json::from_slice(&body)
-                .map_err(|e| format!("source {:?} requires a JSON body: {e}", source.name))?;
-            match json.pointer(pointer) {
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(other) if other.is_number() || other.is_boolean() => other.to_string(),
-                _ => {
-                    return Err(format!(
-                        "the JSON body has no string at {pointer}, where source {:?} reads the event type",
-                        source.name
-                    ));
-                }
-            }
-        }
-    };
+        EventTypeRule::Default => header("x-event-type").map(str::to_string),
+        EventTypeRule::Header(name) => header(name).map(str::to_string),
+        EventTypeRule::JsonPointer(pointer) => serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|json| match json.pointer(pointer) {
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(other) if other.is_number() || other.is_boolean() => Some(other.to_string()),
+                _ => None,
+            }),
+    }
+    .unwrap_or_default();
 
     let id = source
         .id_header
@@ -187,8 +194,15 @@ pub fn build_event(
         None => format!("evt_{}", uuid::Uuid::now_v7().simple()),
     };
 
+    // The sender's signature is its proof to us, not to the targets.
+    let signature_headers = source
+        .verify
+        .as_ref()
+        .map(|v| v.signature_headers())
+        .unwrap_or_default();
     let headers = headers
         .iter()
+        .filter(|(n, _)| !signature_headers.contains(&n.as_str()))
         .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
     Ok(Event {
@@ -199,10 +213,6 @@ pub fn build_event(
         headers,
         body,
     })
-}
-
-pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
 fn too_large(limit: usize) -> Response {
@@ -241,29 +251,103 @@ mod tests {
     }
 
     #[test]
-    fn event_type_from_header_or_pointer() {
+    fn event_type_from_header_or_pointer_and_empty_when_absent() {
         let s = source(EventTypeRule::Header("x-github-event".into()));
         let e = build_event(&s, &headers(&[("x-github-event", "push")]), "{}".into()).unwrap();
         assert_eq!(e.event_type, "push");
-        assert!(
-            build_event(&s, &headers(&[]), "{}".into())
-                .unwrap_err()
-                .contains("missing header x-github-event")
-        );
+        let e = build_event(&s, &headers(&[]), "{}".into()).unwrap();
+        assert_eq!(e.event_type, "", "a missing header is no reason to refuse");
 
         let s = source(EventTypeRule::JsonPointer("/type".into()));
         let e = build_event(&s, &headers(&[]), r#"{"type":"invoice.paid"}"#.into()).unwrap();
         assert_eq!(e.event_type, "invoice.paid");
-        assert!(
-            build_event(&s, &headers(&[]), "nope".into())
-                .unwrap_err()
-                .contains("requires a JSON body")
-        );
-        assert!(
-            build_event(&s, &headers(&[]), "{}".into())
-                .unwrap_err()
-                .contains("no string at /type")
-        );
+        let e = build_event(&s, &headers(&[]), r#"{"type":7}"#.into()).unwrap();
+        assert_eq!(e.event_type, "7");
+        for body in ["nope", "{}", r#"[{"type":"a"}]"#, r#"{"type":null}"#, ""] {
+            let e = build_event(&s, &headers(&[]), body.into()).unwrap();
+            assert_eq!(e.event_type, "", "{body:?}");
+            assert_eq!(e.body, body, "the body is kept as sent");
+        }
+    }
+
+    #[test]
+    fn the_sources_signature_headers_are_not_stored() {
+        use crate::config::Secret;
+        use crate::verify::{Encoding, Verifier};
+        let secrets = vec![Secret::new("s")];
+        let all = [
+            ("x-hub-signature-256", "sha256=00"),
+            ("x-hub-signature", "sha1=00"),
+            ("stripe-signature", "t=1,v1=00"),
+            ("x-slack-signature", "v0=00"),
+            ("x-shopify-hmac-sha256", "AA=="),
+            ("webhook-signature", "v1,AA=="),
+            ("x-partner-sig", "00"),
+            ("x-slack-request-timestamp", "1"),
+            ("content-type", "application/json"),
+        ];
+        let cases: [(Verifier, &[&str]); 6] = [
+            (
+                Verifier::GitHub {
+                    secrets: secrets.clone(),
+                },
+                &["x-hub-signature-256", "x-hub-signature"],
+            ),
+            (
+                Verifier::Stripe {
+                    secrets: secrets.clone(),
+                    tolerance_secs: 300,
+                },
+                &["stripe-signature"],
+            ),
+            (
+                Verifier::Slack {
+                    secrets: secrets.clone(),
+                    tolerance_secs: 300,
+                },
+                &["x-slack-signature"],
+            ),
+            (
+                Verifier::Shopify {
+                    secrets: secrets.clone(),
+                },
+                &["x-shopify-hmac-sha256"],
+            ),
+            (
+                Verifier::StandardWebhooks {
+                    keys: secrets.clone(),
+                    tolerance_secs: 300,
+                },
+                &["webhook-signature"],
+            ),
+            (
+                Verifier::Hmac {
+                    secrets: secrets.clone(),
+                    header: "x-partner-sig".into(),
+                    encoding: Encoding::Hex,
+                    prefix: String::new(),
+                    timestamp_header: None,
+                    tolerance_secs: 300,
+                },
+                &["x-partner-sig"],
+            ),
+        ];
+        for (verifier, stripped) in cases {
+            let mut s = source(EventTypeRule::Default);
+            s.verify = Some(std::sync::Arc::new(verifier));
+            let e = build_event(&s, &headers(&all), "{}".into()).unwrap();
+            let kept: Vec<&str> = e.headers.iter().map(|(n, _)| n.as_str()).collect();
+            for (name, _) in all {
+                assert_eq!(
+                    kept.contains(&name),
+                    !stripped.contains(&name),
+                    "{name} with {stripped:?}"
+                );
+            }
+        }
+        // Without `verify`, nothing is the source's proof: all headers stay.
+        let e = build_event(&source(EventTypeRule::Default), &headers(&all), "{}".into()).unwrap();
+        assert_eq!(e.headers.len(), all.len());
     }
 
     #[test]

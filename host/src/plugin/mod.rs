@@ -25,4 +25,4 @@ mod runtime;
 
 pub use error::{LoadError, PluginError};
 pub use registry::{LoadReport, PluginRegistry, PluginStatus, plugin_name};
-pub use runtime::{CompiledPlugin, Limits, PluginRuntime};
+pub use runtime::{CompiledPlugin, PluginRuntime};

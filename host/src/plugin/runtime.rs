@@ -12,35 +12,12 @@ use wasmtime::{Store, UpdateDeadline};
 use super::cache::CompileCache;
 use super::error::{LoadError, PluginError};
 use super::host::{CallState, Plugin, PluginPre, wire};
+use crate::config::PluginLimits;
 use crate::event::{Event, Outcome, Output};
 
 /// How often the epoch ticker advances the engine's epoch. Every tick, a
 /// running guest yields to tokio and one tick of its deadline is used up.
 const TICK: Duration = Duration::from_millis(2);
-
-/// Hard limits for every plugin call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Execution time allowed per call, counted in epoch ticks while the guest runs.
-    pub timeout: Duration,
-    /// Linear memory cap per call, in bytes.
-    pub memory_bytes: usize,
-    /// Cap on the total size of a call's output events, in bytes.
-    pub max_output_bytes: usize,
-    /// Plugin calls that may run at once; also sizes the pooling allocator.
-    pub max_concurrency: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            timeout: Duration::from_millis(100),
-            memory_bytes: 64 << 20,
-            max_output_bytes: 4 << 20,
-            max_concurrency: 64,
-        }
-    }
-}
 
 /// A plugin compiled and linked, ready to instantiate per event.
 pub struct CompiledPlugin {
@@ -63,7 +40,7 @@ impl std::fmt::Debug for CompiledPlugin {
 pub struct PluginRuntime {
     engine: Engine,
     linker: Linker<CallState>,
-    limits: Limits,
+    limits: PluginLimits,
     ticks: u64,
     /// Bounds concurrent calls to what the pooling allocator was sized for;
     /// callers wait for a slot rather than fail.
@@ -81,7 +58,10 @@ impl std::fmt::Debug for PluginRuntime {
 
 impl PluginRuntime {
     /// `cache_dir`: where compiled plugins are kept across restarts (none: no cache).
-    pub fn new(limits: Limits, cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<Self> {
+    pub fn new(
+        limits: PluginLimits,
+        cache_dir: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<Self> {
         let slots = limits.max_concurrency.max(1);
         // Each call needs one component instance. A Rust wasip2 component has
         // a handful of core instances, memories and tables; the extra
@@ -124,7 +104,7 @@ impl PluginRuntime {
         })
     }
 
-    pub fn limits(&self) -> &Limits {
+    pub fn limits(&self) -> &PluginLimits {
         &self.limits
     }
 

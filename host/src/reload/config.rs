@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::debounce::{Pending, sleep_until, watch_dir};
-use crate::config::{self, Config, LiveConfig};
+use crate::config::{self, Config, LiveConfig, PluginsConfig, ServerConfig, StorageConfig};
 use crate::dispatch::Dispatcher;
 
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -79,33 +79,84 @@ pub fn apply_config(path: &Path, live: &LiveConfig, dispatcher: &Dispatcher) -> 
     true
 }
 
-/// Settings that are read once at start: say so when they change.
+/// Say which changed settings wait for a restart.
 fn warn_restart_only(old: &Config, new: &Config) {
-    let mut changed = Vec::new();
-    if old.server.listen != new.server.listen {
-        changed.push("server.listen");
-    }
-    if old.server.max_concurrent_requests != new.server.max_concurrent_requests {
-        changed.push("server.max_concurrent_requests");
-    }
-    if old.storage.url != new.storage.url
-        || old.storage.queue_capacity != new.storage.queue_capacity
-    {
-        changed.push("storage");
-    }
-    if old.plugins.dir != new.plugins.dir
-        || old.plugins.cache_dir != new.plugins.cache_dir
-        || old.plugins.watch != new.plugins.watch
-        || old.plugins.limits != new.plugins.limits
-    {
-        changed.push("plugins");
-    }
+    let changed = restart_only_changes(old, new);
     if !changed.is_empty() {
         tracing::warn!(
-            "config changes to {} take effect at the next restart",
+            "config changes to {} take effect at the next restart; the rest is live",
             changed.join(", ")
         );
     }
+}
+
+/// The settings that are read once at start and differ between `old` and
+/// `new`. Everything else applies live: sources, targets, routes, and the
+/// `[server]` limits and `[storage]` retention, which are read per request
+/// or per pass.
+///
+/// The patterns are exhaustive on purpose: a new setting does not compile
+/// until it is sorted into live or restart-only here.
+pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut check = |key: &'static str, differs: bool| {
+        if differs {
+            changed.push(key);
+        }
+    };
+    let ServerConfig {
+        listen,
+        max_concurrent_requests,
+        // Live: read per request or per connection.
+        max_body_bytes: _,
+        admin_token: _,
+        max_connections: _,
+        max_headers: _,
+        max_header_bytes: _,
+        read_timeout: _,
+    } = &old.server;
+    check("server.listen", *listen != new.server.listen);
+    check(
+        "server.max_concurrent_requests",
+        *max_concurrent_requests != new.server.max_concurrent_requests,
+    );
+    let StorageConfig {
+        url,
+        queue_capacity,
+        fsync,
+        // Live: read by every retention pass.
+        retention: _,
+        dead_retention: _,
+        dedup_window: _,
+    } = &old.storage;
+    check("storage.url", *url != new.storage.url);
+    check(
+        "storage.queue_capacity",
+        *queue_capacity != new.storage.queue_capacity,
+    );
+    check("storage.fsync", *fsync != new.storage.fsync);
+    let PluginsConfig {
+        dir,
+        limits,
+        cache_dir,
+        watch,
+        watch_debounce,
+        settle,
+    } = &old.plugins;
+    let p = &new.plugins;
+    check("plugins.dir", *dir != p.dir);
+    check(
+        "plugins (timeout_ms, memory_limit_mb, max_output_bytes, max_concurrency)",
+        *limits != p.limits,
+    );
+    check("plugins.cache_dir", *cache_dir != p.cache_dir);
+    check("plugins.watch", *watch != p.watch);
+    check(
+        "plugins.watch_debounce_ms",
+        *watch_debounce != p.watch_debounce,
+    );
+    check("plugins.settle_ms", *settle != p.settle);
+    changed
 }
 
 #[cfg(unix)]
@@ -134,4 +185,60 @@ async fn recv_hangup(h: &mut Hangup) {
 #[cfg(not(unix))]
 async fn recv_hangup(_: &mut Hangup) {
     std::future::pending().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn parse(text: &str) -> Config {
+        config::parse(Path::new("/srv/wasmhook.toml"), text).unwrap()
+    }
+
+    #[test]
+    fn only_settings_read_at_start_are_reported() {
+        let base = parse("");
+        let live = [
+            "[server]\nmax_body_bytes = 10",
+            "[server]\nadmin_token = \"t\"",
+            "[server]\nmax_connections = 7",
+            "[server]\nmax_headers = 7",
+            "[server]\nmax_header_bytes = 9000",
+            "[server]\nread_timeout_ms = 7",
+            "[storage]\nretention = \"1h\"\ndead_retention = \"1h\"\ndedup_window = \"1h\"",
+            "[[sources]]\nname = \"s\"",
+        ];
+        for text in live {
+            assert_eq!(
+                restart_only_changes(&base, &parse(text)),
+                Vec::<&str>::new(),
+                "{text}"
+            );
+        }
+        for (text, key) in [
+            ("[server]\nlisten = \"127.0.0.1:1\"", "server.listen"),
+            (
+                "[server]\nmax_concurrent_requests = 7",
+                "server.max_concurrent_requests",
+            ),
+            ("[storage]\nurl = \"memory://\"", "storage.url"),
+            ("[storage]\nqueue_capacity = 7", "storage.queue_capacity"),
+            ("[storage]\nfsync = false", "storage.fsync"),
+            ("[plugins]\ndir = \"elsewhere\"", "plugins.dir"),
+            (
+                "[plugins]\ntimeout_ms = 7",
+                "plugins (timeout_ms, memory_limit_mb, max_output_bytes, max_concurrency)",
+            ),
+            ("[plugins]\ncache_dir = \"\"", "plugins.cache_dir"),
+            ("[plugins]\nwatch = false", "plugins.watch"),
+            (
+                "[plugins]\nwatch_debounce_ms = 7",
+                "plugins.watch_debounce_ms",
+            ),
+            ("[plugins]\nsettle_ms = 7", "plugins.settle_ms"),
+        ] {
+            assert_eq!(restart_only_changes(&base, &parse(text)), [key], "{text}");
+        }
+    }
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::app::authorize;
-use crate::ingest::error;
+use super::error;
 use crate::pipeline::rerun_route;
 use crate::store::{DeliveryQuery, FailedFilter, StoreError};
 

@@ -8,8 +8,9 @@ use axum::{Json, Router};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use super::error;
 use super::{AppState, admin};
-use crate::ingest::{error, ingest};
+use crate::ingest::ingest;
 
 /// The router's HTTP app. Tests call it with `oneshot`, no socket needed.
 ///

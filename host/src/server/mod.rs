@@ -1,16 +1,20 @@
 //! Wiring: build every part from a [`Config`], serve HTTP, reload, shut down.
 //!
-//! Shutdown (SIGINT/SIGTERM): ingest stops accepting (503), the listener
-//! closes, workers stop claiming, and attempts in flight get
-//! [`SHUTDOWN_GRACE`] to finish. Everything else stays in the store for the
-//! next start (with `memory://` it is lost; the log says how much).
+//! Shutdown (SIGINT/SIGTERM) is a drain: ingest answers 503 with
+//! `Retry-After` (so senders retry, perhaps on another node) and `/readyz`
+//! says `draining` (so a load balancer stops sending), workers stop claiming,
+//! and attempts in flight get [`SHUTDOWN_GRACE`] to finish. The listener stays
+//! open for the drain, then closes. Everything else stays in the store for
+//! the next start (with `memory://` it is lost; the log says how much).
 
 mod admin;
 mod app;
 mod listener;
+mod response;
 
 pub use app::app;
 pub use listener::{HttpLimits, serve_http};
+pub use response::error;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +36,9 @@ use crate::store::{SqliteStore, Store};
 
 /// How long attempts in flight may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long HTTP requests still in progress after the drain may take.
+const HTTP_GRACE: Duration = Duration::from_secs(5);
 
 /// How often retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -206,39 +213,55 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port when listen is :0.
     tracing::info!(addr = %listener.local_addr()?, "listening");
 
-    let shutdown_state = state.clone();
-    let server = &live.load().server;
-    let limits = HttpLimits {
-        max_connections: server.max_connections,
-        max_headers: server.max_headers,
-        max_header_bytes: server.max_header_bytes,
-        header_timeout: server.read_timeout,
+    let limits = {
+        let live = live.clone();
+        move || {
+            let server = &live.load().server;
+            HttpLimits {
+                max_connections: server.max_connections,
+                max_headers: server.max_headers,
+                max_header_bytes: server.max_header_bytes,
+                header_timeout: server.read_timeout,
+            }
+        }
     };
-    let shutdown = async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: no new events; finishing attempts in flight");
-        shutdown_state.draining.store(true, Ordering::Release);
-    };
-    serve_http(listener, app(state), limits, shutdown, SHUTDOWN_GRACE).await;
-
-    cancel.cancel();
-    tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("attempts still in flight after {SHUTDOWN_GRACE:?}; stopping anyway");
-    }
-    match store.stats().await {
-        Ok(left) if memory_only => {
-            if left.awaiting_pipeline + left.pending_deliveries + left.dead + left.failed_routes > 0
+    // The drain runs while the listener still serves: ingest says 503 and
+    // /readyz says draining until the attempts in flight are done.
+    let drain = {
+        let state = state.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: ingest answers 503; finishing attempts in flight");
+            state.draining.store(true, Ordering::Release);
+            cancel.cancel();
+            tracker.close();
+            if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+                .await
+                .is_err()
             {
                 tracing::warn!(
-                    ?left,
-                    "stopped with undelivered work held in memory; it is lost"
+                    "attempts still in flight after {SHUTDOWN_GRACE:?}; stopping anyway"
                 );
             }
         }
+    };
+    serve_http(listener, app(state), limits, drain, HTTP_GRACE).await;
+
+    match store.stats().await {
+        Ok(left)
+            if memory_only
+                && left.awaiting_pipeline
+                    + left.pending_deliveries
+                    + left.dead
+                    + left.failed_routes
+                    > 0 =>
+        {
+            tracing::warn!(
+                ?left,
+                "stopped with undelivered work held in memory; it is lost"
+            );
+        }
+        Ok(_) if memory_only => tracing::info!("stopped; nothing was left undelivered"),
         Ok(left) => tracing::info!(
             ?left,
             "stopped; undelivered work stays in the store for the next start"
@@ -263,15 +286,12 @@ fn spawn_retention(
                 () = tokio::time::sleep(PRUNE_EVERY) => {}
                 () = cancel.cancelled() => return,
             }
-            let storage = live.load().storage.clone();
-            let now = crate::event::now_ms();
-            let ago = |d: Duration| now.saturating_sub(d.as_millis() as u64);
-            let events_before = ago(storage.retention.max(storage.dedup_window));
+            let cutoffs = RetentionCutoffs::new(&live.load().storage, crate::event::now_ms());
             match store
                 .prune(
-                    ago(storage.retention),
-                    ago(storage.dead_retention),
-                    events_before,
+                    cutoffs.delivered_before,
+                    cutoffs.dead_before,
+                    cutoffs.events_before,
                 )
                 .await
             {
@@ -287,6 +307,28 @@ fn spawn_retention(
             }
         }
     });
+}
+
+/// What a retention pass at `now` may delete: work finished before these
+/// times (ms since the epoch).
+#[derive(Debug, PartialEq, Eq)]
+struct RetentionCutoffs {
+    delivered_before: u64,
+    dead_before: u64,
+    /// Events are kept at least `dedup_window`, so a repeated id is
+    /// recognised that long, and at least as long as their deliveries.
+    events_before: u64,
+}
+
+impl RetentionCutoffs {
+    fn new(storage: &StorageConfig, now: u64) -> Self {
+        let ago = |d: Duration| now.saturating_sub(d.as_millis() as u64);
+        RetentionCutoffs {
+            delivered_before: ago(storage.retention),
+            dead_before: ago(storage.dead_retention),
+            events_before: ago(storage.retention.max(storage.dedup_window)),
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -307,5 +349,47 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_keeps_events_for_the_dedup_window_at_least() {
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        let storage = |retention, dead_retention, dedup_window| StorageConfig {
+            url: StorageUrl::Memory,
+            queue_capacity: 1,
+            fsync: false,
+            retention,
+            dead_retention,
+            dedup_window,
+        };
+        let now = 1_000 * 3_600_000;
+        let at = |hours_ago: u64| now - hours_ago * 3_600_000;
+        assert_eq!(
+            RetentionCutoffs::new(&storage(h(72), h(720), h(24)), now),
+            RetentionCutoffs {
+                delivered_before: at(72),
+                dead_before: at(720),
+                events_before: at(72),
+            }
+        );
+        // A dedup window longer than retention keeps events longer.
+        assert_eq!(
+            RetentionCutoffs::new(&storage(h(1), h(2), h(48)), now).events_before,
+            at(48)
+        );
+        // Longer than the epoch: nothing is old enough.
+        assert_eq!(
+            RetentionCutoffs::new(&storage(h(2000), h(2000), h(2000)), now),
+            RetentionCutoffs {
+                delivered_before: 0,
+                dead_before: 0,
+                events_before: 0,
+            }
+        );
     }
 }

@@ -1,12 +1,17 @@
 //! [`Store`] on SQLite: one file in WAL mode (or an in-memory database for
 //! `memory://`), written by one thread with group commit.
 //!
+//! Writes go through the one writer thread; reads (the admin API, `/metrics`,
+//! `/readyz`) use a small pool of read-only connections beside it, so they
+//! never wait behind a commit (`reader.rs`).
+//!
 //! This store assumes it is the only process using its file: at open, every
 //! delivery left `in_flight` by a previous process is made due again at once
 //! (rather than waiting out its lease). Several processes sharing one queue
 //! is what the PostgreSQL store is for.
 
 mod claim;
+mod reader;
 mod rows;
 mod schema;
 mod writer;
@@ -26,6 +31,7 @@ use super::{
 };
 use crate::event::{Event, now_ms};
 use claim::{Claim, claim_due};
+use reader::{ReadPool, Reader};
 use rows::{delivery_record, event_from_row, insert_deliveries, insert_failures};
 use writer::Writer;
 
@@ -34,6 +40,7 @@ const IDLE_RECHECK: Duration = Duration::from_secs(30);
 
 pub struct SqliteStore {
     writer: Writer,
+    reader: Reader,
     /// Most events waiting for the pipeline before `accept` says Full.
     capacity: usize,
     // std mutexes: held for a queue or map operation, never across an await.
@@ -90,8 +97,16 @@ impl SqliteStore {
                 "recovered work from the last run: deliveries in flight are due again, events resume their routes"
             );
         }
+        let writer = Writer::start(conn);
+        let reader = match path {
+            Some(p) => Reader::Pool(ReadPool::open(p).map_err(|e| {
+                anyhow::anyhow!("cannot open the store at {} for reading: {e}", p.display())
+            })?),
+            None => Reader::Writer(writer.clone()),
+        };
         Ok(SqliteStore {
-            writer: Writer::start(conn),
+            writer,
+            reader,
             capacity,
             pipeline: Mutex::new(backlog),
             pipeline_ready: Notify::new(),
@@ -194,7 +209,7 @@ impl Store for SqliteStore {
         &self,
         filter: FailedFilter,
     ) -> Result<Vec<(Event, RouteFailure)>, StoreError> {
-        self.writer
+        self.reader
             .run(move |t| {
                 let (clause, key) = match &filter {
                     FailedFilter::WaitingFor(p) => ("f.waiting_for = ?1", p.clone()),
@@ -323,7 +338,7 @@ impl Store for SqliteStore {
     async fn stats(&self) -> Result<QueueStats, StoreError> {
         let awaiting = self.pipeline.lock().expect("pipeline lock poisoned").len();
         let capacity = self.capacity;
-        self.writer
+        self.reader
             .run(move |t| {
                 let mut stats = QueueStats { awaiting_pipeline: awaiting, capacity, ..QueueStats::default() };
                 let mut stmt = t.prepare(
@@ -347,11 +362,11 @@ impl Store for SqliteStore {
 
     async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
         let id = id.to_string();
-        self.writer.run(move |t| rows::event_record(t, &id)).await
+        self.reader.run(move |t| rows::event_record(t, &id)).await
     }
 
     async fn deliveries(&self, q: DeliveryQuery) -> Result<Vec<DeliveryRecord>, StoreError> {
-        self.writer
+        self.reader
             .run(move |t| {
                 let mut stmt = t.prepare(
                     "SELECT id, event_id, event_source, route, target, state, attempts, next_attempt_at,

@@ -158,3 +158,122 @@ async fn failures_wait_for_their_plugin_and_prune_keeps_what_is_young() {
     );
     assert!(store.event("e").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn prune_takes_only_finished_work_past_retention_and_then_an_id_is_new_again() {
+    let store = SqliteStore::open(None, false, 10).unwrap();
+    for id in ["delivered", "dead", "retrying"] {
+        store.accept(event(id)).await.unwrap();
+        let e = store.next_event().await;
+        store
+            .complete_event(e.clone(), vec![delivery(&format!("d-{id}"), &e)], vec![])
+            .await
+            .unwrap();
+    }
+    let claimed = store.claim("t", Duration::from_secs(30), 3).await;
+    assert_eq!(claimed.len(), 3);
+    for d in claimed {
+        let next = match d.id.as_str() {
+            "d-delivered" => NextStep::Delivered,
+            "d-dead" => NextStep::Dead,
+            _ => NextStep::Retry {
+                after: Duration::from_secs(3600),
+            },
+        };
+        store
+            .finish_attempt(Delivery { attempts: 1, ..d }, Attempt::default(), next)
+            .await
+            .unwrap();
+    }
+    let before = now_ms() - 60_000;
+    let after = now_ms() + 1;
+    let exists = |id: &'static str| {
+        let store = &store;
+        async move { store.event(id).await.unwrap().is_some() }
+    };
+
+    // Nothing is older than the cutoffs yet.
+    assert_eq!(
+        store.prune(before, before, before).await.unwrap(),
+        Pruned::default()
+    );
+    // Past the delivered retention: the delivered delivery, then its event.
+    assert_eq!(
+        store.prune(after, before, after).await.unwrap(),
+        Pruned {
+            deliveries: 1,
+            events: 1
+        }
+    );
+    assert!(!exists("delivered").await);
+    assert!(exists("dead").await, "dead work has its own retention");
+    // Past the dead retention too.
+    assert_eq!(
+        store.prune(after, after, after).await.unwrap(),
+        Pruned {
+            deliveries: 1,
+            events: 1
+        }
+    );
+    assert!(!exists("dead").await);
+    // Work still to do is never pruned, whatever its age.
+    assert!(exists("retrying").await);
+    assert_eq!(store.stats().await.unwrap().pending_deliveries, 1);
+
+    // Dedup lasts as long as the event is kept: a pruned id is new again.
+    assert_eq!(store.accept(event("delivered")).await, Ok(Accepted::New));
+    assert_eq!(
+        store.accept(event("retrying")).await,
+        Ok(Accepted::Duplicate)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_do_not_wait_for_the_writer() {
+    let dir = std::env::temp_dir().join(format!("wasmhook-readers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SqliteStore::open(Some(&dir.join("db.sqlite")), true, 10).unwrap();
+    store.accept(event("e")).await.unwrap();
+
+    // Hold the writer thread inside a transaction until the reads are done.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (entered, writer_busy) = tokio::sync::oneshot::channel();
+    let writer = store.writer.clone();
+    let holding = tokio::spawn(async move {
+        writer
+            .run(move |_| {
+                let _ = entered.send(());
+                let _ = held.recv();
+                Ok(())
+            })
+            .await
+    });
+    writer_busy.await.unwrap();
+
+    let reads = async {
+        let stats = store.stats().await.unwrap();
+        let record = store
+            .event("e")
+            .await
+            .unwrap()
+            .expect("the committed event");
+        let page = store
+            .deliveries(DeliveryQuery {
+                limit: 10,
+                ..DeliveryQuery::default()
+            })
+            .await
+            .unwrap();
+        (stats, record, page)
+    };
+    let (stats, record, page) = tokio::time::timeout(Duration::from_secs(10), reads)
+        .await
+        .expect("reads finish while the writer is busy");
+    assert_eq!(stats.awaiting_pipeline, 1);
+    assert_eq!(record.state, "received");
+    assert!(page.is_empty());
+
+    release.send(()).unwrap();
+    holding.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

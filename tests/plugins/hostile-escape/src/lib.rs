@@ -3,8 +3,10 @@
 use wasmhook_sdk::prelude::*;
 
 #[plugin]
-pub fn handle(mut ev: Event, _cfg: &Config) -> Result<Outcome> {
-    let net = match std::net::TcpStream::connect("127.0.0.1:9") {
+pub fn handle(mut ev: Event, cfg: &Config) -> Result<Outcome> {
+    // The test listens on this address and checks that nothing connects.
+    let addr = cfg.get_or("connect", "127.0.0.1:9");
+    let net = match std::net::TcpStream::connect(addr) {
         Ok(_) => "connected".to_string(),
         Err(e) => format!("refused: {e}"),
     };

@@ -1,0 +1,321 @@
+//! Every way a config is refused names the key and the line, and the sample
+//! config parses with its documented defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+const PATH: &str = "/srv/wasmhook/wasmhook.toml";
+
+fn parse_text(text: &str) -> Result<Config, ConfigError> {
+    parse(Path::new(PATH), text)
+}
+
+/// A source, a target and a route that the bad fragments below can refer to.
+const BASE: &str = r#"
+[[sources]]
+name = "s"
+
+[[targets]]
+name = "t"
+url = "http://127.0.0.1:9000/hook"
+"#;
+
+#[test]
+fn every_refusal_names_the_key_and_the_line_of_the_bad_value() {
+    // Each case: the config (the bad line ends in `# here`), the key, and a
+    // part of the message.
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[server]\nlisten = \"nope\" # here",
+            "server.listen",
+            "not an IP address and port",
+        ),
+        (
+            "[server]\nmax_body_bytes = 0 # here",
+            "server.max_body_bytes",
+            "above 0",
+        ),
+        (
+            "[storage]\nurl = \"sqlite://\" # here",
+            "storage.url",
+            "needs a file path",
+        ),
+        (
+            "[storage]\nurl = \"mysql://db\" # here",
+            "storage.url",
+            "must start with sqlite://",
+        ),
+        (
+            "[storage]\nqueue_capacity = 0 # here",
+            "storage.queue_capacity",
+            "above 0",
+        ),
+        (
+            "[storage]\nretention = \"5 weeks\" # here",
+            "storage.retention",
+            "unknown unit",
+        ),
+        (
+            "[storage]\ndead_retention = \"30\" # here",
+            "storage.dead_retention",
+            "has no unit",
+        ),
+        (
+            "[storage]\ndedup_window = \"99999999999999999d\" # here",
+            "storage.dedup_window",
+            "too long",
+        ),
+        (
+            "[plugins]\ntimeout_ms = 0 # here",
+            "plugins.timeout_ms",
+            "between 1 and 60000",
+        ),
+        (
+            "[plugins]\nmemory_limit_mb = 5000 # here",
+            "plugins.memory_limit_mb",
+            "between 1 and 4096",
+        ),
+        (
+            "[plugins]\nmax_concurrency = 0 # here",
+            "plugins.max_concurrency",
+            "between 1 and 1024",
+        ),
+        (
+            "[[sources]]\nname = \"a b\" # here",
+            "sources[1].name",
+            "not a valid source name",
+        ),
+        (
+            "[[sources]]\nname = \"a\"\n[[sources]]\nname = \"a\" # here",
+            "sources[2].name",
+            "already named \"a\"",
+        ),
+        (
+            "[[sources]]\nname = \"a\"\nverify = { scheme = \"md5\", secret = \"x\" } # here",
+            "sources[1].verify",
+            "unknown scheme \"md5\"",
+        ),
+        (
+            "[[sources]]\nname = \"a\"\nverify = { scheme = \"github\", secret = \"\" } # here",
+            "sources[1].verify",
+            "non-empty",
+        ),
+        (
+            "[[sources]]\nname = \"a\"\nverify = { scheme = \"hmac\", secret = \"x\" } # here",
+            "sources[1].verify",
+            "needs `header`",
+        ),
+        (
+            "[[sources]]\nname = \"a\"\nverify = { scheme = \"hmac\", secret = \"x\", header = \"x-sig\", encoding = \"rot13\" } # here",
+            "sources[1].verify",
+            "\"hex\" or \"base64\"",
+        ),
+        (
+            "[[sources]]\nname = \"a\"\nverify = { scheme = \"github\", secret = \"x\", header = \"x-sig\" } # here",
+            "sources[1].verify",
+            "are for scheme = \"hmac\"",
+        ),
+        (
+            "[[sources]]\nname = \"a\"\nverify = { scheme = \"standard-webhooks\", secret = \"plain\" } # here",
+            "sources[1].verify",
+            "whsec_",
+        ),
+        (
+            "[[sources]]\nname = \"a\"\nevent_type = { json_pointer = \"type\" } # here",
+            "sources[1].event_type.json_pointer",
+            "must start with '/'",
+        ),
+        (
+            "[[sources]]\nname = \"a\"\nevent_type = { header = \"x\", json_pointer = \"/t\" } # here",
+            "sources[1].event_type",
+            "exactly one of",
+        ),
+        (
+            "[[targets]]\nname = \"u\"\nurl = \"ftp://host/x\" # here",
+            "targets[1].url",
+            "not an http:// or https:// URL",
+        ),
+        (
+            "[[targets]]\nname = \"u\"\nurl = \"http://h/\"\nsigning_secret = \"whsec_!!\" # here",
+            "targets[1].signing_secret",
+            "not valid base64",
+        ),
+        (
+            "[[targets]]\nname = \"u\"\nurl = \"http://h/\"\nsigning_secret = \"whsec_c2hvcnQ=\" # here",
+            "targets[1].signing_secret",
+            "shorter than 16 bytes",
+        ),
+        (
+            "[[targets]]\nname = \"u\"\nurl = \"http://h/\"\nmax_attempts = 0 # here",
+            "targets[1].max_attempts",
+            "at least 1",
+        ),
+        (
+            "[[targets]]\nname = \"u\"\nurl = \"http://h/\"\nmax_in_flight = 0 # here",
+            "targets[1].max_in_flight",
+            "at least 1",
+        ),
+        (
+            "[[targets]]\nname = \"u\"\nurl = \"http://h/\"\nretry_schedule = [] # here",
+            "targets[1].retry_schedule",
+            "at least one delay",
+        ),
+        (
+            "[[targets]]\nname = \"u\"\nurl = \"http://h/\"\nretry_schedule = [\"5s\", \"5x\"] # here",
+            "targets[1].retry_schedule",
+            "unknown unit",
+        ),
+        (
+            "[[routes]]\nname = \"r\"\nsource = \"nope\" # here\ntargets = [\"t\"]",
+            "routes[0].source",
+            "no source is named \"nope\"; configured sources: s",
+        ),
+        (
+            "[[routes]]\nname = \"r\"\nsource = \"s\"\nplugins = [\"../evil\"] # here",
+            "routes[0].plugins[0].name",
+            "file stem",
+        ),
+        (
+            "[[routes]]\nname = \"r\"\nsource = \"s\"\nplugins = [{ name = \"p\", config = { deep = { x = 1 } } }] # here",
+            "routes[0].plugins[0].config",
+            "string, number, boolean",
+        ),
+        (
+            "[[routes]]\nname = \"r\"\nsource = \"s\"\ntargets = [\"t\", \"nope\"] # here",
+            "routes[0].targets",
+            "no target is named \"nope\"; configured targets: t",
+        ),
+        (
+            "[[routes]]\nname = \"r\" # here\nsource = \"s\"",
+            "routes[0].targets",
+            "needs at least one target",
+        ),
+        (
+            "[[routes]]\nname = \"r\"\nsource = \"s\"\ntargets = [\"t\"]\n[[routes]]\nname = \"r\" # here\nsource = \"s\"\ntargets = [\"t\"]",
+            "routes[1].name",
+            "already named \"r\"",
+        ),
+    ];
+    for (fragment, key, message) in cases {
+        let text = format!("{BASE}\n{fragment}\n");
+        // Fragments that open [server], [storage] or [plugins] go first: a
+        // table header after [[targets]] would otherwise nest under it.
+        let text = if fragment.starts_with("[server]")
+            || fragment.starts_with("[storage]")
+            || fragment.starts_with("[plugins]")
+        {
+            format!("{fragment}\n{BASE}\n")
+        } else {
+            text
+        };
+        let line = text
+            .lines()
+            .position(|l| l.ends_with("# here"))
+            .expect("each case marks its line")
+            + 1;
+        let err = parse_text(&text).expect_err(fragment);
+        assert_eq!(err.key, *key, "{fragment}\n→ {err}");
+        assert_eq!(err.line, Some(line), "{fragment}\n→ {err}");
+        assert!(err.message.contains(message), "{fragment}\n→ {err}");
+        assert_eq!(err.path, PathBuf::from(PATH));
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with(&format!("{PATH}:{line}: {key}: ")),
+            "{shown}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_and_unset_variables_are_errors_with_a_line() {
+    let err = parse_text("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n").unwrap_err();
+    assert_eq!(err.line, Some(3), "{err}");
+    assert!(err.message.contains("unknown field `lisen`"), "{err}");
+
+    let err = parse_text(&format!(
+        "{BASE}\n[[targets]]\nname = \"u\"\nurl = \"http://h/\"\nsigning_secret = \"${{WASMHOOK_TEST_SURELY_UNSET_VAR}}\"\n"
+    ))
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("WASMHOOK_TEST_SURELY_UNSET_VAR"),
+        "{err}"
+    );
+    assert!(err.line.is_some(), "{err}");
+}
+
+#[test]
+fn an_empty_file_is_the_documented_defaults() {
+    let c = parse_text("").unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.max_body_bytes, 1 << 20);
+    assert!(c.server.admin_token.is_none());
+    assert_eq!(
+        c.storage.url,
+        StorageUrl::Sqlite(PathBuf::from("/srv/wasmhook/data/wasmhook.db")),
+        "relative to the config file's folder"
+    );
+    assert!(c.storage.fsync);
+    assert_eq!(c.storage.retention, Duration::from_secs(72 * 3600));
+    assert_eq!(c.storage.dead_retention, Duration::from_secs(30 * 86400));
+    assert_eq!(c.storage.dedup_window, Duration::from_secs(24 * 3600));
+    assert_eq!(c.plugins.dir, PathBuf::from("/srv/wasmhook/plugins"));
+    assert_eq!(c.plugins.limits.timeout, Duration::from_millis(100));
+    assert_eq!(c.plugins.limits.memory_bytes, 64 << 20);
+    assert!(c.sources.is_empty() && c.targets.is_empty() && c.routes.is_empty());
+}
+
+#[test]
+fn the_sample_config_parses() {
+    let text = include_str!("../../../wasmhook.toml");
+    let c = parse_text(text).unwrap();
+    assert_eq!(c.routes.len(), 3);
+    let orders = c.routes.iter().find(|r| r.name == "orders").unwrap();
+    assert_eq!(orders.plugins.len(), 2);
+    assert_eq!(
+        &*orders.plugins[0].config,
+        &[("allow".to_string(), "order.created,order.paid".to_string())]
+    );
+    let warehouse = c.target("warehouse").unwrap();
+    assert_eq!(warehouse.max_attempts, 4);
+    assert_eq!(
+        warehouse.retry_schedule,
+        [1, 5, 30].map(Duration::from_secs).to_vec()
+    );
+    assert_eq!(warehouse.signing_keys.len(), 1);
+}
+
+#[test]
+fn durations_take_a_unit_and_refuse_overflow() {
+    for (text, ms) in [
+        ("0s", 0),
+        ("250ms", 250),
+        ("5s", 5_000),
+        (" 5m ", 300_000),
+        ("2h", 7_200_000),
+        ("30d", 2_592_000_000),
+        ("213503982334d", 213_503_982_334 * 86_400_000),
+    ] {
+        assert_eq!(
+            parse_duration(text),
+            Ok(Duration::from_millis(ms)),
+            "{text:?}"
+        );
+    }
+    for (text, why) in [
+        ("5", "has no unit"),
+        ("s", "not a duration"),
+        ("", "not a duration"),
+        ("-5s", "not a duration"),
+        ("1.5s", "unknown unit"),
+        ("5 s", "unknown unit"),
+        ("5w", "unknown unit"),
+        ("213503982335d", "too long"),
+        ("18446744073709551616ms", "too long"),
+        ("99999999999999999999999d", "too long"),
+    ] {
+        let err = parse_duration(text).unwrap_err();
+        assert!(err.contains(why), "{text:?}: {err}");
+    }
+}
