@@ -20,6 +20,10 @@ const HELP: &[(&str, &str)] = &[
         "Events accepted without an event type: the source's event_type rule found none.",
     ),
     (
+        "wasmhook_events_unrouted_total",
+        "Events whose source had no route: kept as failed, to re-run once the config is fixed.",
+    ),
+    (
         "wasmhook_ingest_rejected_total",
         "Ingest requests refused, by reason.",
     ),
@@ -74,6 +78,10 @@ impl Metrics {
 
     pub fn event_untyped(&self, source: &str) {
         self.inc("wasmhook_events_untyped_total", &[("source", source)]);
+    }
+
+    pub fn event_unrouted(&self, source: &str) {
+        self.inc("wasmhook_events_unrouted_total", &[("source", source)]);
     }
 
     pub fn ingest_rejected(&self, source: &str, reason: &str) {

@@ -12,7 +12,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::secret::Secret;
@@ -61,6 +61,23 @@ pub enum Encoding {
     Base64,
 }
 
+/// SHA-256 of exactly what the sender signed (the body, and the timestamp
+/// and id where the scheme signs them). The same request sent again has the
+/// same digest whatever unsigned headers changed, so ingest treats it as a
+/// duplicate: a replayed request makes no new event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedContent(pub [u8; 32]);
+
+impl SignedContent {
+    fn of(parts: &[&[u8]]) -> Self {
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update(p);
+        }
+        SignedContent(h.finalize().into())
+    }
+}
+
 /// Which check failed. The message is safe to send to the client.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum VerifyError {
@@ -94,13 +111,14 @@ impl Verifier {
     }
 
     /// Check a request. `header` looks a header up by lower-case name; `now`
-    /// is the current Unix time in seconds.
+    /// is the current Unix time in seconds. A genuine request gives the
+    /// digest of what was signed.
     pub fn verify<'a>(
         &self,
         header: impl Fn(&str) -> Option<&'a str>,
         body: &[u8],
         now: i64,
-    ) -> Result<(), VerifyError> {
+    ) -> Result<SignedContent, VerifyError> {
         match self {
             Verifier::GitHub { secrets } => {
                 const H: &str = "x-hub-signature-256";
@@ -108,7 +126,7 @@ impl Verifier {
                 let sig = parse_prefixed_hex(value, "sha256=")
                     .ok_or_else(|| malformed(H, "expected sha256=<hex>"))?;
                 any_matches(secrets, &[body], &sig)
-                    .then_some(())
+                    .then(|| SignedContent::of(&[body]))
                     .ok_or_else(|| mismatch(H))
             }
             Verifier::Stripe {
@@ -126,7 +144,7 @@ impl Verifier {
                     .signatures
                     .iter()
                     .any(|sig| any_matches(secrets, &parts, sig))
-                    .then_some(())
+                    .then(|| SignedContent::of(&parts))
                     .ok_or_else(|| mismatch(H))
             }
             Verifier::Slack {
@@ -143,7 +161,7 @@ impl Verifier {
                     .ok_or_else(|| malformed(H, "expected v0=<hex>"))?;
                 let parts: [&[u8]; 4] = [b"v0:", ts_text.trim().as_bytes(), b":", body];
                 any_matches(secrets, &parts, &sig)
-                    .then_some(())
+                    .then(|| SignedContent::of(&parts))
                     .ok_or_else(|| mismatch(H))
             }
             Verifier::Shopify { secrets } => {
@@ -153,7 +171,7 @@ impl Verifier {
                     .decode(value.trim())
                     .map_err(|_| malformed(H, "expected base64"))?;
                 any_matches(secrets, &[body], &sig)
-                    .then_some(())
+                    .then(|| SignedContent::of(&[body]))
                     .ok_or_else(|| mismatch(H))
             }
             Verifier::StandardWebhooks {
@@ -179,7 +197,7 @@ impl Verifier {
                     [id.as_bytes(), b".", ts_text.trim().as_bytes(), b".", body];
                 sigs.iter()
                     .any(|sig| any_matches(keys, &parts, sig))
-                    .then_some(())
+                    .then(|| SignedContent::of(&parts))
                     .ok_or_else(|| mismatch("webhook-signature"))
             }
             Verifier::Hmac {
@@ -203,18 +221,28 @@ impl Verifier {
                         .decode(encoded)
                         .map_err(|_| malformed(name, "expected base64"))?,
                 };
-                let matched = match timestamp_header {
-                    None => any_matches(secrets, &[body], &sig),
+                let ts_text = match timestamp_header {
+                    None => None,
                     Some(th) => {
                         let ts_text =
                             header(th).ok_or_else(|| VerifyError::MissingNamed(th.clone()))?;
                         let ts = parse_unix(ts_text)
                             .ok_or_else(|| malformed(th, "expected a Unix time"))?;
                         check_age(th, ts, now, *tolerance_secs)?;
-                        any_matches(secrets, &[ts_text.trim().as_bytes(), b".", body], &sig)
+                        Some(ts_text.trim())
                     }
                 };
-                matched.then_some(()).ok_or_else(|| mismatch(name))
+                let timestamped: [&[u8]; 3];
+                let parts: &[&[u8]] = match ts_text {
+                    None => &[body],
+                    Some(ts) => {
+                        timestamped = [ts.as_bytes(), b".", body];
+                        &timestamped
+                    }
+                };
+                any_matches(secrets, parts, &sig)
+                    .then(|| SignedContent::of(parts))
+                    .ok_or_else(|| mismatch(name))
             }
         }
     }
@@ -340,7 +368,7 @@ mod tests {
             "x-hub-signature-256",
             v["signature"].as_str().unwrap().to_string(),
         )];
-        assert_eq!(verifier.verify(lookup(&h), body, 0), Ok(()));
+        assert!(verifier.verify(lookup(&h), body, 0).is_ok());
         assert_eq!(
             verifier.verify(lookup(&h), b"Hello, World?", 0),
             Err(mismatch("x-hub-signature-256"))
@@ -372,7 +400,7 @@ mod tests {
             ),
             ("x-slack-request-timestamp", ts.to_string()),
         ];
-        assert_eq!(verifier.verify(lookup(&h), body, ts + 10), Ok(()));
+        assert!(verifier.verify(lookup(&h), body, ts + 10).is_ok());
         assert!(matches!(
             verifier.verify(lookup(&h), body, ts + 301),
             Err(VerifyError::Stale(..))
@@ -401,7 +429,7 @@ mod tests {
                 format!("v1,Zm9v {}", v["signature"].as_str().unwrap()),
             ),
         ];
-        assert_eq!(verifier.verify(lookup(&h), body, ts), Ok(()));
+        assert!(verifier.verify(lookup(&h), body, ts).is_ok());
         assert!(matches!(
             verifier.verify(lookup(&h), body, ts + 1000),
             Err(VerifyError::Stale(..))
@@ -436,7 +464,7 @@ mod tests {
             "stripe-signature",
             format!("t=1700000000,v1=00ff,v0=zz,v1={sig}"),
         )];
-        assert_eq!(v.verify(lookup(&h), body, 1_700_000_100), Ok(()));
+        assert_eq!(v.verify(lookup(&h), body, 1_700_000_100).map(drop), Ok(()));
         assert!(matches!(
             v.verify(lookup(&h), body, 1_700_001_000),
             Err(VerifyError::Stale(..))
@@ -450,7 +478,8 @@ mod tests {
             secrets: secret("shpss_secret"),
         };
         assert_eq!(
-            v.verify(lookup(&[("x-shopify-hmac-sha256", b64)]), body, 0),
+            v.verify(lookup(&[("x-shopify-hmac-sha256", b64)]), body, 0)
+                .map(drop),
             Ok(())
         );
 
@@ -467,7 +496,17 @@ mod tests {
             ("x-sig", format!("sha256={sig}")),
             ("x-ts", "100".to_string()),
         ];
-        assert_eq!(v.verify(lookup(&h), body, 130), Ok(()));
+        assert_eq!(v.verify(lookup(&h), body, 130).map(drop), Ok(()));
+        // A replay with the same timestamp signs the same content; a new
+        // timestamp is a new request.
+        let again = v.verify(lookup(&h), body, 131).unwrap();
+        assert_eq!(v.verify(lookup(&h), body, 130).unwrap(), again);
+        let sig2 = hmac_hex(b"k", &[b"101.", body]);
+        let h2 = [
+            ("x-sig", format!("sha256={sig2}")),
+            ("x-ts", "101".to_string()),
+        ];
+        assert_ne!(v.verify(lookup(&h2), body, 130).unwrap(), again);
         assert!(matches!(
             v.verify(lookup(&h), body, 200),
             Err(VerifyError::Stale(..))

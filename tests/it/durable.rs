@@ -265,7 +265,9 @@ async fn an_always_failing_target_goes_dead_and_replay_delivers_everything() {
             WAIT,
         )
         .await;
-    assert_eq!(router.metric("wasmhook_queue_dead").await, 0.0);
+    router
+        .wait_metric_eq("wasmhook_queue_dead", 0.0, WAIT)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

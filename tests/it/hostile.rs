@@ -1,6 +1,6 @@
 //! Hostile plugins fail their own events; the router and other routes go on.
 
-use wasmhook_e2e::{Receiver, Router, Setup};
+use wasmhook_e2e::{Receiver, Router, Setup, s_to_t};
 
 use crate::WAIT;
 
@@ -59,11 +59,10 @@ async fn loop_panic_and_oom_plugins_fail_their_events_while_another_route_delive
             .await,
         EVENTS as f64
     );
-    assert_eq!(
-        router.metric("wasmhook_queue_failed_routes").await,
-        (3 * EVENTS) as f64,
-        "failures are kept"
-    );
+    // Failures are kept.
+    router
+        .wait_metric_eq("wasmhook_queue_failed_routes", (3 * EVENTS) as f64, WAIT)
+        .await;
 
     // Each failure is recorded with a clear reason, tagged with the event id.
     // (Log lines can trail the metrics: wait for the last of them.)
@@ -247,4 +246,131 @@ async fn the_hostile_plugin_matrix_fails_alone_with_clear_reasons() {
     );
     assert_eq!(rx.on("t").len(), EVENTS);
     assert_eq!(router.get("/healthz").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_blocked_in_a_sleep_is_stopped_by_the_wall_clock() {
+    let rx = Receiver::start().await;
+    let config = s_to_t(&rx, "sleepy", &["hostile-sleep"]);
+    // One call at a time, room for two waiting: the sleeper backs the queue up.
+    let router = Router::with(Setup {
+        config: &config,
+        plugins: &["hostile-sleep"],
+        storage_extra: "queue_capacity = 2",
+        plugins_extra: "max_concurrency = 1\ntimeout_ms = 50\nwall_timeout_ms = 300",
+        ..Setup::default()
+    })
+    .await;
+    let mut accepted = 0;
+    loop {
+        let (status, body) = router.ingest("s", "{}", &[]).await;
+        match status {
+            202 => accepted += 1,
+            503 => break,
+            other => panic!("unexpected {other}: {body}"),
+        }
+        assert!(accepted < 10, "the queue never filled");
+    }
+    // Full: not ready, so a load balancer sends elsewhere.
+    let (status, ready) = router.get("/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    assert!(ready.contains("queue full"), "{ready}");
+
+    // Each call ends at the 300 ms wall-clock bound, not after its 60 s sleep.
+    router
+        .wait_metric(
+            "wasmhook_route_failures_total{route=\"sleepy\"}",
+            accepted as f64,
+            WAIT,
+        )
+        .await;
+    router
+        .wait_log("the wall-clock failure", WAIT, |l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("route failed") && m.contains("wall-clock"))
+        })
+        .await;
+    assert!(rx.on("t").is_empty(), "nothing slept its way to the target");
+    crate::eventually_async("ready again", || async {
+        (router.get("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_that_prints_too_much_is_cut_not_failed() {
+    let rx = Receiver::start().await;
+    let config = s_to_t(&rx, "chatty", &["hostile-chatty"]);
+    let router = Router::start(&config, &["hostile-chatty"], "").await;
+    assert_eq!(router.ingest("s", r#"{"n":1}"#, &[]).await.0, 202);
+    let got = rx.wait_for("t", 1, WAIT).await;
+    assert_eq!(got[0].json()["n"], 1, "the event went through");
+    router
+        .wait_log("the cut", WAIT, |l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("the rest was cut"))
+        })
+        .await;
+    let printed = router
+        .logs()
+        .iter()
+        .filter(|l| l["plugin"] == "hostile-chatty" && l["stream"] == "stdio")
+        .count();
+    assert!(
+        (1..=16).contains(&printed),
+        "at most 16 KiB of 1 KiB lines reach the log: {printed}"
+    );
+    assert_eq!(
+        router
+            .metric("wasmhook_route_failures_total{route=\"chatty\"}")
+            .await,
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saturated_plugin_holds_up_no_other_route() {
+    let rx = Receiver::start().await;
+    let config = format!(
+        "[[sources]]\nname = \"slow\"\n\n[[sources]]\nname = \"fast\"\n\n[[sources]]\nname = \"other\"\n\n\
+         [[targets]]\nname = \"t\"\nurl = \"{}\"\n\n[[targets]]\nname = \"direct\"\nurl = \"{}\"\n\n\
+         [[targets]]\nname = \"tagged\"\nurl = \"{}\"\n\n\
+         [[routes]]\nname = \"sleepy\"\nsource = \"slow\"\nplugins = [\"hostile-sleep\"]\ntargets = [\"t\"]\n\n\
+         [[routes]]\nname = \"no-plugins\"\nsource = \"fast\"\ntargets = [\"direct\"]\n\n\
+         [[routes]]\nname = \"other-plugin\"\nsource = \"other\"\nplugins = [\"tag-route\"]\ntargets = [\"tagged\"]\n",
+        rx.url("t"),
+        rx.url("direct"),
+        rx.url("tagged"),
+    );
+    // Four call slots; every sleeper holds one for a second.
+    let router = Router::with(Setup {
+        config: &config,
+        plugins: &["hostile-sleep", "tag-route"],
+        plugins_extra: "max_concurrency = 4\ntimeout_ms = 50\nwall_timeout_ms = 1000",
+        ..Setup::default()
+    })
+    .await;
+    // Ten seconds of sleepers queue up, at three at a time.
+    for i in 0..30 {
+        assert_eq!(
+            router.ingest("slow", format!("{{\"i\":{i}}}"), &[]).await.0,
+            202
+        );
+    }
+    let sent = std::time::Instant::now();
+    for i in 0..3 {
+        for source in ["fast", "other"] {
+            let (status, _) = router.ingest(source, format!("{{\"i\":{i}}}"), &[]).await;
+            assert_eq!(status, 202);
+        }
+    }
+    rx.wait_for("direct", 3, WAIT).await;
+    rx.wait_for("tagged", 3, WAIT).await;
+    let took = sent.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "events on other routes waited {took:?} behind the saturated plugin"
+    );
 }

@@ -1,6 +1,6 @@
 //! The ingest contract: status codes and ids.
 
-use wasmhook_e2e::{Receiver, Router, Setup};
+use wasmhook_e2e::{Receiver, Router, Setup, s_to_t};
 
 use crate::WAIT;
 
@@ -119,11 +119,7 @@ async fn a_full_queue_answers_503_instead_of_losing_events() {
     let rx = Receiver::start().await;
     // One slow plugin call at a time (each runs to its 500 ms deadline), and
     // room for 3 events waiting: the pipeline backs up and ingest must refuse.
-    let config = format!(
-        "[[sources]]\nname = \"s\"\n\n[[targets]]\nname = \"t\"\nurl = \"{}\"\n\n\
-         [[routes]]\nname = \"r\"\nsource = \"s\"\nplugins = [\"hostile-loop\"]\ntargets = [\"t\"]\n",
-        rx.url("t")
-    );
+    let config = s_to_t(&rx, "r", &["hostile-loop"]);
     let router = Router::with(Setup {
         config: &config,
         plugins: &["hostile-loop"],
@@ -166,4 +162,38 @@ async fn a_full_queue_answers_503_instead_of_losing_events() {
             .await,
         accepted as f64
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_ascii_header_values_and_ids_survive_the_trip() {
+    use reqwest::header::HeaderValue;
+    let rx = Receiver::start().await;
+    let config = s_to_t(&rx, "r", &[]);
+    let router = Router::start(&config, &[], "").await;
+    let client = reqwest::Client::new();
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let resp = client
+            .post(router.url("/ingest/s"))
+            .header(
+                "x-name",
+                HeaderValue::from_bytes("Café".as_bytes()).unwrap(),
+            )
+            .header(
+                "idempotency-key",
+                HeaderValue::from_bytes("commande-née-1".as_bytes()).unwrap(),
+            )
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 202);
+        answers.push(
+            serde_json::from_slice::<serde_json::Value>(&resp.bytes().await.unwrap()).unwrap(),
+        );
+    }
+    assert_eq!(answers[0]["id"], "commande-née-1");
+    assert_eq!(answers[1]["duplicate"], true, "the retry is a duplicate");
+    let got = rx.wait_for("t", 1, WAIT).await;
+    assert_eq!(got[0].header("x-name"), Some("Café"));
 }

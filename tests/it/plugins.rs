@@ -53,7 +53,7 @@ async fn filter_event_type_keeps_listed_types_and_drops_the_rest() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn redact_removes_fields_and_passes_non_json() {
+async fn redact_removes_fields_and_fails_closed_on_what_it_cannot_parse() {
     let rx = Receiver::start().await;
     let config = format!(
         "[[sources]]\nname = \"s\"\n\n{}[[routes]]\nname = \"r\"\nsource = \"s\"\n\
@@ -74,23 +74,36 @@ async fn redact_removes_fields_and_passes_non_json() {
     let got = rx.wait_for("t", 1, WAIT).await;
     assert_eq!(got[0].json(), json!({"user": {"name": "Ann"}, "total": 5}));
 
-    assert_eq!(
-        router
-            .ingest(
-                "s",
-                "a=1&card=2",
-                &[("content-type", "application/x-www-form-urlencoded")]
-            )
-            .await
-            .0,
-        202
+    // What it cannot parse fails closed: kept as a failed route, not sent.
+    for (id, hostile) in [
+        ("form", "a=1&card=2".to_string()),
+        ("trailing", r#"{"card":"4242"} x"#.to_string()),
+        (
+            "deep",
+            format!(
+                "{}{{\"card\":\"4242\"}}{}",
+                "[".repeat(130),
+                "]".repeat(130)
+            ),
+        ),
+    ] {
+        assert_eq!(
+            router.ingest("s", hostile, &[("webhook-id", id)]).await.0,
+            202
+        );
+    }
+    router
+        .wait_metric("wasmhook_route_failures_total{route=\"r\"}", 3.0, WAIT)
+        .await;
+    let (_, event) = router.api("/api/events/trailing").await;
+    assert!(
+        event["failed_routes"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot redact"),
+        "{event}"
     );
-    let got = rx.wait_for("t", 2, WAIT).await;
-    assert_eq!(got[1].body.as_ref(), b"a=1&card=2");
-    assert_eq!(
-        got[1].header("content-type"),
-        Some("application/x-www-form-urlencoded")
-    );
+    assert_eq!(rx.on("t").len(), 1, "no unredacted body was delivered");
 }
 
 #[tokio::test(flavor = "multi_thread")]

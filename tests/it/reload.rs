@@ -260,11 +260,10 @@ async fn events_for_a_removed_plugin_are_kept_and_delivered_when_it_returns() {
     router
         .wait_metric("wasmhook_route_failures_total{route=\"r\"}", 5.0, WAIT)
         .await;
-    assert_eq!(
-        router.metric("wasmhook_queue_failed_routes").await,
-        5.0,
-        "kept, not dropped"
-    );
+    // Kept, not dropped.
+    router
+        .wait_metric_eq("wasmhook_queue_failed_routes", 5.0, WAIT)
+        .await;
     router
         .wait_log_contains("plugin versioned is not loaded", WAIT)
         .await;
@@ -276,10 +275,9 @@ async fn events_for_a_removed_plugin_are_kept_and_delivered_when_it_returns() {
         got.iter()
             .all(|r| r.header("x-plugin-version") == Some("v2"))
     );
-    crate::eventually_async("the failed routes to clear", || async {
-        (router.metric("wasmhook_queue_failed_routes").await == 0.0).then_some(())
-    })
-    .await;
+    router
+        .wait_metric_eq("wasmhook_queue_failed_routes", 0.0, WAIT)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -535,4 +533,114 @@ async fn the_admin_token_rotates_with_a_config_edit_and_no_restart() {
         "the token is live, not restart-only: {}",
         router.log_text()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_config_is_refused_and_unrouted_events_wait_for_the_fix() {
+    let rx = Receiver::start().await;
+    let router = Router::with(Setup {
+        config: &routed_to_a(&rx),
+        ..Setup::default()
+    })
+    .await;
+    let original = std::fs::read_to_string(router.config_path()).unwrap();
+
+    // A truncated file is refused; the running config keeps serving.
+    std::fs::write(router.config_path(), "  \n").unwrap();
+    router
+        .wait_log("the refusal", WAIT, |l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("config reload rejected") && m.contains("is empty"))
+        })
+        .await;
+    assert_eq!(router.ingest("s", r#"{"n":1}"#, &[]).await.0, 202);
+    rx.wait_for("a", 1, WAIT).await;
+    assert_eq!(
+        router.api("/api/plugins").await.0,
+        200,
+        "the admin API stays"
+    );
+
+    // The route deleted, the source kept: an event is accepted and kept.
+    let route = "[[routes]]\nname = \"to-a\"\nsource = \"s\"\ntargets = [\"a\"]\n";
+    assert!(original.contains(route));
+    std::fs::write(router.config_path(), original.replace(route, "")).unwrap();
+    router
+        .wait_log("the reload without routes", WAIT, |l| {
+            l["message"] == "config reloaded" && l["routes"] == 0
+        })
+        .await;
+    assert_eq!(
+        router
+            .ingest("s", r#"{"n":2}"#, &[("webhook-id", "unrouted-1")])
+            .await
+            .0,
+        202
+    );
+    let (_, event) = crate::eventually_async("the unrouted event recorded", || async {
+        let (_, event) = router.api("/api/events/unrouted-1").await;
+        (event["state"] == "processed").then_some(((), event))
+    })
+    .await;
+    let failed = &event["failed_routes"][0];
+    assert_eq!(failed["route"], "*", "{event}");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no route matched"),
+        "{event}"
+    );
+    assert_eq!(
+        router
+            .metric("wasmhook_events_unrouted_total{source=\"s\"}")
+            .await,
+        1.0
+    );
+
+    // The config fixed, a re-run delivers it.
+    std::fs::write(router.config_path(), &original).unwrap();
+    router
+        .wait_log("the fixed reload", WAIT, |l| {
+            l["message"] == "config reloaded" && l["routes"] == 1
+        })
+        .await;
+    let (status, rerun) = router.api_post("/api/events/unrouted-1/rerun").await;
+    assert_eq!(status, 202, "{rerun}");
+    assert_eq!(rerun["routes"][0]["ok"], true, "{rerun}");
+    let got = rx.wait_for("a", 2, WAIT).await;
+    assert_eq!(got[1].json()["n"], 2);
+    let (_, event) = router.api("/api/events/unrouted-1").await;
+    assert_eq!(event["failed_routes"], serde_json::json!([]), "{event}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn putting_the_loaded_version_back_clears_the_error() {
+    let rx = Receiver::start().await;
+    let router = start_with_v1(&rx, "settle_ms = 100").await;
+    let path = router.plugins_dir().join("versioned.wasm");
+    std::fs::write(&path, b"garbage").unwrap();
+    crate::eventually_async("the error", || async {
+        router
+            .plugin_status("versioned")
+            .await
+            .filter(|s| s["last_error"].is_string())
+    })
+    .await;
+    deploy("versioned-v1", &router.plugins_dir(), "versioned");
+    let status = crate::eventually_async("the error cleared", || async {
+        router
+            .plugin_status("versioned")
+            .await
+            .filter(|s| s["last_error"].is_null())
+    })
+    .await;
+    assert_eq!(
+        status["from_cache"], false,
+        "still the first load: {status}"
+    );
+    router
+        .wait_log_contains("plugin file restored to the loaded version", WAIT)
+        .await;
 }

@@ -161,6 +161,26 @@ async fn every_scheme_accepts_genuine_requests_and_refuses_forged_ones_storing_n
         let (status, resp) = post(&router, source, &body, &headers).await;
         assert_eq!(status, 202, "{source}: {resp}");
 
+        // The same signed request replayed under a new unsigned id is the
+        // same event. (Standard Webhooks signs its id: a new one is a 401.)
+        if *scheme != "standard-webhooks" {
+            let replay_id = format!("{source}-replay");
+            let mut replay = headers.clone();
+            replay.retain(|(k, _)| k != "idempotency-key");
+            replay.push(("idempotency-key".into(), replay_id.clone()));
+            let (status, resp) = post(&router, source, &body, &replay).await;
+            assert_eq!(
+                (status, resp["duplicate"].as_bool(), resp["id"].as_str()),
+                (202, Some(true), Some(id.as_str())),
+                "{source}: {resp}"
+            );
+            assert_eq!(
+                router.api(&format!("/api/events/{replay_id}")).await.0,
+                404,
+                "{source}: a replay stores nothing"
+            );
+        }
+
         // Same signature, tampered body: refused, with the failed check named.
         let forged_id = format!("{source}-forged");
         let mut forged = headers.clone();
@@ -408,6 +428,42 @@ mod limits {
         );
         // Still serving.
         assert_eq!(router.ingest("s", "{}", &[]).await.0, 202);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn silent_sockets_are_closed_and_a_flood_of_them_locks_no_one_out() {
+        let router = Router::with(Setup {
+            config: CONFIG,
+            server_extra: "read_timeout_ms = 300\nmax_connections = 100\nmax_connections_per_ip = 50",
+            ..Setup::default()
+        })
+        .await;
+        // A flood from another client address: sockets that send nothing,
+        // or one byte and then nothing. More than the server's whole cap.
+        let mut flood = Vec::new();
+        for i in 0..150 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            let mut s = socket.connect(router.addr).await.unwrap();
+            if i % 2 == 1 {
+                s.write_all(b"P").await.unwrap();
+            }
+            flood.push(s);
+        }
+        // The per-client cap leaves room for everyone else.
+        assert_eq!(router.get("/healthz").await.0, 200);
+        assert_eq!(router.ingest("s", "{}", &[]).await.0, 202);
+        // Every flood socket is closed by the server: those past the cap at
+        // once, the others when the request-head deadline passes.
+        for mut s in flood {
+            let mut answer = Vec::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+            assert!(read.is_ok(), "a silent socket was still open after 10 s");
+        }
+        router
+            .wait_log_contains("server.max_connections_per_ip", Duration::from_secs(10))
+            .await;
     }
 
     #[tokio::test(flavor = "multi_thread")]

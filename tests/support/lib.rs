@@ -11,6 +11,18 @@ pub use router::{ADMIN_TOKEN, Router, Setup, Signal, plugin_wasm};
 
 use std::time::Duration;
 
+/// The smallest useful config: source `s`, target `t` on `rx`, and a route
+/// named `route` from one to the other through `plugins`.
+pub fn s_to_t(rx: &Receiver, route: &str, plugins: &[&str]) -> String {
+    let plugins: Vec<String> = plugins.iter().map(|p| format!("\"{p}\"")).collect();
+    format!(
+        "[[sources]]\nname = \"s\"\n\n[[targets]]\nname = \"t\"\nurl = \"{}\"\n\n\
+         [[routes]]\nname = \"{route}\"\nsource = \"s\"\nplugins = [{}]\ntargets = [\"t\"]\n",
+        rx.url("t"),
+        plugins.join(", ")
+    )
+}
+
 /// Poll `check` until it returns `Some`, or panic with `what` after `timeout`.
 /// Used only where no event can be awaited (another process's state).
 pub async fn eventually<T>(

@@ -271,6 +271,23 @@ impl Router {
         }
     }
 
+    /// Wait until the metric is exactly `value`. Queue gauges are served
+    /// from a short cache and trail the counters by a moment.
+    pub async fn wait_metric_eq(&self, series: &str, value: f64, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let v = self.metric(series).await;
+            if v == value {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {series} == {value}; it is {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Every log line, parsed.
     pub fn logs(&self) -> Vec<Value> {
         self.logs

@@ -26,6 +26,8 @@ const EXAMPLES: &[&str] = &[
 /// Test-only plugins: hostile and helper plugins under `tests/plugins/`.
 const TEST_PLUGINS: &[&str] = &[
     "hostile-loop",
+    "hostile-chatty",
+    "hostile-sleep",
     "hostile-panic",
     "hostile-oom",
     "hostile-recursion",

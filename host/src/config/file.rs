@@ -34,6 +34,7 @@ pub struct RawServer {
     pub admin_token: Option<Text>,
     pub max_concurrent_requests: u32,
     pub max_connections: u32,
+    pub max_connections_per_ip: u32,
     pub max_headers: u32,
     pub max_header_bytes: u32,
     pub read_timeout_ms: u64,
@@ -47,6 +48,7 @@ impl Default for RawServer {
             admin_token: None,
             max_concurrent_requests: 1024,
             max_connections: 4096,
+            max_connections_per_ip: 512,
             max_headers: 100,
             max_header_bytes: 16384,
             read_timeout_ms: 10_000,
@@ -83,6 +85,8 @@ impl Default for RawStorage {
 pub struct RawPlugins {
     pub dir: Text,
     pub timeout_ms: Spanned<u64>,
+    /// Default: 10 × `timeout_ms`, at least 1000.
+    pub wall_timeout_ms: Option<Spanned<u64>>,
     pub memory_limit_mb: Spanned<u64>,
     pub max_output_bytes: u64,
     pub max_concurrency: Spanned<u32>,
@@ -97,6 +101,7 @@ impl Default for RawPlugins {
         RawPlugins {
             dir: Text("plugins".into()),
             timeout_ms: Spanned::new(0..0, 100),
+            wall_timeout_ms: None,
             memory_limit_mb: Spanned::new(0..0, 64),
             max_output_bytes: 4 << 20,
             max_concurrency: Spanned::new(0..0, 64),
@@ -119,6 +124,9 @@ pub struct RawSource {
     pub id_header: Option<Text>,
     #[serde(default)]
     pub verify: Option<Spanned<RawVerify>>,
+    /// Sender credentials to keep (e.g. `authorization`); dropped otherwise.
+    #[serde(default)]
+    pub keep_headers: Option<Vec<Text>>,
 }
 
 /// `verify = { scheme = "github", secret = "…" }`.

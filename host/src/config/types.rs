@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     /// Open connections; more are closed at once.
     pub max_connections: usize,
+    /// Open connections from one client IP; more are closed at once.
+    pub max_connections_per_ip: usize,
     /// Headers per request; more is a 431.
     pub max_headers: usize,
     /// Bytes of request head; more is a 431.
@@ -92,6 +94,9 @@ pub struct PluginsConfig {
 pub struct PluginLimits {
     /// Execution time allowed per call, counted in epoch ticks while the guest runs.
     pub timeout: Duration,
+    /// Wall-clock time allowed per call, time blocked in the host included:
+    /// epoch ticks do not count while a guest sleeps or polls.
+    pub wall_timeout: Duration,
     /// Linear memory cap per call, in bytes.
     pub memory_bytes: usize,
     /// Cap on the total size of a call's output events, in bytes.
@@ -104,6 +109,7 @@ impl Default for PluginLimits {
     fn default() -> Self {
         PluginLimits {
             timeout: Duration::from_millis(100),
+            wall_timeout: Duration::from_millis(1000),
             memory_bytes: 64 << 20,
             max_output_bytes: 4 << 20,
             max_concurrency: 64,
@@ -119,6 +125,9 @@ pub struct Source {
     pub id_header: Option<String>,
     /// How requests prove they are genuine; `None` accepts them unverified.
     pub verify: Option<Arc<Verifier>>,
+    /// Lower-case headers to keep that ingest drops by default: the sender's
+    /// credentials (`authorization`, `cookie`) and signature headers.
+    pub keep_headers: Vec<String>,
 }
 
 /// Where an event's type comes from.

@@ -72,6 +72,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         admin_token: s.admin_token.map(|t| Secret::new(t.0)),
         max_concurrent_requests: s.max_concurrent_requests.max(1) as usize,
         max_connections: s.max_connections.max(1) as usize,
+        max_connections_per_ip: s.max_connections_per_ip.max(1) as usize,
         max_headers: s.max_headers.max(1) as usize,
         max_header_bytes: s.max_header_bytes as usize,
         read_timeout: Duration::from_millis(s.read_timeout_ms.max(1)),
@@ -128,6 +129,17 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             "must be between 1 and 60000",
         ));
     }
+    let wall_timeout_ms = match &p.wall_timeout_ms {
+        None => (timeout_ms * 10).max(1000),
+        Some(w) if (timeout_ms..=600_000).contains(w.get_ref()) => *w.get_ref(),
+        Some(w) => {
+            return Err(c.err(
+                Some(w.span()),
+                "plugins.wall_timeout_ms",
+                format!("must be between plugins.timeout_ms ({timeout_ms}) and 600000"),
+            ));
+        }
+    };
     let memory_mb = *p.memory_limit_mb.get_ref();
     if !(1..=4096).contains(&memory_mb) {
         return Err(c.err(
@@ -148,6 +160,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         dir: resolve(&p.dir.0),
         limits: PluginLimits {
             timeout: Duration::from_millis(timeout_ms),
+            wall_timeout: Duration::from_millis(wall_timeout_ms),
             memory_bytes: (memory_mb << 20) as usize,
             max_output_bytes: p.max_output_bytes.max(1) as usize,
             max_concurrency: concurrency as usize,
@@ -193,6 +206,12 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             event_type,
             id_header: src.id_header.map(|h| h.0.to_ascii_lowercase()),
             verify,
+            keep_headers: src
+                .keep_headers
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| h.0.to_ascii_lowercase())
+                .collect(),
         });
     }
 

@@ -85,7 +85,8 @@ impl Sender {
             }
             if let (Ok(n), Ok(v)) = (
                 HeaderName::try_from(name.as_str()),
-                HeaderValue::try_from(value.as_str()),
+                // Bytes, not `&str`: a UTF-8 value (`Café`) is sent as received.
+                HeaderValue::from_bytes(value.as_bytes()),
             ) {
                 headers.append(n, v);
             }

@@ -20,6 +20,10 @@ use tracing::Instrument;
 /// Longest event id taken from a sender's header.
 const MAX_ID_LEN: usize = 256;
 
+/// The sender's credentials for us: never stored, so never shown by the
+/// admin API, handed to a plugin, or forwarded (unless `keep_headers`).
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+
 pub async fn ingest(
     State(state): State<AppState>,
     Path(source_name): Path<String>,
@@ -83,16 +87,20 @@ pub async fn ingest(
         }
     };
 
+    let mut signed = None;
     if let Some(verifier) = &source.verify {
         let now = (now_ms() / 1000) as i64;
         let lookup = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        if let Err(why) = verifier.verify(lookup, &body, now) {
-            state.metrics.ingest_rejected(&source.name, "signature");
-            tracing::warn!(source = %source.name, "request refused: {why}");
-            return error(
-                StatusCode::UNAUTHORIZED,
-                format!("signature check failed: {why}"),
-            );
+        match verifier.verify(lookup, &body, now) {
+            Ok(content) => signed = Some(content.0),
+            Err(why) => {
+                state.metrics.ingest_rejected(&source.name, "signature");
+                tracing::warn!(source = %source.name, "request refused: {why}");
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    format!("signature check failed: {why}"),
+                );
+            }
         }
     }
     let event = match build_event(source, &headers, body) {
@@ -105,7 +113,11 @@ pub async fn ingest(
     let id = event.id.clone();
     let untyped = event.event_type.is_empty() && source.event_type != EventTypeRule::Default;
     let span = tracing::info_span!("ingest", event_id = %id, source = %source.name);
-    let accepted = state.store.accept(event).instrument(span.clone()).await;
+    let accepted = state
+        .store
+        .accept(event, signed)
+        .instrument(span.clone())
+        .await;
     let _enter = span.enter();
     match accepted {
         Ok(Accepted::New) => {
@@ -120,12 +132,17 @@ pub async fn ingest(
             }
             (StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response()
         }
-        Ok(Accepted::Duplicate) => {
+        Ok(Accepted::Duplicate(original)) => {
             state.metrics.ingest_rejected(&source.name, "duplicate");
-            tracing::info!("duplicate event id: accepted again, nothing new to deliver");
+            if original == id {
+                tracing::info!("duplicate event id: accepted again, nothing new to deliver");
+            } else {
+                tracing::warn!(original = %original,
+                    "replayed request: the same signed content as an earlier event, under another id; nothing new to deliver");
+            }
             (
                 StatusCode::ACCEPTED,
-                axum::Json(json!({ "id": id, "duplicate": true })),
+                axum::Json(json!({ "id": original, "duplicate": true })),
             )
                 .into_response()
         }
@@ -159,12 +176,11 @@ pub fn build_event(
     let header = |name: &str| {
         headers
             .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
+            .map(|v| header_text(v.as_bytes()).trim().to_string())
     };
     let event_type = match &source.event_type {
-        EventTypeRule::Default => header("x-event-type").map(str::to_string),
-        EventTypeRule::Header(name) => header(name).map(str::to_string),
+        EventTypeRule::Default => header("x-event-type"),
+        EventTypeRule::Header(name) => header(name),
         EventTypeRule::JsonPointer(pointer) => serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|json| match json.pointer(pointer) {
@@ -183,27 +199,35 @@ pub fn build_event(
         .or_else(|| header("idempotency-key"))
         .filter(|v| !v.is_empty());
     let id = match id {
-        Some(id) if id.len() <= MAX_ID_LEN && id.chars().all(|c| c.is_ascii_graphic()) => {
-            id.to_string()
+        Some(id)
+            if id.len() <= MAX_ID_LEN
+                && !id.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            id
         }
         Some(_) => {
             return Err(format!(
-                "the event id header must be 1 to {MAX_ID_LEN} printable ASCII characters"
+                "the event id header must be 1 to {MAX_ID_LEN} bytes of printable characters, without spaces"
             ));
         }
         None => format!("evt_{}", uuid::Uuid::now_v7().simple()),
     };
 
-    // The sender's signature is its proof to us, not to the targets.
+    // The sender's credentials and signature are its proof to us, not to
+    // the targets.
     let signature_headers = source
         .verify
         .as_ref()
         .map(|v| v.signature_headers())
         .unwrap_or_default();
+    let dropped = |name: &str| {
+        (CREDENTIAL_HEADERS.contains(&name) || signature_headers.contains(&name))
+            && !source.keep_headers.iter().any(|k| k == name)
+    };
     let headers = headers
         .iter()
-        .filter(|(n, _)| !signature_headers.contains(&n.as_str()))
-        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .filter(|(n, _)| !dropped(n.as_str()))
+        .map(|(n, v)| (n.as_str().to_string(), header_text(v.as_bytes())))
         .collect();
     Ok(Event {
         id,
@@ -213,6 +237,16 @@ pub fn build_event(
         headers,
         body,
     })
+}
+
+/// A header value as text, losing nothing: UTF-8 when it is (`Café`), else
+/// each byte as the Latin-1 character of that value, as HTTP/1.1 once read
+/// them.
+fn header_text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_string(),
+        Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
+    }
 }
 
 fn too_large(limit: usize) -> Response {
@@ -239,6 +273,7 @@ mod tests {
             event_type: rule,
             id_header: Some("x-delivery".into()),
             verify: None,
+            keep_headers: Vec::new(),
         }
     }
 
@@ -348,6 +383,49 @@ mod tests {
         // Without `verify`, nothing is the source's proof: all headers stay.
         let e = build_event(&source(EventTypeRule::Default), &headers(&all), "{}".into()).unwrap();
         assert_eq!(e.headers.len(), all.len());
+    }
+
+    #[test]
+    fn non_ascii_headers_and_ids_are_kept_as_sent() {
+        use axum::http::HeaderValue;
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-name",
+            HeaderValue::from_bytes("Café".as_bytes()).unwrap(),
+        );
+        h.insert("x-latin1", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        h.insert(
+            "idempotency-key",
+            HeaderValue::from_bytes("commande-née-1".as_bytes()).unwrap(),
+        );
+        let e = build_event(&source(EventTypeRule::Default), &h, "{}".into()).unwrap();
+        assert_eq!(e.id, "commande-née-1", "retries deduplicate on it");
+        let value = |name: &str| {
+            e.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(value("x-name"), Some("Café"));
+        assert_eq!(value("x-latin1"), Some("café"));
+    }
+
+    #[test]
+    fn sender_credentials_are_dropped_unless_kept() {
+        let sent = headers(&[
+            ("authorization", "Bearer sender-token"),
+            ("proxy-authorization", "Basic eA=="),
+            ("cookie", "session=1"),
+            ("x-request-id", "r1"),
+        ]);
+        let names =
+            |e: &Event| -> Vec<String> { e.headers.iter().map(|(n, _)| n.clone()).collect() };
+        let e = build_event(&source(EventTypeRule::Default), &sent, "{}".into()).unwrap();
+        assert_eq!(names(&e), ["x-request-id"]);
+        let mut keeping = source(EventTypeRule::Default);
+        keeping.keep_headers = vec!["authorization".into()];
+        let e = build_event(&keeping, &sent, "{}".into()).unwrap();
+        assert_eq!(names(&e), ["authorization", "x-request-id"]);
     }
 
     #[test]

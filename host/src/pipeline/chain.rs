@@ -8,6 +8,10 @@ use crate::metrics::Metrics;
 use crate::plugin::{PluginError, PluginRegistry};
 use crate::store::{Delivery, RouteFailure};
 
+/// The route name recorded for an event whose source had no route. Route
+/// names cannot contain `*`, so it never clashes with a configured one.
+pub const UNROUTED: &str = "*";
+
 /// The routing table (read from the live config per event, so a config
 /// reload applies to the next event) and the plugins it calls.
 pub struct Pipeline {
@@ -40,17 +44,41 @@ impl Pipeline {
     }
 
     /// Run every matching route on a newly received event.
+    ///
+    /// A source with no route at all is a config mistake (a route deleted,
+    /// a name misspelt), not a filter: the event is kept as failed on
+    /// [`UNROUTED`], so it can be re-run once the config is fixed.
     pub async fn process(&self, event: &Event) -> PipelineResult {
         let config = self.live.load_full();
         let mut result = PipelineResult::default();
+        if !config.routes.iter().any(|r| r.source == event.source) {
+            let reason = format!(
+                "no route matched: no route is configured for source {:?}; fix the config, then re-run the event",
+                event.source
+            );
+            tracing::warn!("{reason}");
+            self.metrics.event_unrouted(&event.source);
+            result.failures.push(RouteFailure {
+                event_id: event.id.clone(),
+                route: UNROUTED.to_string(),
+                plugin: None,
+                reason,
+                waiting_for: None,
+            });
+            return result;
+        }
         for route in config.routes.iter().filter(|r| matches(r, event)) {
             self.run_into(&config, route, event, &mut result).await;
         }
         result
     }
 
-    /// Run one route again on an event it failed on.
+    /// Run one route again on an event it failed on ([`UNROUTED`]: every
+    /// route that matches it now).
     pub async fn rerun(&self, event: &Event, route_name: &str) -> PipelineResult {
+        if route_name == UNROUTED {
+            return self.process(event).await;
+        }
         let config = self.live.load_full();
         let mut result = PipelineResult::default();
         match config.routes.iter().find(|r| r.name == route_name) {

@@ -11,6 +11,9 @@
 //!   deliveries for that event and is recorded as failed, with the reason.
 //! - A route that failed because a plugin is not loaded is kept with its event
 //!   and re-run as soon as that plugin loads (`rerun`).
+//! - An event whose source has no route at all is kept as failed on the
+//!   route `*` ([`UNROUTED`]); an admin re-run runs every route that matches
+//!   it then.
 //! - Delivery ids are derived from (event id, route, output index, output id,
 //!   target), so re-running a deterministic route yields the same ids and
 //!   receivers can deduplicate.
@@ -19,6 +22,6 @@ mod chain;
 mod rerun;
 mod worker;
 
-pub use chain::{Pipeline, PipelineResult};
+pub use chain::{Pipeline, PipelineResult, UNROUTED};
 pub use rerun::{rerun_route, rerun_waiting, spawn_reruns};
 pub use worker::spawn_pipeline_workers;

@@ -1,41 +1,53 @@
 //! Pulls accepted events from the store and runs them through the pipeline.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::chain::Pipeline;
+use super::chain::{Pipeline, PipelineResult};
+use crate::event::Event;
 use crate::store::Store;
 
-/// Runs up to `concurrency` events through the pipeline at once.
+/// First wait before recording a pipeline result again; it doubles up to
+/// [`RECORD_RETRY_MAX`].
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(100);
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Takes every accepted event into the pipeline as it comes.
+///
+/// There is no pipeline-wide cap on events in progress: the store bounds
+/// them (an event counts against `queue_capacity` until its result is
+/// recorded), and plugin calls are bounded per plugin and in all by the
+/// plugin runtime. So an event waits only for the plugins its own routes
+/// need: a saturated plugin never holds up a route without plugins, nor a
+/// route whose plugins have room.
 pub fn spawn_pipeline_workers(
     pipeline: Arc<Pipeline>,
     store: Arc<dyn Store>,
-    concurrency: usize,
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) {
     let tasks = tracker.clone();
     tracker.spawn(async move {
-        let slots = Arc::new(Semaphore::new(concurrency.max(1)));
         loop {
-            let slot = tokio::select! {
-                s = slots.clone().acquire_owned() => s.expect("semaphore is never closed"),
-                () = cancel.cancelled() => return,
-            };
             let event = tokio::select! {
                 e = store.next_event() => e,
                 () = cancel.cancelled() => return,
             };
-            let (pipeline, store) = (pipeline.clone(), store.clone());
+            let (pipeline, store, cancel) = (pipeline.clone(), store.clone(), cancel.clone());
             let span =
                 tracing::info_span!("pipeline", event_id = %event.id, source = %event.source);
             tasks.spawn(
                 async move {
-                    let result = pipeline.process(&event).await;
+                    let result = tokio::select! {
+                        r = pipeline.process(&event) => r,
+                        // Not recorded: the event stays `received` and
+                        // resumes at the next start.
+                        () = cancel.cancelled() => return,
+                    };
                     // A plugin may have loaded between our lookup and now; its
                     // load notice would then have found nothing to re-run.
                     let mut waiting: Vec<String> = result
@@ -50,19 +62,105 @@ pub fn spawn_pipeline_workers(
                         failures = result.failures.len(),
                         "pipeline done"
                     );
-                    if let Err(e) = store
-                        .complete_event(event, result.deliveries, result.failures)
-                        .await
-                    {
-                        tracing::error!("could not record the pipeline result: {e}");
+                    if !record(store.as_ref(), event, result, &cancel).await {
+                        return;
                     }
                     for plugin in waiting.iter().filter(|p| pipeline.is_loaded(p)) {
                         super::rerun_waiting(&pipeline, store.as_ref(), plugin).await;
                     }
-                    drop(slot);
                 }
                 .instrument(span),
             );
         }
     });
+}
+
+/// Record an event's pipeline result, retrying with backoff while the store
+/// fails (a full disk, a locked file): the event was acknowledged, so giving
+/// up would strand it until a restart. Returns `false` only when shutting
+/// down first; the event then stays `received` and resumes at the next start.
+async fn record(
+    store: &dyn Store,
+    event: Event,
+    result: PipelineResult,
+    cancel: &CancellationToken,
+) -> bool {
+    let mut wait = RECORD_RETRY_FIRST;
+    loop {
+        let attempt = store
+            .complete_event(
+                event.clone(),
+                result.deliveries.clone(),
+                result.failures.clone(),
+            )
+            .await;
+        let Err(e) = attempt else { return true };
+        tracing::error!("could not record the pipeline result: {e}; retrying in {wait:?}");
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = cancel.cancelled() => {
+                tracing::warn!("shutting down with the pipeline result unrecorded: the event resumes at the next start");
+                return false;
+            }
+        }
+        wait = (wait * 2).min(RECORD_RETRY_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Accepted, SqliteStore};
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_failing_store_is_retried_until_the_result_is_recorded() {
+        let dir = std::env::temp_dir().join(format!("wasmhook-record-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("db.sqlite");
+        let store = SqliteStore::open(Some(&path), false, 10).unwrap();
+        let event = Event {
+            id: "e".into(),
+            source: "s".into(),
+            event_type: String::new(),
+            received_at: 0,
+            headers: Vec::new(),
+            body: bytes::Bytes::from_static(b"{}"),
+        };
+        assert_eq!(store.accept(event.clone(), None).await, Ok(Accepted::New));
+        let event = store.next_event().await;
+
+        // The store refuses to record, as with a full disk, until the
+        // trigger goes away.
+        let side = rusqlite::Connection::open(&path).unwrap();
+        side.busy_timeout(Duration::from_secs(5)).unwrap();
+        side.execute_batch(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON events BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+        )
+        .unwrap();
+        let cancel = CancellationToken::new();
+        let recording = {
+            let store: Arc<dyn Store> = Arc::new(store);
+            let cancel = cancel.clone();
+            let task_store = store.clone();
+            let task = tokio::spawn(async move {
+                record(
+                    task_store.as_ref(),
+                    event,
+                    PipelineResult::default(),
+                    &cancel,
+                )
+                .await
+            });
+            (store, task)
+        };
+        let (store, task) = recording;
+        // Let it fail a few times (100 + 200 + 400 ms of backoff), then heal.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!task.is_finished(), "it keeps trying while the store fails");
+        assert_eq!(store.event("e").await.unwrap().unwrap().state, "received");
+        side.execute_batch("DROP TRIGGER refuse").unwrap();
+        assert!(task.await.unwrap(), "recorded once the store recovered");
+        assert_eq!(store.event("e").await.unwrap().unwrap().state, "processed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -8,6 +8,11 @@ pub enum PluginError {
     NotLoaded(String),
     #[error("plugin exceeded its {limit_ms} ms execution deadline")]
     Timeout { limit_ms: u64 },
+    /// Blocked (a sleep, a poll) or starved for CPU: time passed, not code.
+    #[error(
+        "plugin did not finish within {limit_ms} ms of wall-clock time (plugins.wall_timeout_ms): it blocked, e.g. in a sleep"
+    )]
+    WallTimeout { limit_ms: u64 },
     #[error("plugin exceeded its memory cap of {limit_mb} MiB")]
     MemoryExceeded { limit_mb: u64 },
     #[error("plugin output is {size} bytes, above the cap of {limit} bytes")]
@@ -24,6 +29,7 @@ impl PluginError {
         match self {
             PluginError::NotLoaded(_) => "not_loaded",
             PluginError::Timeout { .. } => "timeout",
+            PluginError::WallTimeout { .. } => "wall_timeout",
             PluginError::MemoryExceeded { .. } => "memory",
             PluginError::OutputTooLarge { .. } => "output_too_large",
             PluginError::Trap(_) => "trap",

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::stdio::CappedOutput;
 
 wasmtime::component::bindgen!({
     world: "plugin",
@@ -30,7 +31,7 @@ pub struct CallState {
     config: Arc<[(String, String)]>,
     wasi: WasiCtx,
     table: ResourceTable,
-    pub stdio: MemoryOutputPipe,
+    pub stdio: CappedOutput,
     pub memory: MemoryCap,
     /// Epoch ticks of execution left before the deadline.
     pub ticks_left: u64,
@@ -46,7 +47,7 @@ impl CallState {
         memory_limit: usize,
         ticks: u64,
     ) -> Self {
-        let stdio = MemoryOutputPipe::new(STDIO_CAPACITY);
+        let stdio = CappedOutput::new(STDIO_CAPACITY);
         // No preopens, env, args, network or stdin: the builder grants nothing
         // by default, and we add nothing but the captured output streams.
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
@@ -68,22 +69,24 @@ impl CallState {
         }
     }
 
-    /// Write what the guest printed to the log, one line each, tagged.
+    /// Write what the guest printed to the log, one line each, tagged, and
+    /// say once how much was cut.
     pub fn flush_stdio(&self) {
-        let bytes = self.stdio.contents();
-        if bytes.is_empty() {
-            return;
-        }
+        let (bytes, dropped) = self.stdio.contents();
         for line in String::from_utf8_lossy(&bytes).lines() {
             if !line.trim().is_empty() {
                 tracing::info!(plugin = %self.plugin, event_id = %self.event_id, stream = "stdio", "{line}");
             }
         }
+        if dropped > 0 {
+            tracing::warn!(plugin = %self.plugin, event_id = %self.event_id, dropped_bytes = dropped,
+                "plugin printed more than {STDIO_CAPACITY} bytes for one event; the rest was cut");
+        }
     }
 
     /// The last few lines the guest printed: a panic message lives here.
     pub fn stdio_tail(&self) -> Option<String> {
-        let bytes = self.stdio.contents();
+        let (bytes, _) = self.stdio.contents();
         let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let tail = lines[lines.len().saturating_sub(3)..].join(" | ");

@@ -22,6 +22,7 @@ mod error;
 mod host;
 mod registry;
 mod runtime;
+mod stdio;
 
 pub use error::{LoadError, PluginError};
 pub use registry::{LoadReport, PluginRegistry, PluginStatus, plugin_name};

@@ -127,6 +127,18 @@ impl PluginRegistry {
             })?;
         let previous = self.get(&name).map(|p| p.version.clone());
         if previous.as_deref() == Some(hex(&Sha256::digest(&wasm)).as_str()) {
+            // The file holds the serving version again (a bad file was put
+            // back right): an error about the bad one is stale now.
+            if let Some(status) = self
+                .status
+                .lock()
+                .expect("status lock poisoned")
+                .get_mut(&name)
+                .filter(|s| s.last_error.is_some())
+            {
+                status.last_error = None;
+                tracing::info!(plugin = %name, "plugin file restored to the loaded version");
+            }
             return Ok(LoadReport::Unchanged);
         }
         let runtime = self.runtime.clone();

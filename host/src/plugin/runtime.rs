@@ -25,6 +25,9 @@ pub struct CompiledPlugin {
     /// Hex SHA-256 of the `.wasm` bytes.
     pub version: String,
     pre: PluginPre<CallState>,
+    /// This plugin's share of the call slots: a saturated plugin leaves
+    /// the rest to the others.
+    calls: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for CompiledPlugin {
@@ -140,6 +143,9 @@ impl PluginRuntime {
                 name: name.into(),
                 version,
                 pre,
+                calls: Arc::new(Semaphore::new(per_plugin_share(
+                    self.limits.max_concurrency,
+                ))),
             },
             from_cache,
         ))
@@ -169,18 +175,37 @@ impl PluginRuntime {
         event: &Event,
         config: Arc<[(String, String)]>,
     ) -> Result<Outcome, PluginError> {
+        // This plugin's share first, then a slot: a call waiting for its
+        // plugin's share never holds a slot another plugin could use.
+        let _share = plugin
+            .calls
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
         let _slot = self
             .slots
             .acquire()
             .await
             .expect("semaphore is never closed");
         let mut store = self.store(plugin, event.id.clone(), config);
-        let result = match plugin.pre.instantiate_async(&mut store).await {
-            Ok(instance) => instance.call_handle(&mut store, &to_wire(event)).await,
-            Err(e) => Err(e),
+        // Epoch ticks count only while guest code runs; a guest blocked in a
+        // host call (a sleep, a poll) would hold its slot for as long as it
+        // liked. The wall-clock bound drops the call, and with it the
+        // instance, wherever it is.
+        let call = async {
+            match plugin.pre.instantiate_async(&mut store).await {
+                Ok(instance) => instance.call_handle(&mut store, &to_wire(event)).await,
+                Err(e) => Err(e),
+            }
         };
+        let result = tokio::time::timeout(self.limits.wall_timeout, call).await;
         let state = store.data();
         state.flush_stdio();
+        let Ok(result) = result else {
+            return Err(PluginError::WallTimeout {
+                limit_ms: self.limits.wall_timeout.as_millis() as u64,
+            });
+        };
         match result {
             Err(trap) => Err(self.classify(state, &trap)),
             Ok(Err(message)) => Err(PluginError::Failed(message)),
@@ -253,6 +278,13 @@ impl PluginRuntime {
         }
         Ok(outcome)
     }
+}
+
+/// How many of `max_concurrency` call slots one plugin may hold: three
+/// quarters, so one saturated plugin (a flood, calls that run to their
+/// deadline) leaves a quarter to every other plugin.
+fn per_plugin_share(max_concurrency: usize) -> usize {
+    (max_concurrency - max_concurrency / 4).max(1)
 }
 
 /// Advances the epoch every [`TICK`] for as long as the engine lives.
@@ -350,5 +382,17 @@ fn from_wire(outcome: wire::Outcome) -> Outcome {
                 })
                 .collect(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_plugin_leaves_a_quarter_of_the_slots_to_the_others() {
+        assert_eq!(per_plugin_share(1), 1);
+        assert_eq!(per_plugin_share(4), 3);
+        assert_eq!(per_plugin_share(64), 48);
     }
 }

@@ -62,8 +62,20 @@ pub fn spawn_config_watcher(
 
 /// Load, validate and swap in the config at `path`; on any error keep the
 /// running one and say why. Returns whether the new config was applied.
+///
+/// An empty file is refused: it parses (every key has a default), but it is
+/// what a truncating write (`: > wasmhook.toml`, a failed deploy) leaves,
+/// and applying it would drop every source, route and the admin API.
 pub fn apply_config(path: &Path, live: &LiveConfig, dispatcher: &Dispatcher) -> bool {
-    let new = match config::load(path) {
+    let new = match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => Err(format!(
+            "{} is empty; an empty config would drop every source and route",
+            path.display()
+        )),
+        Ok(text) => config::parse(path, &text).map_err(|e| e.to_string()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let new = match new {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("config reload rejected, keeping the running config: {e}");
@@ -111,6 +123,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         max_body_bytes: _,
         admin_token: _,
         max_connections: _,
+        max_connections_per_ip: _,
         max_headers: _,
         max_header_bytes: _,
         read_timeout: _,
@@ -203,6 +216,7 @@ mod tests {
             "[server]\nmax_body_bytes = 10",
             "[server]\nadmin_token = \"t\"",
             "[server]\nmax_connections = 7",
+            "[server]\nmax_connections_per_ip = 7",
             "[server]\nmax_headers = 7",
             "[server]\nmax_header_bytes = 9000",
             "[server]\nread_timeout_ms = 7",

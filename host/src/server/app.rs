@@ -46,7 +46,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    match state.store.stats().await {
+    match state.queue_stats().await {
+        // Ingest answers 503 now: a load balancer should send elsewhere.
+        Ok(stats) if stats.awaiting_pipeline >= stats.capacity => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "queue full", "queue": stats })),
+        )
+            .into_response(),
         Ok(stats) => Json(json!({ "status": "ready", "queue": stats })).into_response(),
         Err(e) => {
             tracing::error!("readyz: {e}");
@@ -61,7 +67,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     // Counters still render when the store cannot be read; the gauges then read 0.
-    let stats = state.store.stats().await.unwrap_or_default();
+    let stats = state.queue_stats().await.unwrap_or_default();
     let body = state.metrics.render(&stats);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

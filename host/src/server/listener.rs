@@ -1,14 +1,17 @@
 //! The HTTP listener, with the limits axum's `serve` does not expose.
 //!
-//! Against floods and slow-loris clients: a cap on open connections (extra
-//! ones are closed at once), a cap on header count and header bytes, and a
-//! deadline for a request's headers to arrive. Body reads have their own
-//! deadline in ingest. The limits are read for every new connection, so a
-//! config reload changes them for the connections that follow. On shutdown
-//! the listener closes and requests in progress get a grace period.
+//! Against floods and slow-loris clients: caps on open connections, in all
+//! and per client IP (extra ones are closed at once), a cap on header count
+//! and header bytes, and a deadline for a complete request head that runs
+//! from accept and whenever a connection idles (`idle.rs`), so silent
+//! sockets are closed. Body reads have their own deadline in ingest. The
+//! limits are read for every new connection, so a config reload changes
+//! them for the connections that follow. On shutdown the listener closes
+//! and requests in progress get a grace period.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -18,10 +21,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+use super::idle::{DeadlineIo, HeadDeadline, StopsDeadline};
+
 /// Limits on HTTP connections and request heads.
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     pub max_headers: usize,
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
@@ -40,12 +46,12 @@ pub async fn serve_http(
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let open = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(Mutex::new(OpenConnections::default()));
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: back off a moment.
                     tracing::warn!("accept failed: {e}");
@@ -58,12 +64,12 @@ pub async fn serve_http(
         // Answers are small and written whole: don't let Nagle hold them back.
         let _ = stream.set_nodelay(true);
         let limits = limits();
-        let Some(slot) = ConnectionSlot::take(&open, limits.max_connections) else {
-            tracing::warn!(
-                "too many open connections ({}); closing a new one",
-                limits.max_connections
-            );
-            continue;
+        let slot = match ConnectionSlot::take(&open, peer.ip(), &limits) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::warn!(client = %peer.ip(), "closing a new connection: {why}");
+                continue;
+            }
         };
         let mut builder = Builder::new(TokioExecutor::new()).http1_only();
         builder
@@ -72,9 +78,14 @@ pub async fn serve_http(
             .header_read_timeout(limits.header_timeout)
             .max_headers(limits.max_headers)
             .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BUFFER));
-        let service = TowerToHyperService::new(app.clone());
+        let deadline = HeadDeadline::start(limits.header_timeout);
+        let service = StopsDeadline {
+            inner: TowerToHyperService::new(app.clone()),
+            deadline: deadline.clone(),
+        };
+        let io = TokioIo::new(DeadlineIo::new(stream, deadline));
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(io, service)
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -93,20 +104,85 @@ pub async fn serve_http(
     }
 }
 
-/// One open connection, counted until dropped. A counter rather than a
-/// semaphore, so the cap can change while connections are open.
-struct ConnectionSlot(Arc<AtomicUsize>);
+/// Open connections, in all and per client IP.
+#[derive(Debug, Default)]
+struct OpenConnections {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// One open connection, counted until dropped. Counters rather than
+/// semaphores, so the caps can change while connections are open.
+struct ConnectionSlot {
+    open: Arc<Mutex<OpenConnections>>,
+    ip: IpAddr,
+}
 
 impl ConnectionSlot {
-    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
-        let before = open.fetch_add(1, Ordering::AcqRel);
-        let slot = ConnectionSlot(open.clone());
-        (before < max.max(1)).then_some(slot)
+    fn take(
+        open: &Arc<Mutex<OpenConnections>>,
+        ip: IpAddr,
+        limits: &HttpLimits,
+    ) -> Result<Self, String> {
+        let mut counts = open.lock().expect("connection counts poisoned");
+        if counts.total >= limits.max_connections.max(1) {
+            return Err(format!(
+                "{} connections are open (server.max_connections)",
+                counts.total
+            ));
+        }
+        let from_ip = counts.per_ip.entry(ip).or_default();
+        if *from_ip >= limits.max_connections_per_ip.max(1) {
+            return Err(format!(
+                "{from_ip} connections are open from this client (server.max_connections_per_ip)"
+            ));
+        }
+        *from_ip += 1;
+        counts.total += 1;
+        Ok(ConnectionSlot {
+            open: open.clone(),
+            ip,
+        })
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut counts = self.open.lock().expect("connection counts poisoned");
+        counts.total -= 1;
+        if let Some(n) = counts.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_count_in_all_and_per_client_and_free_on_drop() {
+        let open = Arc::new(Mutex::new(OpenConnections::default()));
+        let limits = HttpLimits {
+            max_connections: 3,
+            max_connections_per_ip: 2,
+            max_headers: 1,
+            max_header_bytes: 1,
+            header_timeout: Duration::from_secs(1),
+        };
+        let (a, b): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap());
+        let a1 = ConnectionSlot::take(&open, a, &limits).unwrap();
+        let _a2 = ConnectionSlot::take(&open, a, &limits).unwrap();
+        let refused = ConnectionSlot::take(&open, a, &limits).err().unwrap();
+        assert!(refused.contains("max_connections_per_ip"), "{refused}");
+        let _b1 = ConnectionSlot::take(&open, b, &limits).unwrap();
+        let refused = ConnectionSlot::take(&open, b, &limits).err().unwrap();
+        assert!(refused.contains("server.max_connections)"), "{refused}");
+        drop(a1);
+        let _b2 = ConnectionSlot::take(&open, b, &limits).unwrap();
+        assert_eq!(open.lock().unwrap().total, 3);
     }
 }

@@ -9,8 +9,10 @@
 
 mod admin;
 mod app;
+mod idle;
 mod listener;
 mod response;
+mod stats;
 
 pub use app::app;
 pub use listener::{HttpLimits, serve_http};
@@ -54,6 +56,8 @@ pub struct Shared {
     pub registry: Arc<PluginRegistry>,
     pub metrics: Arc<Metrics>,
     pub ingest_slots: Arc<Semaphore>,
+    /// Queue counts for `/readyz` and `/metrics`, cached briefly.
+    pub stats: stats::CachedStats,
     /// For the admin API's re-run.
     pub pipeline: Option<Arc<Pipeline>>,
     draining: AtomicBool,
@@ -78,6 +82,7 @@ impl AppState {
         AppState(Arc::new(Shared {
             live,
             ingest_slots: Arc::new(Semaphore::new(slots)),
+            stats: stats::CachedStats::new(stats::STATS_MAX_AGE),
             store,
             registry,
             metrics,
@@ -88,6 +93,11 @@ impl AppState {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// Queue counts, at most [`stats::STATS_MAX_AGE`] old.
+    pub async fn queue_stats(&self) -> Result<crate::store::QueueStats, crate::store::StoreError> {
+        self.stats.get(|| self.store.stats()).await
     }
 }
 
@@ -157,13 +167,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    spawn_pipeline_workers(
-        pipeline.clone(),
-        store.clone(),
-        plugins.limits.max_concurrency,
-        cancel.clone(),
-        &tracker,
-    );
+    spawn_pipeline_workers(pipeline.clone(), store.clone(), cancel.clone(), &tracker);
     spawn_reruns(
         pipeline.clone(),
         store.clone(),
@@ -219,6 +223,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             let server = &live.load().server;
             HttpLimits {
                 max_connections: server.max_connections,
+                max_connections_per_ip: server.max_connections_per_ip,
                 max_headers: server.max_headers,
                 max_header_bytes: server.max_header_bytes,
                 header_timeout: server.read_timeout,

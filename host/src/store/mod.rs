@@ -69,8 +69,9 @@ pub struct RouteFailure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accepted {
     New,
-    /// The source already sent an event with this id: nothing new is made.
-    Duplicate,
+    /// The source already sent this event (the same id, or the same signed
+    /// content): nothing new is made. Holds the stored event's id.
+    Duplicate(String),
 }
 
 /// One attempt, as recorded.
@@ -116,6 +117,7 @@ pub enum StoreError {
 /// Counts for `/readyz` and metrics.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct QueueStats {
+    /// Events accepted whose routes have not all run yet (queued or running).
     pub awaiting_pipeline: usize,
     pub pending_deliveries: usize,
     pub in_flight: usize,
@@ -180,11 +182,14 @@ pub struct Pruned {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Take responsibility for a received event.
-    async fn accept(&self, event: Event) -> Result<Accepted, StoreError>;
+    /// Take responsibility for a received event. `signed`: the digest of
+    /// what a verified sender signed; an event with the same one within the
+    /// dedup window is a duplicate, whatever its id.
+    async fn accept(&self, event: Event, signed: Option<[u8; 32]>) -> Result<Accepted, StoreError>;
     /// The next event for the pipeline; waits until there is one.
     async fn next_event(&self) -> Event;
     /// The pipeline's result for an event that came from `next_event`.
+    /// Until it is recorded, the event counts against the capacity.
     async fn complete_event(
         &self,
         event: Event,

@@ -1,14 +1,23 @@
 //! Remove fields from a JSON body. `fields` is a comma-separated list of JSON
 //! pointers (RFC 6901), e.g. `/user/email,/card`. Pointers that match nothing
-//! are ignored; a body that is not JSON passes unchanged.
+//! are ignored.
+//!
+//! Redaction fails closed: a body it cannot parse (not JSON, trailing bytes
+//! after the JSON, nesting deeper than the parser allows) fails the event
+//! rather than pass the secret on. An empty body has nothing to hide.
 
 use wasmhook_sdk::prelude::*;
 
 #[plugin]
 pub fn handle(mut ev: Event, cfg: &Config) -> Result<Outcome> {
-    let Ok(mut body) = ev.json::<Value>() else {
+    if ev.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Outcome::keep(ev));
-    };
+    }
+    let mut body = ev.json::<Value>().map_err(|e| {
+        Error::msg(format!(
+            "cannot redact a body that does not parse as JSON: {e}"
+        ))
+    })?;
     let mut removed = 0;
     for pointer in cfg.list("fields") {
         if remove_pointer(&mut body, &pointer) {
@@ -66,8 +75,42 @@ mod tests {
         assert_eq!(run(body, "/nope,/keep/deeper"), body.as_bytes());
     }
 
+    fn refused(body: &[u8]) -> String {
+        let cfg = Config::from_pairs([("fields", "/card")]);
+        match handle(Event::new("t", body.to_vec()), &cfg) {
+            Ok(out) => panic!("passed on: {:?}", out.events()[0].body_str()),
+            Err(e) => e.to_string(),
+        }
+    }
+
     #[test]
-    fn non_json_passes_unchanged() {
-        assert_eq!(run("a=1&b=2", "/a"), b"a=1&b=2");
+    fn a_body_it_cannot_parse_fails_closed() {
+        let deep = format!(
+            "{}{{\"card\":\"4242\"}}{}",
+            "[".repeat(130),
+            "]".repeat(130)
+        );
+        for body in [
+            b"a=1&card=4242".to_vec(),
+            br#"{"card":"4242"} trailing"#.to_vec(),
+            br#"{"card":"4242"}{"card":"4242"}"#.to_vec(),
+            deep.into_bytes(),
+            b"\xff\xfe{\"card\":1}".to_vec(),
+        ] {
+            let why = refused(&body);
+            assert!(why.contains("cannot redact"), "{why}");
+        }
+    }
+
+    #[test]
+    fn an_empty_body_has_nothing_to_hide() {
+        assert_eq!(run("", "/card"), b"");
+        assert_eq!(run(" \n", "/card"), b" \n");
+    }
+
+    #[test]
+    fn duplicate_keys_are_all_removed() {
+        let out = run(r#"{"card":"4242","card":"4343","n":1}"#, "/card");
+        assert_eq!(out, br#"{"n":1}"#);
     }
 }

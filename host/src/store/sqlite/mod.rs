@@ -18,6 +18,7 @@ mod writer;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,8 +42,13 @@ const IDLE_RECHECK: Duration = Duration::from_secs(30);
 pub struct SqliteStore {
     writer: Writer,
     reader: Reader,
-    /// Most events waiting for the pipeline before `accept` says Full.
+    /// Most events accepted and not yet through the pipeline before
+    /// `accept` says Full.
     capacity: usize,
+    /// Events accepted whose pipeline result is not recorded yet: queued
+    /// here, or taken by the pipeline and still running. Counting the
+    /// running ones bounds how many the pipeline may hold at once.
+    unfinished: AtomicUsize,
     // std mutexes: held for a queue or map operation, never across an await.
     pipeline: Mutex<VecDeque<Event>>,
     pipeline_ready: Notify,
@@ -108,6 +114,7 @@ impl SqliteStore {
             writer,
             reader,
             capacity,
+            unfinished: AtomicUsize::new(backlog.len()),
             pipeline: Mutex::new(backlog),
             pipeline_ready: Notify::new(),
             targets: Mutex::default(),
@@ -132,31 +139,45 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn accept(&self, event: Event) -> Result<Accepted, StoreError> {
-        if self.pipeline.lock().expect("pipeline lock poisoned").len() >= self.capacity {
+    async fn accept(&self, event: Event, signed: Option<[u8; 32]>) -> Result<Accepted, StoreError> {
+        if self.unfinished.load(Ordering::Acquire) >= self.capacity {
             return Err(StoreError::Full);
         }
         let row = event.clone();
-        let inserted = self
+        let duplicate_of = self
             .writer
             .run(move |t| {
-                t.execute(
-                    "INSERT INTO events (source, id, event_type, received_at, headers, body, state)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received') ON CONFLICT (source, id) DO NOTHING",
+                // Either key, the (source, id) or the (source, signed) one,
+                // makes a conflict: nothing is inserted.
+                let inserted = t.execute(
+                    "INSERT INTO events (source, id, event_type, received_at, headers, body, state, signed)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?7) ON CONFLICT DO NOTHING",
                     params![
                         row.source,
                         row.id,
                         row.event_type,
                         row.received_at as i64,
                         rows::headers_json(&row.headers),
-                        row.body.as_ref()
+                        row.body.as_ref(),
+                        signed.as_ref().map(|s| s.as_slice()),
                     ],
+                )?;
+                if inserted == 1 {
+                    return Ok(None);
+                }
+                t.query_row(
+                    "SELECT id FROM events WHERE source = ?1 AND (id = ?2 OR signed = ?3)
+                     ORDER BY id = ?2 DESC LIMIT 1",
+                    params![row.source, row.id, signed.as_ref().map(|s| s.as_slice())],
+                    |r| r.get::<_, String>(0),
                 )
+                .map(Some)
             })
             .await?;
-        if inserted == 0 {
-            return Ok(Accepted::Duplicate);
+        if let Some(id) = duplicate_of {
+            return Ok(Accepted::Duplicate(id));
         }
+        self.unfinished.fetch_add(1, Ordering::AcqRel);
         self.pipeline
             .lock()
             .expect("pipeline lock poisoned")
@@ -201,6 +222,7 @@ impl Store for SqliteStore {
                 Ok(())
             })
             .await?;
+        self.unfinished.fetch_sub(1, Ordering::AcqRel);
         self.wake(targets);
         Ok(())
     }
@@ -336,7 +358,7 @@ impl Store for SqliteStore {
     }
 
     async fn stats(&self) -> Result<QueueStats, StoreError> {
-        let awaiting = self.pipeline.lock().expect("pipeline lock poisoned").len();
+        let awaiting = self.unfinished.load(Ordering::Acquire);
         let capacity = self.capacity;
         self.reader
             .run(move |t| {

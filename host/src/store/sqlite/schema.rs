@@ -69,6 +69,11 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX route_failures_waiting ON route_failures (waiting_for) WHERE waiting_for IS NOT NULL;
     "#,
+    // 2: what a verified sender signed, so a replay is a duplicate.
+    r#"
+    ALTER TABLE events ADD COLUMN signed BLOB;      -- SHA-256 of the signed content
+    CREATE UNIQUE INDEX events_signed ON events (source, signed) WHERE signed IS NOT NULL;
+    "#,
 ];
 
 /// Bring the database to the newest schema this binary knows.

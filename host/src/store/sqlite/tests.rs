@@ -27,10 +27,13 @@ fn delivery(id: &str, e: &Event) -> Delivery {
 #[tokio::test]
 async fn duplicates_are_recognised_and_events_flow_to_claims() {
     let store = SqliteStore::open(None, false, 10).unwrap();
-    assert_eq!(store.accept(event("e1")).await.unwrap(), Accepted::New);
     assert_eq!(
-        store.accept(event("e1")).await.unwrap(),
-        Accepted::Duplicate
+        store.accept(event("e1"), None).await.unwrap(),
+        Accepted::New
+    );
+    assert_eq!(
+        store.accept(event("e1"), None).await.unwrap(),
+        Accepted::Duplicate("e1".into())
     );
     let e = store.next_event().await;
     store
@@ -66,11 +69,14 @@ async fn duplicates_are_recognised_and_events_flow_to_claims() {
 #[tokio::test]
 async fn a_full_pipeline_backlog_refuses_new_events() {
     let store = SqliteStore::open(None, false, 2).unwrap();
-    store.accept(event("a")).await.unwrap();
-    store.accept(event("b")).await.unwrap();
-    assert_eq!(store.accept(event("c")).await, Err(StoreError::Full));
-    store.next_event().await;
-    assert_eq!(store.accept(event("c")).await, Ok(Accepted::New));
+    store.accept(event("a"), None).await.unwrap();
+    store.accept(event("b"), None).await.unwrap();
+    assert_eq!(store.accept(event("c"), None).await, Err(StoreError::Full));
+    // Taken by the pipeline is not done: it still counts until recorded.
+    let a = store.next_event().await;
+    assert_eq!(store.accept(event("c"), None).await, Err(StoreError::Full));
+    store.complete_event(a, vec![], vec![]).await.unwrap();
+    assert_eq!(store.accept(event("c"), None).await, Ok(Accepted::New));
 }
 
 #[tokio::test]
@@ -80,8 +86,8 @@ async fn reopening_resumes_unprocessed_events_and_releases_leases() {
     let path = dir.join("db.sqlite");
     {
         let store = SqliteStore::open(Some(&path), true, 10).unwrap();
-        store.accept(event("done")).await.unwrap();
-        store.accept(event("pending")).await.unwrap();
+        store.accept(event("done"), None).await.unwrap();
+        store.accept(event("pending"), None).await.unwrap();
         let e = store.next_event().await;
         store
             .complete_event(e.clone(), vec![delivery("d1", &e)], vec![])
@@ -106,7 +112,7 @@ async fn reopening_resumes_unprocessed_events_and_releases_leases() {
 #[tokio::test]
 async fn failures_wait_for_their_plugin_and_prune_keeps_what_is_young() {
     let store = SqliteStore::open(None, false, 10).unwrap();
-    store.accept(event("e")).await.unwrap();
+    store.accept(event("e"), None).await.unwrap();
     let e = store.next_event().await;
     let failure = RouteFailure {
         event_id: "e".into(),
@@ -163,7 +169,7 @@ async fn failures_wait_for_their_plugin_and_prune_keeps_what_is_young() {
 async fn prune_takes_only_finished_work_past_retention_and_then_an_id_is_new_again() {
     let store = SqliteStore::open(None, false, 10).unwrap();
     for id in ["delivered", "dead", "retrying"] {
-        store.accept(event(id)).await.unwrap();
+        store.accept(event(id), None).await.unwrap();
         let e = store.next_event().await;
         store
             .complete_event(e.clone(), vec![delivery(&format!("d-{id}"), &e)], vec![])
@@ -221,10 +227,40 @@ async fn prune_takes_only_finished_work_past_retention_and_then_an_id_is_new_aga
     assert_eq!(store.stats().await.unwrap().pending_deliveries, 1);
 
     // Dedup lasts as long as the event is kept: a pruned id is new again.
-    assert_eq!(store.accept(event("delivered")).await, Ok(Accepted::New));
     assert_eq!(
-        store.accept(event("retrying")).await,
-        Ok(Accepted::Duplicate)
+        store.accept(event("delivered"), None).await,
+        Ok(Accepted::New)
+    );
+    assert_eq!(
+        store.accept(event("retrying"), None).await,
+        Ok(Accepted::Duplicate("retrying".into()))
+    );
+}
+
+#[tokio::test]
+async fn the_same_signed_content_under_another_id_is_a_duplicate() {
+    let store = SqliteStore::open(None, false, 10).unwrap();
+    let signed = Some([7u8; 32]);
+    assert_eq!(
+        store.accept(event("first"), signed).await,
+        Ok(Accepted::New)
+    );
+    // A replay with a fresh unsigned id header.
+    assert_eq!(
+        store.accept(event("replayed"), signed).await,
+        Ok(Accepted::Duplicate("first".into()))
+    );
+    // Other content is another event; unsigned events never collide on it.
+    assert_eq!(
+        store.accept(event("second"), Some([8u8; 32])).await,
+        Ok(Accepted::New)
+    );
+    assert_eq!(store.accept(event("u1"), None).await, Ok(Accepted::New));
+    assert_eq!(store.accept(event("u2"), None).await, Ok(Accepted::New));
+    // The same id with other content is still a duplicate of that id.
+    assert_eq!(
+        store.accept(event("second"), Some([9u8; 32])).await,
+        Ok(Accepted::Duplicate("second".into()))
     );
 }
 
@@ -233,7 +269,7 @@ async fn reads_do_not_wait_for_the_writer() {
     let dir = std::env::temp_dir().join(format!("wasmhook-readers-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = SqliteStore::open(Some(&dir.join("db.sqlite")), true, 10).unwrap();
-    store.accept(event("e")).await.unwrap();
+    store.accept(event("e"), None).await.unwrap();
 
     // Hold the writer thread inside a transaction until the reads are done.
     let (release, held) = std::sync::mpsc::channel::<()>();
