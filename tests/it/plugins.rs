@@ -242,3 +242,53 @@ async fn a_plugin_routes_to_named_targets_and_an_unknown_name_fails_the_route() 
         )
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_sees_the_same_time_and_randomness_on_every_run_of_an_event() {
+    let rx = Receiver::start().await;
+    // Two routes run the same plugin on each event: two fresh instances.
+    let config = format!(
+        "[[sources]]\nname = \"s\"\n\n{}{}\
+         [[routes]]\nname = \"one\"\nsource = \"s\"\nplugins = [\"clock-and-dice\"]\ntargets = [\"a\"]\n\n\
+         [[routes]]\nname = \"two\"\nsource = \"s\"\nplugins = [\"clock-and-dice\"]\ntargets = [\"b\"]\n",
+        target("a", &rx.url("a")),
+        target("b", &rx.url("b"))
+    );
+    let router = Router::start(&config, &["clock-and-dice"], "").await;
+    for i in 1..=2 {
+        let id = format!("dice-{i}");
+        let (status, _) = router
+            .ingest("s", format!("{{\"i\":{i}}}"), &[("webhook-id", &id)])
+            .await;
+        assert_eq!(status, 202);
+    }
+    let seen = |path: &str, i: i64| -> (String, String, String) {
+        let r = rx
+            .on(path)
+            .into_iter()
+            .find(|r| r.json()["i"] == i)
+            .unwrap();
+        let h = |n: &str| r.header(n).unwrap().to_string();
+        (h("x-now"), h("x-step"), h("x-dice"))
+    };
+    rx.wait_for("a", 2, WAIT).await;
+    rx.wait_for("b", 2, WAIT).await;
+    let mut dice = Vec::new();
+    for i in 1..=2 {
+        let (now, step, die) = seen("a", i);
+        assert_eq!(
+            (now.clone(), step.clone(), die.clone()),
+            seen("b", i),
+            "event {i}"
+        );
+        let (_, event) = router.api(&format!("/api/events/dice-{i}")).await;
+        assert_eq!(
+            now,
+            event["received_at"].to_string(),
+            "the wall clock is the arrival"
+        );
+        assert_eq!(step, "1000", "the monotonic clock steps 1 µs per reading");
+        dice.push(die);
+    }
+    assert_ne!(dice[0], dice[1], "another event, other randomness");
+}

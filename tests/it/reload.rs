@@ -644,3 +644,60 @@ async fn putting_the_loaded_version_back_clears_the_error() {
         .wait_log_contains("plugin file restored to the loaded version", WAIT)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_version_that_breaks_on_every_call_is_rolled_back_and_its_events_rerun() {
+    let rx = Receiver::start().await;
+    let router = Router::with(Setup {
+        config: &wasmhook_e2e::s_to_t(&rx, "r", &["p"]),
+        ..Setup::default()
+    })
+    .await;
+    let version_of = |plugin: &str| sha256_hex(&std::fs::read(plugin_wasm(plugin)).unwrap());
+    let serving = |want: String| {
+        let router = &router;
+        async move {
+            crate::eventually_async("the version to serve", || async {
+                router
+                    .plugin_status("p")
+                    .await
+                    .filter(|s| s["version"] == want.as_str())
+            })
+            .await
+        }
+    };
+    // A working version, proven by an event.
+    deploy("tag-route", &router.plugins_dir(), "p");
+    serving(version_of("tag-route")).await;
+    assert_eq!(router.ingest("s", r#"{"i":0}"#, &[]).await.0, 202);
+    rx.wait_for("t", 1, WAIT).await;
+
+    // A version that panics on every call replaces it, and goes on trial.
+    deploy("hostile-panic", &router.plugins_dir(), "p");
+    serving(version_of("hostile-panic")).await;
+    for i in 1..=6 {
+        let (status, _) = router.ingest("s", format!("{{\"i\":{i}}}"), &[]).await;
+        assert_eq!(status, 202);
+    }
+    // Rolled back after its first calls broke; every event is delivered by
+    // the restored version.
+    let got = rx.wait_for("t", 7, WAIT).await;
+    let mut seen: Vec<i64> = got
+        .iter()
+        .map(|r| r.json()["i"].as_i64().unwrap())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, (0..=6).collect::<Vec<_>>());
+    let status = serving(version_of("tag-route")).await;
+    assert!(
+        status["rolled_back"]
+            .as_str()
+            .is_some_and(|r| r.contains("broke on its first 5 calls")),
+        "{status}"
+    );
+    router.wait_log_contains("plugin rolled back", WAIT).await;
+    router
+        .wait_metric_eq("wasmhook_queue_failed_routes", 0.0, WAIT)
+        .await;
+}

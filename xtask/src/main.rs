@@ -35,6 +35,7 @@ const TEST_PLUGINS: &[&str] = &[
     "hostile-escape",
     "wrong-world",
     "tag-route",
+    "clock-and-dice",
     "versioned-v1",
     "versioned-v2",
 ];

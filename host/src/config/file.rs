@@ -38,6 +38,7 @@ pub struct RawServer {
     pub max_headers: u32,
     pub max_header_bytes: u32,
     pub read_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for RawServer {
@@ -52,6 +53,7 @@ impl Default for RawServer {
             max_headers: 100,
             max_header_bytes: 16384,
             read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
         }
     }
 }
@@ -85,7 +87,8 @@ impl Default for RawStorage {
 pub struct RawPlugins {
     pub dir: Text,
     pub timeout_ms: Spanned<u64>,
-    /// Default: 10 × `timeout_ms`, at least 1000.
+    /// Default: chosen by the plugin runtime from `timeout_ms`,
+    /// `max_concurrency` and the cores (see `PluginLimits::wall_timeout`).
     pub wall_timeout_ms: Option<Spanned<u64>>,
     pub memory_limit_mb: Spanned<u64>,
     pub max_output_bytes: u64,

@@ -48,6 +48,9 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Deadline for a request's headers, and again for its body.
     pub read_timeout: Duration,
+    /// Keep-alive idle time: after a response, the next request's head must
+    /// start arriving within this.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,8 +98,10 @@ pub struct PluginLimits {
     /// Execution time allowed per call, counted in epoch ticks while the guest runs.
     pub timeout: Duration,
     /// Wall-clock time allowed per call, time blocked in the host included:
-    /// epoch ticks do not count while a guest sleeps or polls.
-    pub wall_timeout: Duration,
+    /// epoch ticks do not count while a guest sleeps or polls. `None`: long
+    /// enough that a call within `timeout` is never cut for waiting its
+    /// turn on a busy machine (see `plugin::runtime`).
+    pub wall_timeout: Option<Duration>,
     /// Linear memory cap per call, in bytes.
     pub memory_bytes: usize,
     /// Cap on the total size of a call's output events, in bytes.
@@ -109,7 +114,7 @@ impl Default for PluginLimits {
     fn default() -> Self {
         PluginLimits {
             timeout: Duration::from_millis(100),
-            wall_timeout: Duration::from_millis(1000),
+            wall_timeout: None,
             memory_bytes: 64 << 20,
             max_output_bytes: 4 << 20,
             max_concurrency: 64,

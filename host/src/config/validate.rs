@@ -76,6 +76,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         max_headers: s.max_headers.max(1) as usize,
         max_header_bytes: s.max_header_bytes as usize,
         read_timeout: Duration::from_millis(s.read_timeout_ms.max(1)),
+        idle_timeout: Duration::from_millis(s.idle_timeout_ms.max(1)),
     };
 
     // [storage]
@@ -130,8 +131,8 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         ));
     }
     let wall_timeout_ms = match &p.wall_timeout_ms {
-        None => (timeout_ms * 10).max(1000),
-        Some(w) if (timeout_ms..=600_000).contains(w.get_ref()) => *w.get_ref(),
+        None => None,
+        Some(w) if (timeout_ms..=600_000).contains(w.get_ref()) => Some(*w.get_ref()),
         Some(w) => {
             return Err(c.err(
                 Some(w.span()),
@@ -160,7 +161,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         dir: resolve(&p.dir.0),
         limits: PluginLimits {
             timeout: Duration::from_millis(timeout_ms),
-            wall_timeout: Duration::from_millis(wall_timeout_ms),
+            wall_timeout: wall_timeout_ms.map(Duration::from_millis),
             memory_bytes: (memory_mb << 20) as usize,
             max_output_bytes: p.max_output_bytes.max(1) as usize,
             max_concurrency: concurrency as usize,

@@ -113,11 +113,14 @@ pub async fn ingest(
     let id = event.id.clone();
     let untyped = event.event_type.is_empty() && source.event_type != EventTypeRule::Default;
     let span = tracing::info_span!("ingest", event_id = %id, source = %source.name);
-    let accepted = state
-        .store
-        .accept(event, signed)
-        .instrument(span.clone())
-        .await;
+    // On a task of its own: if the sender hangs up mid-commit, the handler
+    // is dropped, but an event that commits is still queued for the pipeline
+    // (a half-done accept would leave it stored and never run).
+    let store = state.store.clone();
+    let accepted =
+        tokio::spawn(async move { store.accept(event, signed).await }.instrument(span.clone()))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Unavailable(format!("accept failed: {e}"))));
     let _enter = span.enter();
     match accepted {
         Ok(Accepted::New) => {

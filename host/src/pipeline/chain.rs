@@ -94,9 +94,10 @@ impl Pipeline {
         result
     }
 
-    /// Whether `plugin` is loaded now.
-    pub fn is_loaded(&self, plugin: &str) -> bool {
-        self.registry.get(plugin).is_some()
+    /// Whether routes waiting for `waiting_for` (a plugin, or the end of a
+    /// plugin's trial) can run now.
+    pub fn is_ready(&self, waiting_for: &str) -> bool {
+        self.registry.is_ready(waiting_for)
     }
 
     async fn run_into(
@@ -134,15 +135,16 @@ impl Pipeline {
             targets: Vec::new(),
         }];
         for step in &route.plugins {
-            let fail = |e: PluginError| Failure {
+            let fail = |e: PluginError, waiting_for: Option<String>| Failure {
                 plugin: Some(step.name.clone()),
-                waiting_for: matches!(e, PluginError::NotLoaded(_)).then(|| step.name.clone()),
+                waiting_for: waiting_for
+                    .or_else(|| matches!(e, PluginError::NotLoaded(_)).then(|| step.name.clone())),
                 reason: e.to_string(),
             };
             let plugin = self
                 .registry
                 .get(&step.name)
-                .ok_or_else(|| fail(PluginError::NotLoaded(step.name.clone())))?;
+                .ok_or_else(|| fail(PluginError::NotLoaded(step.name.clone()), None))?;
             let mut next = Vec::new();
             for input in current {
                 let outcome = self
@@ -150,6 +152,9 @@ impl Pipeline {
                     .runtime()
                     .invoke(&plugin, &input.event, step.config.clone())
                     .await;
+                // A new version on trial is rolled back if it breaks on its
+                // first calls; routes it broke wait for the verdict.
+                let held = self.registry.record_call(&plugin, outcome.as_ref().err());
                 match outcome {
                     Ok(Outcome::Drop { reason }) => {
                         self.metrics.plugin_call(&step.name, "drop");
@@ -169,7 +174,7 @@ impl Pipeline {
                     }
                     Err(e) => {
                         self.metrics.plugin_call(&step.name, e.kind());
-                        return Err(fail(e));
+                        return Err(fail(e, held));
                     }
                 }
             }

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::chain::Pipeline;
-use crate::plugin::PluginRegistry;
+use crate::plugin::{PluginRegistry, trial_marker};
 use crate::store::{FailedFilter, Store};
 
 /// Listen for plugin loads and re-run what waited for each.
@@ -23,8 +23,11 @@ pub fn spawn_reruns(
     let statuses = registry.statuses();
     tracker.spawn(async move {
         // Anything that failed before we subscribed, for plugins loaded since.
+        // Routes that waited for a trial when the last process stopped: no
+        // trial survives a restart, so they can run.
         for s in statuses.iter().filter(|s| s.version.is_some()) {
             rerun_waiting(&pipeline, store.as_ref(), &s.name).await;
+            rerun_waiting(&pipeline, store.as_ref(), &trial_marker(&s.name)).await;
         }
         loop {
             let name = tokio::select! {

@@ -65,7 +65,7 @@ pub fn spawn_pipeline_workers(
                     if !record(store.as_ref(), event, result, &cancel).await {
                         return;
                     }
-                    for plugin in waiting.iter().filter(|p| pipeline.is_loaded(p)) {
+                    for plugin in waiting.iter().filter(|p| pipeline.is_ready(p)) {
                         super::rerun_waiting(&pipeline, store.as_ref(), plugin).await;
                     }
                 }

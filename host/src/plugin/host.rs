@@ -43,18 +43,22 @@ impl CallState {
     pub fn new(
         plugin: Arc<str>,
         event_id: String,
+        received_at: u64,
         config: Arc<[(String, String)]>,
         memory_limit: usize,
         ticks: u64,
     ) -> Self {
         let stdio = CappedOutput::new(STDIO_CAPACITY);
         // No preopens, env, args, network or stdin: the builder grants nothing
-        // by default, and we add nothing but the captured output streams.
-        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+        // by default, and we add nothing but the captured output streams,
+        // and clocks and randomness that depend on the event alone.
+        let mut builder = wasmtime_wasi::WasiCtxBuilder::new();
+        builder
             .stdout(stdio.clone())
             .stderr(stdio.clone())
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        super::determinism::for_event(&mut builder, &event_id, received_at);
+        let wasi = builder.build();
         CallState {
             plugin,
             event_id,

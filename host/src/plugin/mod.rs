@@ -18,12 +18,15 @@
 //!   epoch tick.
 
 mod cache;
+mod determinism;
 mod error;
 mod host;
 mod registry;
 mod runtime;
 mod stdio;
+mod trial;
 
 pub use error::{LoadError, PluginError};
 pub use registry::{LoadReport, PluginRegistry, PluginStatus, plugin_name};
 pub use runtime::{CompiledPlugin, PluginRuntime};
+pub use trial::{TRIAL_CALLS, trial_marker};

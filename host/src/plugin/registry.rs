@@ -9,8 +9,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
-use super::error::LoadError;
+use super::error::{LoadError, PluginError};
 use super::runtime::{CompiledPlugin, PluginRuntime, hex};
+use super::trial::{Trials, Verdict, is_breakage, marked_plugin, short, trial_marker};
 use crate::event::now_ms;
 
 /// What `GET /api/plugins` and `wasmhook check` say about one plugin.
@@ -27,6 +28,10 @@ pub struct PluginStatus {
     /// Why the last load of this file failed, if it did. The loaded version
     /// (if any) is still the one serving.
     pub last_error: Option<String>,
+    /// Set when a new version broke on its first calls and the version it
+    /// had replaced was put back: says which and why. Cleared by the next
+    /// version that loads.
+    pub rolled_back: Option<String>,
 }
 
 /// What a successful load did.
@@ -52,8 +57,11 @@ pub struct PluginRegistry {
     loaded: ArcSwap<BTreeMap<String, Arc<CompiledPlugin>>>,
     // A std mutex: held only to read or write the map, never across an await.
     status: Mutex<BTreeMap<String, PluginStatus>>,
-    /// Names of plugins as they become loaded, for re-running what waited on them.
+    /// Names of plugins as they become loaded, for re-running what waited
+    /// on them (and trial markers, when a trial ends).
     loads: broadcast::Sender<String>,
+    /// New versions on trial, with the versions they replaced.
+    trials: Trials,
 }
 
 impl std::fmt::Debug for PluginRegistry {
@@ -71,6 +79,7 @@ impl PluginRegistry {
             loaded: ArcSwap::default(),
             status: Mutex::default(),
             loads: broadcast::channel(256).0,
+            trials: Trials::default(),
         }
     }
 
@@ -125,7 +134,8 @@ impl PluginRegistry {
                 path: path.display().to_string(),
                 source,
             })?;
-        let previous = self.get(&name).map(|p| p.version.clone());
+        let serving = self.get(&name);
+        let previous = serving.as_ref().map(|p| p.version.clone());
         if previous.as_deref() == Some(hex(&Sha256::digest(&wasm)).as_str()) {
             // The file holds the serving version again (a bad file was put
             // back right): an error about the bad one is stale now.
@@ -164,8 +174,15 @@ impl PluginRegistry {
                 loaded_at: Some(now_ms()),
                 from_cache,
                 last_error: None,
+                rolled_back: None,
             },
         );
+        // A version that replaces a working one is on trial until a call
+        // succeeds; one that breaks on every call is rolled back.
+        match serving.filter(|p| p.has_succeeded()) {
+            Some(working) => self.trials.start(&name, &version, working),
+            None => self.trials.cancel(&name),
+        }
         match &previous {
             None => {
                 tracing::info!(plugin = %name, version = %short(&version), from_cache, "plugin loaded")
@@ -196,6 +213,7 @@ impl PluginRegistry {
             loaded_at: None,
             from_cache: false,
             last_error: None,
+            rolled_back: None,
         });
         entry.last_error = Some(error.to_string());
         match kept {
@@ -211,6 +229,7 @@ impl PluginRegistry {
     /// Unload `name` (its file is gone). Events in flight finish on it; new
     /// events on routes that need it fail as "not loaded" and are kept.
     pub fn unload(&self, name: &str) -> bool {
+        self.trials.cancel(name);
         let mut removed = false;
         self.loaded.rcu(|map| {
             let mut map = BTreeMap::clone(map);
@@ -227,6 +246,70 @@ impl PluginRegistry {
             tracing::info!(plugin = %name, "plugin unloaded: its file was removed");
         }
         removed
+    }
+
+    /// Count a finished call of `plugin` towards its trial, if it is on one,
+    /// and act on the verdict. Returns what a route that failed with `result`
+    /// should wait for, if anything: the end of the trial.
+    pub fn record_call(
+        &self,
+        plugin: &CompiledPlugin,
+        error: Option<&PluginError>,
+    ) -> Option<String> {
+        if error.is_none() {
+            plugin.mark_succeeded();
+        }
+        let held = error.is_some_and(is_breakage) && self.trials.holds(plugin);
+        let name = plugin.name.to_string();
+        match self.trials.record(plugin, error) {
+            None => {}
+            Some(Verdict::Passed) => {
+                tracing::info!(plugin = %name, version = %short(&plugin.version), "plugin passed its trial");
+                let _ = self.loads.send(trial_marker(&name));
+            }
+            Some(Verdict::RolledBack { previous, reason }) => {
+                self.roll_back(&name, previous, &reason)
+            }
+        }
+        held.then(|| trial_marker(&name))
+    }
+
+    fn roll_back(&self, name: &str, previous: Arc<CompiledPlugin>, reason: &str) {
+        let mut restored = false;
+        self.loaded.rcu(|map| {
+            let mut map = BTreeMap::clone(map);
+            // Only if the version on trial is still the one serving.
+            restored = map.get(name).is_some_and(|p| p.version != previous.version);
+            if restored {
+                map.insert(name.to_string(), previous.clone());
+            }
+            map
+        });
+        if !restored {
+            return;
+        }
+        if let Some(status) = self
+            .status
+            .lock()
+            .expect("status lock poisoned")
+            .get_mut(name)
+        {
+            status.version = Some(previous.version.clone());
+            status.loaded_at = Some(now_ms());
+            status.last_error = Some(format!("rolled back: {reason}"));
+            status.rolled_back = Some(reason.to_string());
+        }
+        tracing::error!(plugin = %name, "plugin rolled back: {reason}");
+        let _ = self.loads.send(trial_marker(name));
+    }
+
+    /// Whether routes waiting for `waiting_for` (a plugin name, or a trial
+    /// marker) can run now.
+    pub fn is_ready(&self, waiting_for: &str) -> bool {
+        match marked_plugin(waiting_for) {
+            Some(name) => self.get(name).is_some_and(|p| !self.trials.is_on_trial(&p)),
+            None => self.get(waiting_for).is_some(),
+        }
     }
 
     /// The loaded plugin called `name`, if any.
@@ -257,8 +340,4 @@ pub fn plugin_name(path: &Path) -> Option<String> {
 fn name_of(path: &Path) -> Result<String, LoadError> {
     plugin_name(path)
         .ok_or_else(|| LoadError::NotAComponent(format!("{} is not a .wasm file", path.display())))
-}
-
-fn short(version: &str) -> &str {
-    &version[..version.len().min(12)]
 }

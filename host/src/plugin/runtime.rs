@@ -28,6 +28,20 @@ pub struct CompiledPlugin {
     /// This plugin's share of the call slots: a saturated plugin leaves
     /// the rest to the others.
     calls: Arc<Semaphore>,
+    /// Whether a call of this version has ever succeeded: a version that
+    /// worked is one worth rolling back to.
+    succeeded: std::sync::atomic::AtomicBool,
+}
+
+impl CompiledPlugin {
+    pub fn has_succeeded(&self) -> bool {
+        self.succeeded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(super) fn mark_succeeded(&self) {
+        self.succeeded
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for CompiledPlugin {
@@ -45,6 +59,8 @@ pub struct PluginRuntime {
     linker: Linker<CallState>,
     limits: PluginLimits,
     ticks: u64,
+    /// `limits.wall_timeout`, or the default for this machine.
+    wall_timeout: Duration,
     /// Bounds concurrent calls to what the pooling allocator was sized for;
     /// callers wait for a slot rather than fail.
     slots: Arc<Semaphore>,
@@ -103,6 +119,9 @@ impl PluginRuntime {
             linker,
             slots: Arc::new(Semaphore::new(slots)),
             ticks,
+            wall_timeout: limits.wall_timeout.unwrap_or_else(|| {
+                default_wall_timeout(limits.timeout, limits.max_concurrency, cores())
+            }),
             limits,
         })
     }
@@ -146,6 +165,7 @@ impl PluginRuntime {
                 calls: Arc::new(Semaphore::new(per_plugin_share(
                     self.limits.max_concurrency,
                 ))),
+                succeeded: Default::default(),
             },
             from_cache,
         ))
@@ -159,7 +179,7 @@ impl PluginRuntime {
             .acquire()
             .await
             .expect("semaphore is never closed");
-        let mut store = self.store(plugin, String::from("smoke-test"), Arc::from([]));
+        let mut store = self.store(plugin, String::from("smoke-test"), 0, Arc::from([]));
         plugin
             .pre
             .instantiate_async(&mut store)
@@ -187,7 +207,7 @@ impl PluginRuntime {
             .acquire()
             .await
             .expect("semaphore is never closed");
-        let mut store = self.store(plugin, event.id.clone(), config);
+        let mut store = self.store(plugin, event.id.clone(), event.received_at, config);
         // Epoch ticks count only while guest code runs; a guest blocked in a
         // host call (a sleep, a poll) would hold its slot for as long as it
         // liked. The wall-clock bound drops the call, and with it the
@@ -198,12 +218,12 @@ impl PluginRuntime {
                 Err(e) => Err(e),
             }
         };
-        let result = tokio::time::timeout(self.limits.wall_timeout, call).await;
+        let result = tokio::time::timeout(self.wall_timeout, call).await;
         let state = store.data();
         state.flush_stdio();
         let Ok(result) = result else {
             return Err(PluginError::WallTimeout {
-                limit_ms: self.limits.wall_timeout.as_millis() as u64,
+                limit_ms: self.wall_timeout.as_millis() as u64,
             });
         };
         match result {
@@ -217,11 +237,13 @@ impl PluginRuntime {
         &self,
         plugin: &CompiledPlugin,
         event_id: String,
+        received_at: u64,
         config: Arc<[(String, String)]>,
     ) -> Store<CallState> {
         let state = CallState::new(
             plugin.name.clone(),
             event_id,
+            received_at,
             config,
             self.limits.memory_bytes,
             self.ticks,
@@ -280,9 +302,22 @@ impl PluginRuntime {
     }
 }
 
+/// The wall-clock bound when none is configured. A guest yields to the
+/// others on every epoch tick, so with every slot busy a call that needs
+/// `timeout` of CPU can take `max_concurrency / cores` times as long in wall
+/// time. Twice that, at least a second, cuts only calls that blocked.
+fn default_wall_timeout(timeout: Duration, max_concurrency: usize, cores: usize) -> Duration {
+    let sharing = max_concurrency.div_ceil(cores.max(1)).max(1) as u32;
+    (timeout * sharing * 2).max(Duration::from_secs(1))
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// How many of `max_concurrency` call slots one plugin may hold: three
 /// quarters, so one saturated plugin (a flood, calls that run to their
-/// deadline) leaves a quarter to every other plugin.
+/// deadline) leaves a quarter of them to the other plugins together.
 fn per_plugin_share(max_concurrency: usize) -> usize {
     (max_concurrency - max_concurrency / 4).max(1)
 }
@@ -388,6 +423,14 @@ fn from_wire(outcome: wire::Outcome) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_wall_bound_outlasts_a_full_machine() {
+        let ms = Duration::from_millis;
+        assert_eq!(default_wall_timeout(ms(100), 64, 2), ms(6400));
+        assert_eq!(default_wall_timeout(ms(100), 1, 2), ms(1000));
+        assert_eq!(default_wall_timeout(ms(2000), 4, 8), ms(4000));
+    }
 
     #[test]
     fn one_plugin_leaves_a_quarter_of_the_slots_to_the_others() {

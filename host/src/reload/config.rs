@@ -127,6 +127,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         max_headers: _,
         max_header_bytes: _,
         read_timeout: _,
+        idle_timeout: _,
     } = &old.server;
     check("server.listen", *listen != new.server.listen);
     check(
@@ -159,7 +160,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let p = &new.plugins;
     check("plugins.dir", *dir != p.dir);
     check(
-        "plugins (timeout_ms, memory_limit_mb, max_output_bytes, max_concurrency)",
+        "plugins (timeout_ms, wall_timeout_ms, memory_limit_mb, max_output_bytes, max_concurrency)",
         *limits != p.limits,
     );
     check("plugins.cache_dir", *cache_dir != p.cache_dir);
@@ -220,6 +221,7 @@ mod tests {
             "[server]\nmax_headers = 7",
             "[server]\nmax_header_bytes = 9000",
             "[server]\nread_timeout_ms = 7",
+            "[server]\nidle_timeout_ms = 7",
             "[storage]\nretention = \"1h\"\ndead_retention = \"1h\"\ndedup_window = \"1h\"",
             "[[sources]]\nname = \"s\"",
         ];
@@ -242,7 +244,7 @@ mod tests {
             ("[plugins]\ndir = \"elsewhere\"", "plugins.dir"),
             (
                 "[plugins]\ntimeout_ms = 7",
-                "plugins (timeout_ms, memory_limit_mb, max_output_bytes, max_concurrency)",
+                "plugins (timeout_ms, wall_timeout_ms, memory_limit_mb, max_output_bytes, max_concurrency)",
             ),
             ("[plugins]\ncache_dir = \"\"", "plugins.cache_dir"),
             ("[plugins]\nwatch = false", "plugins.watch"),

@@ -5,9 +5,11 @@
 //! hyper's `header_read_timeout` starts only with the first byte of a head,
 //! so a socket that sends nothing (or one byte, then nothing) was held open
 //! forever, and enough of them locked every client out. Here the clock runs
-//! whenever no request is being served; a request whose head is complete
-//! stops it (its body has its own deadline in ingest), and the end of its
-//! response starts it again.
+//! whenever no request is being served: from accept (`server.read_timeout_ms`),
+//! and from the last byte of each response (`server.idle_timeout_ms`, the
+//! keep-alive idle time, which pooling clients expect to be generous). A
+//! request whose head is complete stops it; its body has its own deadline in
+//! ingest, and hyper's own header timeout still cuts a slow head off.
 
 use std::io;
 use std::pin::Pin;
@@ -15,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::http::Request;
+use axum::http::{Request, Response};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -23,17 +26,19 @@ use tokio::time::{Instant, Sleep};
 /// is being served.
 #[derive(Debug, Clone)]
 pub struct HeadDeadline {
-    timeout: Duration,
+    /// Idle time allowed after a response, before the next request's head.
+    idle: Duration,
     // A std mutex: held to read or set an instant, never across an await.
     until: Arc<Mutex<Option<Instant>>>,
 }
 
 impl HeadDeadline {
-    /// Starts running now (at accept).
-    pub fn start(timeout: Duration) -> Self {
+    /// Starts running now (at accept), for `first`; after each response it
+    /// runs again for `idle`.
+    pub fn start(first: Duration, idle: Duration) -> Self {
         HeadDeadline {
-            timeout,
-            until: Arc::new(Mutex::new(Some(Instant::now() + timeout))),
+            idle,
+            until: Arc::new(Mutex::new(Some(Instant::now() + first))),
         }
     }
 
@@ -87,7 +92,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for DeadlineIo<T> {
         match this.sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "no complete request head within server.read_timeout_ms",
+                "no complete request head in time (server.read_timeout_ms, server.idle_timeout_ms)",
             ))),
             Poll::Pending => Poll::Pending,
         }
@@ -125,7 +130,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for DeadlineIo<T> {
 }
 
 /// The connection's service: stops the deadline while a request is served,
-/// and starts it again when the response is done (or dropped).
+/// and starts it again when the response's last byte is out (or the
+/// response is dropped), so a slow reader of a large answer is not cut off.
 #[derive(Debug, Clone)]
 pub struct StopsDeadline<S> {
     pub inner: S,
@@ -134,27 +140,62 @@ pub struct StopsDeadline<S> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S, B> hyper::service::Service<Request<B>> for StopsDeadline<S>
+impl<S, B, RB> hyper::service::Service<Request<B>> for StopsDeadline<S>
 where
-    S: hyper::service::Service<Request<B>>,
+    S: hyper::service::Service<Request<B>, Response = Response<RB>>,
     S::Future: Send + 'static,
+    RB: Body + Unpin + Send + 'static,
 {
-    type Response = S::Response;
+    type Response = Response<ServingBody<RB>>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
 
     fn call(&self, request: Request<B>) -> Self::Future {
         let serving = Serving::begin(self.deadline.clone());
         let response = self.inner.call(request);
         Box::pin(async move {
-            let _serving = serving;
-            response.await
+            let response = response.await?;
+            Ok(response.map(|inner| ServingBody {
+                inner,
+                serving: Some(serving),
+            }))
         })
     }
 }
 
+/// A response body that keeps the deadline stopped until it is all sent.
+pub struct ServingBody<B> {
+    inner: B,
+    serving: Option<Serving>,
+}
+
+impl<B: Body + Unpin> Body for ServingBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            this.serving = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// A request in service: the deadline is stopped until this is dropped.
-struct Serving(HeadDeadline);
+pub struct Serving(HeadDeadline);
 
 impl Serving {
     fn begin(deadline: HeadDeadline) -> Self {
@@ -165,6 +206,6 @@ impl Serving {
 
 impl Drop for Serving {
     fn drop(&mut self) {
-        self.0.set(Some(Instant::now() + self.0.timeout));
+        self.0.set(Some(Instant::now() + self.0.idle));
     }
 }

@@ -31,6 +31,8 @@ pub struct HttpLimits {
     pub max_headers: usize,
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
+    /// Keep-alive idle time between a response and the next request.
+    pub idle_timeout: Duration,
 }
 
 /// hyper refuses smaller read buffers.
@@ -47,6 +49,7 @@ pub async fn serve_http(
 ) {
     let graceful = GracefulShutdown::new();
     let open = Arc::new(Mutex::new(OpenConnections::default()));
+    let mut refusals = Refusals::default();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -67,7 +70,7 @@ pub async fn serve_http(
         let slot = match ConnectionSlot::take(&open, peer.ip(), &limits) {
             Ok(slot) => slot,
             Err(why) => {
-                tracing::warn!(client = %peer.ip(), "closing a new connection: {why}");
+                refusals.note(peer.ip(), &why);
                 continue;
             }
         };
@@ -78,7 +81,7 @@ pub async fn serve_http(
             .header_read_timeout(limits.header_timeout)
             .max_headers(limits.max_headers)
             .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BUFFER));
-        let deadline = HeadDeadline::start(limits.header_timeout);
+        let deadline = HeadDeadline::start(limits.header_timeout, limits.idle_timeout);
         let service = StopsDeadline {
             inner: TowerToHyperService::new(app.clone()),
             deadline: deadline.clone(),
@@ -104,11 +107,50 @@ pub async fn serve_http(
     }
 }
 
-/// Open connections, in all and per client IP.
+/// Open connections, in all and per client.
 #[derive(Debug, Default)]
 struct OpenConnections {
     total: usize,
-    per_ip: HashMap<IpAddr, usize>,
+    per_client: HashMap<IpAddr, usize>,
+}
+
+/// Who counts as one client: an IPv4 address, or an IPv6 /64 (one host's
+/// share of addresses, which it can pick freely).
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
+
+/// Refused connections, logged at most every [`REFUSALS_LOG_EVERY`] so a
+/// flood does not become a log flood.
+#[derive(Debug, Default)]
+struct Refusals {
+    since_log: u64,
+    last_log: Option<tokio::time::Instant>,
+}
+
+const REFUSALS_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Refusals {
+    fn note(&mut self, ip: IpAddr, why: &str) {
+        self.since_log += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .last_log
+            .is_some_and(|at| now.duration_since(at) < REFUSALS_LOG_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(client = %ip, refused = self.since_log,
+            "closing new connections: {why}");
+        self.since_log = 0;
+        self.last_log = Some(now);
+    }
 }
 
 /// One open connection, counted until dropped. Counters rather than
@@ -131,7 +173,7 @@ impl ConnectionSlot {
                 counts.total
             ));
         }
-        let from_ip = counts.per_ip.entry(ip).or_default();
+        let from_ip = counts.per_client.entry(client_of(ip)).or_default();
         if *from_ip >= limits.max_connections_per_ip.max(1) {
             return Err(format!(
                 "{from_ip} connections are open from this client (server.max_connections_per_ip)"
@@ -150,10 +192,11 @@ impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         let mut counts = self.open.lock().expect("connection counts poisoned");
         counts.total -= 1;
-        if let Some(n) = counts.per_ip.get_mut(&self.ip) {
+        let client = client_of(self.ip);
+        if let Some(n) = counts.per_client.get_mut(&client) {
             *n -= 1;
             if *n == 0 {
-                counts.per_ip.remove(&self.ip);
+                counts.per_client.remove(&client);
             }
         }
     }
@@ -172,6 +215,7 @@ mod tests {
             max_headers: 1,
             max_header_bytes: 1,
             header_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
         };
         let (a, b): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap());
         let a1 = ConnectionSlot::take(&open, a, &limits).unwrap();
@@ -184,5 +228,21 @@ mod tests {
         drop(a1);
         let _b2 = ConnectionSlot::take(&open, b, &limits).unwrap();
         assert_eq!(open.lock().unwrap().total, 3);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(client_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            client_of(ip("2001:db8:1:2:ffff::9")),
+            client_of(ip("2001:db8:1:2::1"))
+        );
+        assert_ne!(
+            client_of(ip("2001:db8:1:3::1")),
+            client_of(ip("2001:db8:1:2::1"))
+        );
+        assert_eq!(client_of(ip("::ffff:127.0.0.2")), ip("127.0.0.2"));
+        assert_eq!(client_of(ip("127.0.0.2")), ip("127.0.0.2"));
     }
 }

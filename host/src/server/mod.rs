@@ -227,6 +227,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 max_headers: server.max_headers,
                 max_header_bytes: server.max_header_bytes,
                 header_timeout: server.read_timeout,
+                idle_timeout: server.idle_timeout,
             }
         }
     };

@@ -20,7 +20,7 @@ pub struct CachedStats {
     max_age: Duration,
     // A tokio mutex: held across the store query, so one caller queries and
     // the others wait for its answer.
-    last: Mutex<Option<(Instant, QueueStats)>>,
+    last: Mutex<Option<(Instant, Result<QueueStats, StoreError>)>>,
 }
 
 impl CachedStats {
@@ -31,20 +31,22 @@ impl CachedStats {
         }
     }
 
-    /// The last answer if it is fresh, else `fetch`'s.
+    /// The last answer if it is fresh, else `fetch`'s. A failure is an
+    /// answer too: while the store is down, callers do not queue up to
+    /// query it one after another.
     pub async fn get<F>(&self, fetch: impl FnOnce() -> F) -> Result<QueueStats, StoreError>
     where
         F: Future<Output = Result<QueueStats, StoreError>>,
     {
         let mut last = self.last.lock().await;
-        if let Some((at, stats)) = &*last
+        if let Some((at, answer)) = &*last
             && at.elapsed() < self.max_age
         {
-            return Ok(stats.clone());
+            return answer.clone();
         }
-        let stats = fetch().await?;
-        *last = Some((Instant::now(), stats.clone()));
-        Ok(stats)
+        let answer = fetch().await;
+        *last = Some((Instant::now(), answer.clone()));
+        answer
     }
 }
 
@@ -78,12 +80,18 @@ mod tests {
         }
         assert_eq!(queries.load(Ordering::SeqCst), 1);
 
-        // A failed query is not cached.
-        let fresh = CachedStats::new(Duration::from_secs(60));
-        let failed = fresh
-            .get(|| async { Err(StoreError::Unavailable("down".into())) })
-            .await;
-        assert!(failed.is_err());
+        // A failure is cached as well, and expires like an answer.
+        let fresh = CachedStats::new(Duration::from_millis(50));
+        let down = || async { Err(StoreError::Unavailable("down".into())) };
+        assert!(fresh.get(down).await.is_err());
+        assert!(
+            fresh
+                .get(|| async { unreachable!("cached") })
+                .await
+                .is_err(),
+            "no second query while the failure is fresh"
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(
             fresh.get(|| async { Ok(QueueStats::default()) }).await,
             Ok(QueueStats::default())

@@ -140,7 +140,15 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn accept(&self, event: Event, signed: Option<[u8; 32]>) -> Result<Accepted, StoreError> {
-        if self.unfinished.load(Ordering::Acquire) >= self.capacity {
+        // Reserve a place before the commit, so concurrent accepts cannot
+        // overshoot the capacity; a duplicate or a failure gives it back.
+        if self
+            .unfinished
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            })
+            .is_err()
+        {
             return Err(StoreError::Full);
         }
         let row = event.clone();
@@ -173,11 +181,14 @@ impl Store for SqliteStore {
                 )
                 .map(Some)
             })
-            .await?;
+            .await
+            .inspect_err(|_| {
+                self.unfinished.fetch_sub(1, Ordering::AcqRel);
+            })?;
         if let Some(id) = duplicate_of {
+            self.unfinished.fetch_sub(1, Ordering::AcqRel);
             return Ok(Accepted::Duplicate(id));
         }
-        self.unfinished.fetch_add(1, Ordering::AcqRel);
         self.pipeline
             .lock()
             .expect("pipeline lock poisoned")

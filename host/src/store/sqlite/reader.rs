@@ -8,11 +8,11 @@
 //! writer, as everything else does.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::writer::{Writer, to_store_error};
 use crate::store::StoreError;
@@ -43,9 +43,9 @@ impl Reader {
 
 pub struct ReadPool {
     // A std mutex: held to push or pop a connection, never across an await.
-    idle: Mutex<Vec<Connection>>,
+    idle: Arc<Mutex<Vec<Connection>>>,
     /// One permit per idle connection.
-    available: Semaphore,
+    available: Arc<Semaphore>,
 }
 
 impl ReadPool {
@@ -62,8 +62,8 @@ impl ReadPool {
             idle.push(conn);
         }
         Ok(ReadPool {
-            idle: Mutex::new(idle),
-            available: Semaphore::new(READERS),
+            idle: Arc::new(Mutex::new(idle)),
+            available: Arc::new(Semaphore::new(READERS)),
         })
     }
 
@@ -73,38 +73,49 @@ impl ReadPool {
     ) -> Result<T, StoreError> {
         let permit = self
             .available
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .expect("the read semaphore is never closed");
-        let mut conn = self
+        let conn = self
             .idle
             .lock()
             .expect("read pool lock poisoned")
             .pop()
             .expect("a permit means an idle connection");
-        let done = tokio::task::spawn_blocking(move || {
-            let result = conn.transaction().and_then(|t| {
-                let value = f(&t)?;
-                t.finish()?;
-                Ok(value)
-            });
-            (conn, result)
+        // The connection and its permit go back from the blocking thread
+        // itself, even if the caller stops waiting (a client that hangs up
+        // drops its handler) or `f` panics.
+        let mut lent = Lent {
+            conn: Some(conn),
+            idle: self.idle.clone(),
+            _permit: permit,
+        };
+        tokio::task::spawn_blocking(move || {
+            let conn = lent.conn.as_mut().expect("lent until dropped");
+            let t = conn.transaction().map_err(|e| to_store_error(&e))?;
+            let value = f(&t).map_err(|e| to_store_error(&e))?;
+            t.finish().map_err(|e| to_store_error(&e))?;
+            Ok(value)
         })
-        .await;
-        match done {
-            Ok((conn, result)) => {
-                self.idle
-                    .lock()
-                    .expect("read pool lock poisoned")
-                    .push(conn);
-                drop(permit);
-                result.map_err(|e| to_store_error(&e))
-            }
-            Err(e) => {
-                // The connection went down with the task: so does its permit.
-                permit.forget();
-                Err(StoreError::Unavailable(format!("a read failed: {e}")))
-            }
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("a read failed: {e}")))?
+    }
+}
+
+/// A read connection out of the pool; returned, with its permit, on drop.
+struct Lent {
+    conn: Option<Connection>,
+    idle: Arc<Mutex<Vec<Connection>>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Poisoned only if a holder panicked mid-push: keep serving.
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            idle.push(conn);
         }
     }
 }

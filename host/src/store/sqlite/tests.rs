@@ -313,3 +313,29 @@ async fn reads_do_not_wait_for_the_writer() {
     holding.await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_abandoned_midway_gives_its_connection_back() {
+    let dir = std::env::temp_dir().join(format!("wasmhook-abandon-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SqliteStore::open(Some(&dir.join("db.sqlite")), false, 10).unwrap();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (entered, reading) = tokio::sync::oneshot::channel();
+    let read = store.reader.run(move |_| {
+        let _ = entered.send(());
+        let _ = held.recv();
+        Ok(())
+    });
+    // The caller goes away (a client hung up) while the read runs.
+    tokio::select! {
+        _ = read => panic!("the read cannot finish before it is released"),
+        _ = reading => {}
+    }
+    release.send(()).unwrap();
+    // Every connection serves again, all at once.
+    for _ in 0..3 {
+        let (a, b, c) = tokio::join!(store.stats(), store.stats(), store.stats());
+        assert!(a.is_ok() && b.is_ok() && c.is_ok());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
