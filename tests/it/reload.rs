@@ -56,6 +56,20 @@ async fn wait_version(router: &Router, name: &str, build: &str) -> serde_json::V
     }
 }
 
+/// Wait until `GET /api/plugins` shows plugin `name` with a status for
+/// which `pred` holds; returns it.
+async fn wait_status(
+    router: &Router,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    crate::eventually_async(what, || async {
+        router.plugin_status(name).await.filter(|s| pred(s))
+    })
+    .await
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(bytes)
@@ -149,12 +163,12 @@ async fn a_broken_file_never_replaces_a_working_plugin_and_a_fix_loads() {
 
     // Garbage over the working plugin.
     std::fs::write(&path, b"this is not webassembly").unwrap();
-    let status = crate::eventually_async("the error in the plugin status", || async {
-        router
-            .plugin_status("versioned")
-            .await
-            .filter(|s| s["last_error"].is_string())
-    })
+    let status = wait_status(
+        &router,
+        "versioned",
+        "the error in the plugin status",
+        |s| s["last_error"].is_string(),
+    )
     .await;
     assert!(
         status["last_error"]
@@ -446,11 +460,8 @@ async fn reading_the_config_and_plugins_reloads_nothing_and_a_broken_file_is_rep
     let router = start_with_v1(&rx, "watch_debounce_ms = 20\nsettle_ms = 50").await;
     let broken = router.plugins_dir().join("broken.wasm");
     std::fs::write(&broken, b"not webassembly").unwrap();
-    crate::eventually_async("the broken file's error", || async {
-        router
-            .plugin_status("broken")
-            .await
-            .filter(|s| s["last_error"].is_string())
+    wait_status(&router, "broken", "the broken file's error", |s| {
+        s["last_error"].is_string()
     })
     .await;
     let rejections = || {
@@ -621,19 +632,13 @@ async fn putting_the_loaded_version_back_clears_the_error() {
     let router = start_with_v1(&rx, "settle_ms = 100").await;
     let path = router.plugins_dir().join("versioned.wasm");
     std::fs::write(&path, b"garbage").unwrap();
-    crate::eventually_async("the error", || async {
-        router
-            .plugin_status("versioned")
-            .await
-            .filter(|s| s["last_error"].is_string())
+    wait_status(&router, "versioned", "the error", |s| {
+        s["last_error"].is_string()
     })
     .await;
     deploy("versioned-v1", &router.plugins_dir(), "versioned");
-    let status = crate::eventually_async("the error cleared", || async {
-        router
-            .plugin_status("versioned")
-            .await
-            .filter(|s| s["last_error"].is_null())
+    let status = wait_status(&router, "versioned", "the error cleared", |s| {
+        s["last_error"].is_null()
     })
     .await;
     assert_eq!(
@@ -655,16 +660,9 @@ async fn a_new_version_that_breaks_on_every_call_is_rolled_back_and_its_events_r
     .await;
     let version_of = |plugin: &str| sha256_hex(&std::fs::read(plugin_wasm(plugin)).unwrap());
     let serving = |want: String| {
-        let router = &router;
-        async move {
-            crate::eventually_async("the version to serve", || async {
-                router
-                    .plugin_status("p")
-                    .await
-                    .filter(|s| s["version"] == want.as_str())
-            })
-            .await
-        }
+        wait_status(&router, "p", "the version to serve", move |s| {
+            s["version"] == want.as_str()
+        })
     };
     // A working version, proven by an event.
     deploy("tag-route", &router.plugins_dir(), "p");
