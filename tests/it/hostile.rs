@@ -189,7 +189,10 @@ async fn the_hostile_plugin_matrix_fails_alone_with_clear_reasons() {
     rx.wait_for("t", EVENTS, WAIT).await;
     for (route, reason) in [
         ("hostile-recursion", "call stack exhausted"),
-        ("hostile-output", "above the cap of 1048576 bytes"),
+        (
+            "hostile-output",
+            "above the cap of 1048576 bytes (refused while it was being copied out)",
+        ),
         (
             "unknown-target",
             "names target \"elsewhere\", which is not configured",

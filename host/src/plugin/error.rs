@@ -17,6 +17,11 @@ pub enum PluginError {
     MemoryExceeded { limit_mb: u64 },
     #[error("plugin output is {size} bytes, above the cap of {limit} bytes")]
     OutputTooLarge { size: usize, limit: usize },
+    /// Refused while being copied out of the plugin, before it all was.
+    #[error(
+        "plugin output is above the cap of {limit} bytes (refused while it was being copied out)"
+    )]
+    OutputOverBudget { limit: usize },
     #[error("plugin trapped: {0}")]
     Trap(String),
     #[error("plugin returned an error: {0}")]
@@ -31,7 +36,9 @@ impl PluginError {
             PluginError::Timeout { .. } => "timeout",
             PluginError::WallTimeout { .. } => "wall_timeout",
             PluginError::MemoryExceeded { .. } => "memory",
-            PluginError::OutputTooLarge { .. } => "output_too_large",
+            PluginError::OutputTooLarge { .. } | PluginError::OutputOverBudget { .. } => {
+                "output_too_large"
+            }
             PluginError::Trap(_) => "trap",
             PluginError::Failed(_) => "error",
         }

@@ -250,6 +250,13 @@ impl PluginRuntime {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
+        // wasmtime charges every string and list it copies out of the guest
+        // (its answer, and the arguments of its calls to us) against this
+        // budget while copying, and stops when it runs out. So an answer
+        // over the cap is refused before it is copied, however often it
+        // names the same memory: 100,000 outputs pointing at one 50 MB body
+        // cost the host this budget, not terabytes.
+        store.set_hostcall_fuel(copy_budget(self.limits.max_output_bytes));
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut cx| {
             let state = cx.data_mut();
@@ -275,6 +282,11 @@ impl PluginRuntime {
         if state.memory.exceeded {
             return PluginError::MemoryExceeded {
                 limit_mb: (self.limits.memory_bytes >> 20) as u64,
+            };
+        }
+        if is_copy_budget_exhausted(trap) {
+            return PluginError::OutputOverBudget {
+                limit: self.limits.max_output_bytes,
             };
         }
         let mut reason = trap_summary(trap);
@@ -313,6 +325,20 @@ fn default_wall_timeout(timeout: Duration, max_concurrency: usize, cores: usize)
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Bytes the host may copy out of a guest in one call, counted as wasmtime
+/// counts them (string bytes, and list lengths times the host element size):
+/// twice the output cap, plus room for the bookkeeping of many small
+/// outputs. The exact cap is checked on what was copied.
+fn copy_budget(max_output_bytes: usize) -> usize {
+    max_output_bytes.saturating_mul(2).saturating_add(1 << 20)
+}
+
+/// Whether wasmtime stopped copying out of the guest because the budget of
+/// [`copy_budget`] ran out. Its error type is private; its message is not.
+fn is_copy_budget_exhausted(error: &wasmtime::Error) -> bool {
+    format!("{error:#}").contains("fuel allocated for hostcalls has been exhausted")
 }
 
 /// How many of `max_concurrency` call slots one plugin may hold: three
@@ -430,6 +456,12 @@ mod tests {
         assert_eq!(default_wall_timeout(ms(100), 64, 2), ms(6400));
         assert_eq!(default_wall_timeout(ms(100), 1, 2), ms(1000));
         assert_eq!(default_wall_timeout(ms(2000), 4, 8), ms(4000));
+    }
+
+    #[test]
+    fn the_copy_budget_is_twice_the_cap_and_a_mebibyte() {
+        assert_eq!(copy_budget(4 << 20), (9 << 20));
+        assert_eq!(copy_budget(usize::MAX), usize::MAX);
     }
 
     #[test]
