@@ -352,12 +352,7 @@ fn with_route_to_b(config: &str, rx: &Receiver) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn editing_the_config_adds_routes_and_targets_and_a_bad_edit_keeps_the_old_one() {
     let rx = Receiver::start().await;
-    let base = routed_to_a(&rx);
-    let router = Router::with(Setup {
-        config: &base,
-        ..Setup::default()
-    })
-    .await;
+    let router = Router::start(&routed_to_a(&rx), &[], "").await;
     let original = std::fs::read_to_string(router.config_path()).unwrap();
 
     // Add a target and a route; write it the way deploy tools do (rename).
@@ -398,12 +393,7 @@ async fn sighup_reloads_a_config_the_watcher_cannot_see() {
     // Kubernetes mounts a ConfigMap: edits behind it reach the router only
     // through SIGHUP.
     let rx = Receiver::start().await;
-    let base = routed_to_a(&rx);
-    let router = Router::with(Setup {
-        config: &base,
-        ..Setup::default()
-    })
-    .await;
+    let router = Router::start(&routed_to_a(&rx), &[], "").await;
     let original = std::fs::read_to_string(router.config_path()).unwrap();
     let real_dir = router.dir.path().join("mounted");
     std::fs::create_dir(&real_dir).unwrap();
@@ -509,11 +499,7 @@ async fn reading_the_config_and_plugins_reloads_nothing_and_a_broken_file_is_rep
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_admin_token_rotates_with_a_config_edit_and_no_restart() {
-    let router = Router::with(Setup {
-        config: "[[sources]]\nname = \"s\"\n",
-        ..Setup::default()
-    })
-    .await;
+    let router = Router::start("[[sources]]\nname = \"s\"\n", &[], "").await;
     let with_token = |token: &'static str| {
         let url = router.url("/api/plugins");
         async move {
@@ -549,11 +535,7 @@ async fn the_admin_token_rotates_with_a_config_edit_and_no_restart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_config_is_refused_and_unrouted_events_wait_for_the_fix() {
     let rx = Receiver::start().await;
-    let router = Router::with(Setup {
-        config: &routed_to_a(&rx),
-        ..Setup::default()
-    })
-    .await;
+    let router = Router::start(&routed_to_a(&rx), &[], "").await;
     let original = std::fs::read_to_string(router.config_path()).unwrap();
 
     // A truncated file is refused; the running config keeps serving.
@@ -653,11 +635,7 @@ async fn putting_the_loaded_version_back_clears_the_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_version_that_breaks_on_every_call_is_rolled_back_and_its_events_rerun() {
     let rx = Receiver::start().await;
-    let router = Router::with(Setup {
-        config: &wasmhook_e2e::s_to_t(&rx, "r", &["p"]),
-        ..Setup::default()
-    })
-    .await;
+    let router = Router::start(&wasmhook_e2e::s_to_t(&rx, "r", &["p"]), &[], "").await;
     let version_of = |plugin: &str| sha256_hex(&std::fs::read(plugin_wasm(plugin)).unwrap());
     let serving = |want: String| {
         wait_status(&router, "p", "the version to serve", move |s| {

@@ -257,32 +257,33 @@ impl Router {
 
     /// Wait until the metric reaches at least `value`.
     pub async fn wait_metric(&self, series: &str, value: f64, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let v = self.metric(series).await;
-            if v >= value {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {series} >= {value}; it is {v}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.wait_metric_until(series, timeout, &format!(">= {value}"), |v| v >= value)
+            .await
     }
 
     /// Wait until the metric is exactly `value`. Queue gauges are served
     /// from a short cache and trail the counters by a moment.
     pub async fn wait_metric_eq(&self, series: &str, value: f64, timeout: Duration) {
+        self.wait_metric_until(series, timeout, &format!("== {value}"), |v| v == value)
+            .await
+    }
+
+    async fn wait_metric_until(
+        &self,
+        series: &str,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(f64) -> bool,
+    ) {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let v = self.metric(series).await;
-            if v == value {
+            if done(v) {
                 return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "timed out waiting for {series} == {value}; it is {v}"
+                "timed out waiting for {series} {what}; it is {v}"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
