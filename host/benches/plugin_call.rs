@@ -4,10 +4,11 @@
 //! Run with `cargo xtask bench` (builds the plugins first).
 
 use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use wasmhook::config::PluginLimits;
-use wasmhook::event::Event;
 use wasmhook::plugin::{PluginRegistry, PluginRuntime};
 use wasmhook_sdk::Config;
 
@@ -72,30 +73,8 @@ fn main() {
             "fields".to_string(),
             "/user/email,/card".to_string(),
         )]);
-        let event = Event {
-            id: "evt_bench".into(),
-            source: "bench".into(),
-            event_type: "order.created".into(),
-            received_at: 0,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.clone().into(),
-        };
-        for _ in 0..WARMUP {
-            runtime
-                .invoke(&plugin, &event, config.clone())
-                .await
-                .unwrap();
-        }
-        let mut samples = Vec::with_capacity(CALLS);
-        for _ in 0..CALLS {
-            let start = Instant::now();
-            let out = runtime
-                .invoke(&plugin, &event, config.clone())
-                .await
-                .unwrap();
-            samples.push(start.elapsed());
-            std::hint::black_box(out);
-        }
+        let event = common::json_event(&body);
+        let samples = common::time_calls(&runtime, &plugin, &event, &config, WARMUP, CALLS).await;
         report("wasm (fresh instance per call)", samples)
     });
 

@@ -97,6 +97,8 @@ pub struct RawPlugins {
     pub watch: bool,
     pub watch_debounce_ms: u64,
     pub settle_ms: u64,
+    /// Plugin name → events one instance may serve before it is recycled.
+    pub reuse: Spanned<BTreeMap<String, i64>>,
 }
 
 impl Default for RawPlugins {
@@ -112,6 +114,7 @@ impl Default for RawPlugins {
             watch: true,
             watch_debounce_ms: 100,
             settle_ms: 2000,
+            reuse: Spanned::new(0..0, BTreeMap::new()),
         }
     }
 }

@@ -38,6 +38,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(path, &text)
 }
 
+/// A plugin's config from a TOML table of keys, as a route's `config = { … }`
+/// holds it (for `wasmhook plugin run --config-file`).
+pub fn plugin_config_from_toml(text: &str) -> Result<Arc<[(String, String)]>, String> {
+    let table: std::collections::BTreeMap<String, toml::Value> =
+        toml::from_str(text).map_err(|e| e.to_string())?;
+    values::plugin_config(table)
+}
+
 /// Parse and validate config text; `path` is used for error messages and to
 /// resolve relative paths (relative to the file's folder).
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {

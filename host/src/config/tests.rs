@@ -83,6 +83,16 @@ fn every_refusal_names_the_key_and_the_line_of_the_bad_value() {
             "between 1 and 1024",
         ),
         (
+            "[plugins]\nreuse = { scorer = 0 } # here",
+            "plugins.reuse.scorer",
+            "between 1 and 1000000",
+        ),
+        (
+            "[plugins]\nreuse = { \"../x\" = 5 } # here",
+            "plugins.reuse.../x",
+            "must be a plugin name",
+        ),
+        (
             "[[sources]]\nname = \"a b\" # here",
             "sources[1].name",
             "not a valid source name",

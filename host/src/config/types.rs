@@ -1,5 +1,6 @@
 //! The validated, typed configuration the rest of the router reads.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -108,6 +109,9 @@ pub struct PluginLimits {
     pub max_output_bytes: usize,
     /// Plugin calls that may run at once; also sizes the pooling allocator.
     pub max_concurrency: usize,
+    /// Plugins whose instances serve up to this many events each, then are
+    /// recycled. Absent (the default): a fresh instance per event.
+    pub reuse: BTreeMap<String, u32>,
 }
 
 impl Default for PluginLimits {
@@ -118,6 +122,7 @@ impl Default for PluginLimits {
             memory_bytes: 64 << 20,
             max_output_bytes: 4 << 20,
             max_concurrency: 64,
+            reuse: BTreeMap::new(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Raw TOML structs → the typed runtime [`Config`], with every cross-check.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -157,6 +157,28 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             "must be between 1 and 1024",
         ));
     }
+    let mut reuse = BTreeMap::new();
+    for (name, n) in p.reuse.get_ref() {
+        let key = format!("plugins.reuse.{name}");
+        if name.is_empty() || name.contains(['/', '\\']) {
+            return Err(c.err(
+                Some(p.reuse.span()),
+                key.clone(),
+                "must be a plugin name: the file stem of plugins/NAME.wasm",
+            ));
+        }
+        let Some(n) = u32::try_from(*n)
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+        else {
+            return Err(c.err(
+                Some(p.reuse.span()),
+                key,
+                "must be between 1 and 1000000 events per instance (1: a fresh instance per event)",
+            ));
+        };
+        reuse.insert(name.clone(), n);
+    }
     let plugins = PluginsConfig {
         dir: resolve(&p.dir.0),
         limits: PluginLimits {
@@ -165,6 +187,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             memory_bytes: (memory_mb << 20) as usize,
             max_output_bytes: p.max_output_bytes.max(1) as usize,
             max_concurrency: concurrency as usize,
+            reuse,
         },
         cache_dir: (!p.cache_dir.0.is_empty()).then(|| resolve(&p.cache_dir.0)),
         watch: p.watch,

@@ -24,6 +24,10 @@ pub enum PluginError {
     OutputOverBudget { limit: usize },
     #[error("plugin trapped: {0}")]
     Trap(String),
+    /// A panic or an uncaught exception: the message the plugin gave, and
+    /// where, as its language prints it.
+    #[error("plugin {0}")]
+    Panic(String),
     #[error("plugin returned an error: {0}")]
     Failed(String),
 }
@@ -40,6 +44,7 @@ impl PluginError {
                 "output_too_large"
             }
             PluginError::Trap(_) => "trap",
+            PluginError::Panic(_) => "panic",
             PluginError::Failed(_) => "error",
         }
     }
@@ -53,12 +58,13 @@ pub enum LoadError {
         path: String,
         source: std::io::Error,
     },
-    #[error(
-        "not a WebAssembly component (build plugins with `cargo build --target wasm32-wasip2`): {0}"
-    )]
+    /// Holds the reason and how to build one with the file's toolchain.
+    #[error("not a WebAssembly component: {0}")]
     NotAComponent(String),
     #[error("does not fit the wasmhook:plugin world: {0}")]
     WrongWorld(String),
     #[error("fails to instantiate: {0}")]
     Instantiate(String),
+    #[error("does not fit the instance pool: {0}")]
+    TooLarge(String),
 }

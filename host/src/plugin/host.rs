@@ -49,16 +49,7 @@ impl CallState {
         ticks: u64,
     ) -> Self {
         let stdio = CappedOutput::new(STDIO_CAPACITY);
-        // No preopens, env, args, network or stdin: the builder grants nothing
-        // by default, and we add nothing but the captured output streams,
-        // and clocks and randomness that depend on the event alone.
-        let mut builder = wasmtime_wasi::WasiCtxBuilder::new();
-        builder
-            .stdout(stdio.clone())
-            .stderr(stdio.clone())
-            .allow_ip_name_lookup(false);
-        super::determinism::for_event(&mut builder, &event_id, received_at);
-        let wasi = builder.build();
+        let wasi = wasi_for(&stdio, &event_id, received_at);
         CallState {
             plugin,
             event_id,
@@ -71,6 +62,26 @@ impl CallState {
             timed_out: false,
             log_lines: 0,
         }
+    }
+
+    /// Make a kept instance's state fit for its next event: that event's
+    /// id, config, clocks and randomness, a fresh deadline, and empty output.
+    /// Linear memory is not reset: that is the trade `plugins.reuse` makes.
+    pub fn begin(
+        &mut self,
+        event_id: String,
+        received_at: u64,
+        config: Arc<[(String, String)]>,
+        ticks: u64,
+    ) {
+        self.stdio.clear();
+        self.wasi = wasi_for(&self.stdio, &event_id, received_at);
+        self.event_id = event_id;
+        self.config = config;
+        self.memory.exceeded = false;
+        self.ticks_left = ticks;
+        self.timed_out = false;
+        self.log_lines = 0;
     }
 
     /// Write what the guest printed to the log, one line each, tagged, and
@@ -88,6 +99,12 @@ impl CallState {
         }
     }
 
+    /// Everything the guest printed (up to the capture's cap), as text.
+    pub fn stdio_text(&self) -> String {
+        let (bytes, _) = self.stdio.contents();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
     /// The last few lines the guest printed: a panic message lives here.
     pub fn stdio_tail(&self) -> Option<String> {
         let (bytes, _) = self.stdio.contents();
@@ -96,6 +113,19 @@ impl CallState {
         let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
         (!tail.is_empty()).then_some(tail)
     }
+}
+
+/// No preopens, env, args, network or stdin: the builder grants nothing by
+/// default, and we add nothing but the captured output streams, and clocks
+/// and randomness that depend on the event alone.
+fn wasi_for(stdio: &CappedOutput, event_id: &str, received_at: u64) -> WasiCtx {
+    let mut builder = wasmtime_wasi::WasiCtxBuilder::new();
+    builder
+        .stdout(stdio.clone())
+        .stderr(stdio.clone())
+        .allow_ip_name_lookup(false);
+    super::determinism::for_event(&mut builder, event_id, received_at);
+    builder.build()
 }
 
 impl WasiView for CallState {

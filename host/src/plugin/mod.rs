@@ -20,13 +20,16 @@
 mod cache;
 mod determinism;
 mod error;
+mod footprint;
 mod host;
+mod pool;
 mod registry;
 mod runtime;
 mod stdio;
 mod trial;
 
 pub use error::{LoadError, PluginError};
+pub use footprint::{Footprint, Toolchain};
 pub use registry::{LoadReport, PluginRegistry, PluginStatus, plugin_name};
 pub use runtime::{CompiledPlugin, PluginRuntime};
 pub use trial::{TRIAL_CALLS, trial_marker};

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
 use super::error::{LoadError, PluginError};
+use super::footprint::Footprint;
 use super::runtime::{CompiledPlugin, PluginRuntime, hex};
 use super::trial::{Trials, Verdict, is_breakage, marked_plugin, short, trial_marker};
 use crate::event::now_ms;
@@ -32,6 +33,11 @@ pub struct PluginStatus {
     /// had replaced was put back: says which and why. Cleared by the next
     /// version that loads.
     pub rolled_back: Option<String>,
+    /// What built the loaded version (`Rust`, `JavaScript`, `Python`, or
+    /// `unknown`), from its producers section.
+    pub language: Option<&'static str>,
+    /// What one instance of the loaded version takes from the instance pool.
+    pub footprint: Option<Footprint>,
 }
 
 /// What a successful load did.
@@ -175,6 +181,8 @@ impl PluginRegistry {
                 from_cache,
                 last_error: None,
                 rolled_back: None,
+                language: Some(plugin.toolchain.label()),
+                footprint: Some(plugin.footprint),
             },
         );
         // A version that replaces a working one is on trial until a call
@@ -214,6 +222,8 @@ impl PluginRegistry {
             from_cache: false,
             last_error: None,
             rolled_back: None,
+            language: None,
+            footprint: None,
         });
         entry.last_error = Some(error.to_string());
         match kept {
@@ -298,6 +308,8 @@ impl PluginRegistry {
             status.loaded_at = Some(now_ms());
             status.last_error = Some(format!("rolled back: {reason}"));
             status.rolled_back = Some(reason.to_string());
+            status.language = Some(previous.toolchain.label());
+            status.footprint = Some(previous.footprint);
         }
         tracing::error!(plugin = %name, "plugin rolled back: {reason}");
         let _ = self.loads.send(trial_marker(name));

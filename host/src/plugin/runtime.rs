@@ -6,12 +6,14 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError};
 use wasmtime::{Store, UpdateDeadline};
 
 use super::cache::CompileCache;
 use super::error::{LoadError, PluginError};
+use super::footprint::{Footprint, Toolchain};
 use super::host::{CallState, Plugin, PluginPre, wire};
+use super::pool::{PoolSlots, Reservation, pooling_config};
 use crate::config::PluginLimits;
 use crate::event::{Event, Outcome, Output};
 
@@ -25,17 +27,59 @@ pub struct CompiledPlugin {
     /// Hex SHA-256 of the `.wasm` bytes.
     pub version: String,
     pre: PluginPre<CallState>,
+    /// What one instance takes from the pool.
+    pub footprint: Footprint,
+    /// What built it, for errors in its author's terms.
+    pub toolchain: Toolchain,
     /// This plugin's share of the call slots: a saturated plugin leaves
     /// the rest to the others.
     calls: Arc<Semaphore>,
     /// Whether a call of this version has ever succeeded: a version that
     /// worked is one worth rolling back to.
     succeeded: std::sync::atomic::AtomicBool,
+    /// Events one instance may serve (`plugins.reuse`); 1: fresh each time.
+    pub reuse: u32,
+    /// Instances kept between events when `reuse` > 1, each holding its
+    /// room in the pool. A std mutex: held to push or pop, never across an
+    /// await.
+    warm: std::sync::Mutex<Vec<Warm>>,
 }
+
+/// An instance kept for more events, with its store and pool room.
+struct Warm {
+    store: Store<CallState>,
+    instance: Plugin,
+    /// Events it has served.
+    uses: u32,
+    _room: Reservation,
+}
+
+/// Kept instances per plugin version, at most: each holds pool room while
+/// idle.
+const MAX_WARM: usize = 8;
 
 impl CompiledPlugin {
     pub fn has_succeeded(&self) -> bool {
         self.succeeded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn take_warm(&self) -> Option<Warm> {
+        if self.reuse <= 1 {
+            return None;
+        }
+        self.warm.lock().expect("warm lock poisoned").pop()
+    }
+
+    /// Keep `warm` for the next event, unless it has served its share or
+    /// enough are kept already; otherwise it is dropped, room and all.
+    fn keep_warm(&self, warm: Warm) {
+        if warm.uses >= self.reuse {
+            return;
+        }
+        let mut kept = self.warm.lock().expect("warm lock poisoned");
+        if kept.len() < MAX_WARM {
+            kept.push(warm);
+        }
     }
 
     pub(super) fn mark_succeeded(&self) {
@@ -61,9 +105,9 @@ pub struct PluginRuntime {
     ticks: u64,
     /// `limits.wall_timeout`, or the default for this machine.
     wall_timeout: Duration,
-    /// Bounds concurrent calls to what the pooling allocator was sized for;
-    /// callers wait for a slot rather than fail.
-    slots: Arc<Semaphore>,
+    /// Bounds concurrent calls to what the pooling allocator holds, by each
+    /// component's real needs; callers wait for room rather than fail.
+    pool: PoolSlots,
     cache: Option<CompileCache>,
 }
 
@@ -81,23 +125,8 @@ impl PluginRuntime {
         limits: PluginLimits,
         cache_dir: Option<std::path::PathBuf>,
     ) -> anyhow::Result<Self> {
-        let slots = limits.max_concurrency.max(1);
-        // Each call needs one component instance. A Rust wasip2 component has
-        // a handful of core instances, memories and tables; the extra
-        // instances are for `check`-style validation instantiations.
-        let instances = u32::try_from(slots + 8)?;
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(instances)
-            .total_core_instances(instances * 8)
-            .total_memories(instances * 2)
-            .total_tables(instances * 4)
-            .total_stacks(instances)
-            .max_memory_size(limits.memory_bytes)
-            // Reuse warm pages across calls instead of faulting them in anew:
-            // measured 42 µs vs 81–149 µs per fresh instance on a 1 KiB body.
-            .linear_memory_keep_resident(1 << 20)
-            .table_keep_resident(64 << 10)
-            .pagemap_scan(Enabled::Auto);
+        let slots = u32::try_from(limits.max_concurrency.max(1))?;
+        let pool = pooling_config(slots, limits.memory_bytes);
 
         let mut config = Config::new();
         config
@@ -117,7 +146,7 @@ impl PluginRuntime {
             cache: cache_dir.map(|dir| CompileCache::new(dir, &engine)),
             engine,
             linker,
-            slots: Arc::new(Semaphore::new(slots)),
+            pool: PoolSlots::new(slots),
             ticks,
             wall_timeout: limits.wall_timeout.unwrap_or_else(|| {
                 default_wall_timeout(limits.timeout, limits.max_concurrency, cores())
@@ -134,7 +163,14 @@ impl PluginRuntime {
     /// on a cache miss (tens to hundreds of ms): call it from a blocking thread.
     /// Returns the plugin and whether it came from the cache.
     pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<(CompiledPlugin, bool), LoadError> {
-        check_component_header(wasm)?;
+        let toolchain = Toolchain::of(wasm);
+        check_component_header(wasm).map_err(|reason| {
+            LoadError::NotAComponent(format!("{reason}; {}", toolchain.build_hint()))
+        })?;
+        let not_a_component = |e: wasmtime::Error| {
+            let detail = format!("{e:#}");
+            LoadError::NotAComponent(format!("{detail}; {}", load_hint(&detail, toolchain)))
+        };
         let version = hex(&Sha256::digest(wasm));
         let cached = self
             .cache
@@ -144,28 +180,37 @@ impl PluginRuntime {
         let component = match cached {
             Some(c) => c,
             None => {
-                let c = Component::new(&self.engine, wasm)
-                    .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+                let c = Component::new(&self.engine, wasm).map_err(not_a_component)?;
                 if let Some(cache) = &self.cache {
                     cache.put(&version, &c);
                 }
                 c
             }
         };
+        let footprint = footprint(wasm, &component)?;
+        self.pool.check_fits(&footprint)?;
+        let wrong_world = |e: wasmtime::Error| {
+            let detail = format!("{e:#}");
+            LoadError::WrongWorld(format!("{detail}; {}", load_hint(&detail, toolchain)))
+        };
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let pre = PluginPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+            .map_err(wrong_world)?;
+        let pre = PluginPre::new(pre).map_err(wrong_world)?;
         Ok((
             CompiledPlugin {
                 name: name.into(),
                 version,
                 pre,
+                footprint,
+                toolchain,
                 calls: Arc::new(Semaphore::new(per_plugin_share(
                     self.limits.max_concurrency,
                 ))),
                 succeeded: Default::default(),
+                reuse: self.limits.reuse.get(name).copied().unwrap_or(1),
+                warm: Default::default(),
             },
             from_cache,
         ))
@@ -174,76 +219,187 @@ impl PluginRuntime {
     /// Instantiate once without calling anything: catches a plugin that traps
     /// in its start function before it is put in service.
     pub async fn smoke_test(&self, plugin: &CompiledPlugin) -> Result<(), LoadError> {
-        let _slot = self
-            .slots
-            .acquire()
+        let instantiate = async {
+            loop {
+                let _room = self.pool.reserve(&plugin.footprint).await;
+                let released = self.pool.released();
+                let probe = Event {
+                    id: String::from("smoke-test"),
+                    source: String::new(),
+                    event_type: String::new(),
+                    received_at: 0,
+                    headers: Vec::new(),
+                    body: Default::default(),
+                };
+                let mut store = self.store(plugin, &probe, Arc::from([]));
+                match plugin.pre.instantiate_async(&mut store).await {
+                    Err(e) if e.is::<PoolConcurrencyLimitError>() => {
+                        drop(_room);
+                        released.await;
+                    }
+                    Err(e) => {
+                        store.data().flush_stdio();
+                        let mut reason = format!("{e:#}");
+                        if let Some(tail) = store.data().stdio_tail() {
+                            reason = failure_summary(&tail, plugin.toolchain).unwrap_or(reason);
+                        }
+                        return Err(LoadError::Instantiate(reason));
+                    }
+                    Ok(_) => return Ok(()),
+                }
+            }
+        };
+        tokio::time::timeout(self.wall_timeout, instantiate)
             .await
-            .expect("semaphore is never closed");
-        let mut store = self.store(plugin, String::from("smoke-test"), 0, Arc::from([]));
-        plugin
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map(drop)
-            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))
+            .unwrap_or_else(|_| {
+                Err(LoadError::Instantiate(format!(
+                    "instantiating took longer than {} ms",
+                    self.wall_timeout.as_millis()
+                )))
+            })
     }
 
-    /// Run `plugin` on `event` in a fresh instance, within the limits.
+    /// Run `plugin` on `event` within the limits: in a fresh instance, or,
+    /// for a plugin with `plugins.reuse`, in one kept from earlier events.
     pub async fn invoke(
         &self,
         plugin: &CompiledPlugin,
         event: &Event,
         config: Arc<[(String, String)]>,
     ) -> Result<Outcome, PluginError> {
-        // This plugin's share first, then a slot: a call waiting for its
-        // plugin's share never holds a slot another plugin could use.
+        // This plugin's share first, then room in the pool: a call waiting
+        // for its plugin's share never holds room another plugin could use.
         let _share = plugin
             .calls
             .acquire()
             .await
             .expect("semaphore is never closed");
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .expect("semaphore is never closed");
-        let mut store = self.store(plugin, event.id.clone(), event.received_at, config);
+        if let Some(warm) = plugin.take_warm()
+            && let Some(result) = self.call_warm(plugin, warm, event, &config).await
+        {
+            return result;
+        }
+        let room = self.pool.reserve(&plugin.footprint).await;
+        self.call_fresh(plugin, room, event, config).await
+    }
+
+    async fn call_fresh(
+        &self,
+        plugin: &CompiledPlugin,
+        room: Reservation,
+        event: &Event,
+        config: Arc<[(String, String)]>,
+    ) -> Result<Outcome, PluginError> {
+        let wire_event = to_wire(event);
         // Epoch ticks count only while guest code runs; a guest blocked in a
         // host call (a sleep, a poll) would hold its slot for as long as it
         // liked. The wall-clock bound drops the call, and with it the
         // instance, wherever it is.
+        let mut last_store = None;
         let call = async {
-            match plugin.pre.instantiate_async(&mut store).await {
-                Ok(instance) => instance.call_handle(&mut store, &to_wire(event)).await,
-                Err(e) => Err(e),
+            let mut room = room;
+            loop {
+                let released = self.pool.released();
+                let store = last_store.insert(self.store(plugin, event, config.clone()));
+                match plugin.pre.instantiate_async(&mut *store).await {
+                    Ok(instance) => {
+                        let result = instance.call_handle(&mut *store, &wire_event).await;
+                        break (result, Some((instance, room)));
+                    }
+                    // The footprint undercounted (a nested component): wait
+                    // for a call to end, then try again in a fresh store,
+                    // within this call's wall-clock bound.
+                    Err(e) if e.is::<PoolConcurrencyLimitError>() => {
+                        drop(room);
+                        released.await;
+                        room = self.pool.reserve(&plugin.footprint).await;
+                    }
+                    Err(e) => break (Err(e), None),
+                }
             }
         };
-        let result = tokio::time::timeout(self.wall_timeout, call).await;
-        let state = store.data();
-        state.flush_stdio();
-        let Ok(result) = result else {
-            return Err(PluginError::WallTimeout {
-                limit_ms: self.wall_timeout.as_millis() as u64,
-            });
+        let timed = tokio::time::timeout(self.wall_timeout, call).await;
+        let (Some(store), Ok((result, live))) = (last_store, timed) else {
+            return Err(self.wall_timeout_error());
         };
-        match result {
-            Err(trap) => Err(self.classify(state, &trap)),
-            Ok(Err(message)) => Err(PluginError::Failed(message)),
-            Ok(Ok(outcome)) => self.check_output(from_wire(outcome)),
+        store.data().flush_stdio();
+        let outcome = match &result {
+            Err(trap) => return Err(self.classify(store.data(), plugin.toolchain, trap)),
+            Ok(Err(message)) => Err(PluginError::Failed(message.clone())),
+            Ok(Ok(outcome)) => self.check_output(from_wire(outcome.clone())),
+        };
+        // An instance that answered (even with an error) is sound: keep it
+        // for the next event if the plugin reuses instances.
+        if let Some((instance, room)) = live {
+            plugin.keep_warm(Warm {
+                store,
+                instance,
+                uses: 1,
+                _room: room,
+            });
+        }
+        outcome
+    }
+
+    /// Run one more event in a kept instance. `None` when it broke (trapped,
+    /// ran out of memory): the event then gets a fresh instance, so what
+    /// earlier events left behind (a leak, a corrupt global) never fails it.
+    async fn call_warm(
+        &self,
+        plugin: &CompiledPlugin,
+        mut warm: Warm,
+        event: &Event,
+        config: &Arc<[(String, String)]>,
+    ) -> Option<Result<Outcome, PluginError>> {
+        warm.store.data_mut().begin(
+            event.id.clone(),
+            event.received_at,
+            config.clone(),
+            self.ticks,
+        );
+        warm.store
+            .set_hostcall_fuel(copy_budget(self.limits.max_output_bytes));
+        warm.store.set_epoch_deadline(1);
+        let wire_event = to_wire(event);
+        let call = warm.instance.call_handle(&mut warm.store, &wire_event);
+        let timed = tokio::time::timeout(self.wall_timeout, call).await;
+        warm.store.data().flush_stdio();
+        let result = match timed {
+            // Out of time is the event's own doing: a fresh instance would
+            // spend the same again.
+            Err(_) => return Some(Err(self.wall_timeout_error())),
+            Ok(Err(trap)) => {
+                let error = self.classify(warm.store.data(), plugin.toolchain, &trap);
+                if matches!(error, PluginError::Timeout { .. }) {
+                    return Some(Err(error));
+                }
+                tracing::debug!(plugin = %plugin.name, uses = warm.uses, "a kept instance broke ({error}); the event gets a fresh one");
+                return None;
+            }
+            Ok(Ok(Err(message))) => Err(PluginError::Failed(message)),
+            Ok(Ok(Ok(outcome))) => self.check_output(from_wire(outcome)),
+        };
+        warm.uses += 1;
+        plugin.keep_warm(warm);
+        Some(result)
+    }
+
+    fn wall_timeout_error(&self) -> PluginError {
+        PluginError::WallTimeout {
+            limit_ms: self.wall_timeout.as_millis() as u64,
         }
     }
 
     fn store(
         &self,
         plugin: &CompiledPlugin,
-        event_id: String,
-        received_at: u64,
+        event: &Event,
         config: Arc<[(String, String)]>,
     ) -> Store<CallState> {
         let state = CallState::new(
             plugin.name.clone(),
-            event_id,
-            received_at,
+            event.id.clone(),
+            event.received_at,
             config,
             self.limits.memory_bytes,
             self.ticks,
@@ -273,7 +429,12 @@ impl PluginRuntime {
         store
     }
 
-    fn classify(&self, state: &CallState, trap: &wasmtime::Error) -> PluginError {
+    fn classify(
+        &self,
+        state: &CallState,
+        toolchain: Toolchain,
+        trap: &wasmtime::Error,
+    ) -> PluginError {
         if state.timed_out {
             return PluginError::Timeout {
                 limit_ms: self.limits.timeout.as_millis() as u64,
@@ -288,6 +449,10 @@ impl PluginRuntime {
             return PluginError::OutputOverBudget {
                 limit: self.limits.max_output_bytes,
             };
+        }
+        let printed = state.stdio_text();
+        if let Some(message) = failure_summary(&printed, toolchain) {
+            return PluginError::Panic(message);
         }
         let mut reason = trap_summary(trap);
         if let Some(tail) = state.stdio_tail() {
@@ -366,21 +531,110 @@ fn spawn_epoch_ticker(engine: &Engine) {
 }
 
 /// A clear error for the common wrong files, before wasmtime's parser speaks.
-fn check_component_header(wasm: &[u8]) -> Result<(), LoadError> {
+fn check_component_header(wasm: &[u8]) -> Result<(), &'static str> {
     if wasm.is_empty() {
-        return Err(LoadError::NotAComponent("the file is empty".into()));
+        return Err("the file is empty");
     }
     if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
-        return Err(LoadError::NotAComponent(
-            "the file is not WebAssembly (no \\0asm header)".into(),
-        ));
+        return Err("the file is not WebAssembly (no \\0asm header)");
     }
     if wasm[4..8] == [1, 0, 0, 0] {
-        return Err(LoadError::NotAComponent(
-            "this is a core WebAssembly module, not a component".into(),
-        ));
+        return Err("this is a core WebAssembly module, not a component");
     }
     Ok(())
+}
+
+/// The component's footprint, with wasmtime's exact count of memories and
+/// tables where it has one (it knows which modules are instantiated).
+fn footprint(wasm: &[u8], component: &Component) -> Result<Footprint, LoadError> {
+    let mut fp = Footprint::of(wasm).map_err(|e| LoadError::NotAComponent(e.to_string()))?;
+    if let Some(exact) = component.resources_required() {
+        fp.memories = exact.num_memories;
+        fp.tables = exact.num_tables;
+    }
+    Ok(fp)
+}
+
+/// What to do about a component that cannot load, in the terms of the
+/// toolchain that built it.
+fn load_hint(detail: &str, toolchain: Toolchain) -> String {
+    if detail.contains("wasi:http") {
+        return match toolchain {
+            Toolchain::JavaScript => "it imports wasi:http, which plugins are not granted: jco's default \
+                (StarlingMonkey) backend adds it unless built with `-d all`; the template builds with \
+                `--backend qjs --backend-qjs-disable-async` (`wasmhook plugin build`)"
+                .into(),
+            _ => "it imports wasi:http, which plugins are not granted: a plugin reaches the network \
+                only by emitting events to configured targets"
+                .into(),
+        };
+    }
+    if toolchain == Toolchain::JavaScript && detail.contains("async") {
+        return "it uses the component-model async ABI, which jco's QuickJS backend emits unless \
+            built with `--backend-qjs-disable-async`, as the template's `npm run build` does \
+            (`wasmhook plugin build`)"
+            .into();
+    }
+    format!(
+        "a plugin imports only wasmhook:plugin/host and WASI, and exports `handle` (plugin-sdk/wit/plugin.wit); {}",
+        toolchain.build_hint()
+    )
+}
+
+/// A readable message from what a plugin printed as it died: Rust's panic
+/// message with its location, or the last line of a Python traceback with
+/// the innermost frame. `None` when it printed neither.
+pub(super) fn failure_summary(printed: &str, toolchain: Toolchain) -> Option<String> {
+    rust_panic(printed).or_else(|| {
+        (toolchain != Toolchain::Rust)
+            .then(|| python_traceback(printed))
+            .flatten()
+    })
+}
+
+/// `thread '…' panicked at src/lib.rs:10:32:\nmessage\nnote: run with …`
+/// → `panicked at src/lib.rs:10:32: message`.
+fn rust_panic(printed: &str) -> Option<String> {
+    let start = printed.rfind("panicked at ")?;
+    let rest = &printed[start + "panicked at ".len()..];
+    let (location, message) = match rest.split_once(":\n") {
+        Some((loc, msg)) if !loc.contains('\n') => (loc, msg),
+        // Older std: `panicked at 'message', src/lib.rs:10:32`.
+        _ => {
+            let line = rest.lines().next()?;
+            return Some(format!("panicked at {}", line.trim_end()));
+        }
+    };
+    let message: Vec<&str> = message
+        .lines()
+        .take_while(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    Some(format!(
+        "panicked at {location}: {}",
+        message.join(" ").trim()
+    ))
+}
+
+/// `Traceback (most recent call last):\n  File "app.py", line 12, in handle\n …\nValueError: x`
+/// → `ValueError: x (at app.py:12)`.
+fn python_traceback(printed: &str) -> Option<String> {
+    let start = printed.rfind("Traceback (most recent call last):")?;
+    let lines: Vec<&str> = printed[start..].lines().collect();
+    let error = lines
+        .iter()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !l.starts_with(' '))?;
+    let place = lines.iter().rev().find_map(|l| {
+        let l = l.trim_start().strip_prefix("File \"")?;
+        let (file, rest) = l.split_once('"')?;
+        let line = rest.trim_start_matches(", line ").split(',').next()?;
+        let file = file.rsplit('/').next().unwrap_or(file);
+        Some(format!("{file}:{line}"))
+    });
+    Some(match place {
+        Some(place) => format!("raised {} (at {place})", error.trim()),
+        None => format!("raised {}", error.trim()),
+    })
 }
 
 /// The trap's message and the innermost guest frames, on one line.
@@ -449,6 +703,31 @@ fn from_wire(outcome: wire::Outcome) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rust_panic_reads_as_its_message_and_place() {
+        let printed = "thread '<unnamed>' panicked at src/lib.rs:10:32:\n\
+            every regional event has a numeric /n\n\
+            note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            failure_summary(printed, Toolchain::Rust).as_deref(),
+            Some("panicked at src/lib.rs:10:32: every regional event has a numeric /n")
+        );
+        assert_eq!(failure_summary("just a log line\n", Toolchain::Rust), None);
+    }
+
+    #[test]
+    fn a_python_traceback_reads_as_its_last_line_and_place() {
+        let printed = "Traceback (most recent call last):\n  \
+            File \"/app/plugin.py\", line 12, in handle\n    n = int(v)\n\
+            ValueError: invalid literal for int() with base 10: 'x'\n";
+        assert_eq!(
+            failure_summary(printed, Toolchain::Python).as_deref(),
+            Some(
+                "raised ValueError: invalid literal for int() with base 10: 'x' (at plugin.py:12)"
+            )
+        );
+    }
 
     #[test]
     fn the_default_wall_bound_outlasts_a_full_machine() {

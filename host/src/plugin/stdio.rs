@@ -49,6 +49,13 @@ impl CappedOutput {
         (kept.bytes.clone(), kept.dropped)
     }
 
+    /// Forget what was kept, for the next event of a kept instance.
+    pub fn clear(&self) {
+        let mut kept = self.inner.lock().expect("stdio lock poisoned");
+        kept.bytes.clear();
+        kept.dropped = 0;
+    }
+
     fn append(&self, bytes: &[u8]) {
         let mut kept = self.inner.lock().expect("stdio lock poisoned");
         let room = kept.capacity.saturating_sub(kept.bytes.len());

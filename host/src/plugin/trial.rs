@@ -36,6 +36,7 @@ pub fn is_breakage(error: &PluginError) -> bool {
     matches!(
         error,
         PluginError::Trap(_)
+            | PluginError::Panic(_)
             | PluginError::Timeout { .. }
             | PluginError::WallTimeout { .. }
             | PluginError::MemoryExceeded { .. }
