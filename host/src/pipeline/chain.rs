@@ -6,7 +6,7 @@ use crate::config::{Config, LiveConfig, Route};
 use crate::event::{Event, Outcome, Output};
 use crate::metrics::Metrics;
 use crate::plugin::{PluginError, PluginRegistry};
-use crate::store::{Delivery, RouteFailure};
+use crate::store::{Delivery, Dropped, Processed, RouteFailure, RouteOutcome, RouteResult};
 
 /// The route name recorded for an event whose source had no route. Route
 /// names cannot contain `*`, so it never clashes with a configured one.
@@ -27,12 +27,11 @@ struct Failure {
     waiting_for: Option<String>,
 }
 
-/// Everything one event produced.
-#[derive(Debug, Default)]
-pub struct PipelineResult {
-    pub deliveries: Vec<Delivery>,
-    pub failures: Vec<RouteFailure>,
-}
+/// Everything one event produced: the store's [`Processed`].
+pub type PipelineResult = Processed;
+
+/// At most this many distinct drops are kept per route outcome.
+const MAX_DROPS_KEPT: usize = 16;
 
 impl Pipeline {
     pub fn new(live: LiveConfig, registry: Arc<PluginRegistry>, metrics: Arc<Metrics>) -> Self {
@@ -58,13 +57,7 @@ impl Pipeline {
             );
             tracing::warn!("{reason}");
             self.metrics.event_unrouted(&event.source);
-            result.failures.push(RouteFailure {
-                event_id: event.id.clone(),
-                route: UNROUTED.to_string(),
-                plugin: None,
-                reason,
-                waiting_for: None,
-            });
+            result.fail(event, UNROUTED, None, reason, None);
             return result;
         }
         for route in config.routes.iter().filter(|r| matches(r, event)) {
@@ -83,13 +76,13 @@ impl Pipeline {
         let mut result = PipelineResult::default();
         match config.routes.iter().find(|r| r.name == route_name) {
             Some(route) => self.run_into(&config, route, event, &mut result).await,
-            None => result.failures.push(RouteFailure {
-                event_id: event.id.clone(),
-                route: route_name.to_string(),
-                plugin: None,
-                reason: format!("route {route_name:?} is no longer in the config"),
-                waiting_for: None,
-            }),
+            None => result.fail(
+                event,
+                route_name,
+                None,
+                format!("route {route_name:?} is no longer in the config"),
+                None,
+            ),
         }
         result
     }
@@ -108,28 +101,30 @@ impl Pipeline {
         result: &mut PipelineResult,
     ) {
         match self.run_route(config, route, event).await {
-            Ok(deliveries) => result.deliveries.extend(deliveries),
+            Ok((deliveries, outcome)) => {
+                result.deliveries.extend(deliveries);
+                result.routes.push(RouteOutcome {
+                    route: route.name.clone(),
+                    result: outcome,
+                });
+            }
             Err(f) => {
                 tracing::warn!(route = %route.name, plugin = f.plugin.as_deref().unwrap_or(""), "route failed: {}", f.reason);
                 self.metrics.route_failed(&route.name);
-                result.failures.push(RouteFailure {
-                    event_id: event.id.clone(),
-                    route: route.name.clone(),
-                    plugin: f.plugin,
-                    reason: f.reason,
-                    waiting_for: f.waiting_for,
-                });
+                result.fail(event, &route.name, f.plugin, f.reason, f.waiting_for);
             }
         }
     }
 
-    /// The deliveries this route makes for `event`, or why it failed.
+    /// The deliveries this route makes for `event` and what it did, or why
+    /// it failed.
     async fn run_route(
         &self,
         config: &Config,
         route: &Route,
         event: &Event,
-    ) -> Result<Vec<Delivery>, Failure> {
+    ) -> Result<(Vec<Delivery>, RouteResult), Failure> {
+        let mut drops: Vec<Dropped> = Vec::new();
         let mut current = vec![Output {
             event: event.clone(),
             targets: Vec::new(),
@@ -160,6 +155,7 @@ impl Pipeline {
                         self.metrics.plugin_call(&step.name, "drop");
                         self.metrics.route_dropped(&route.name);
                         tracing::info!(route = %route.name, plugin = %step.name, "dropped: {reason}");
+                        note_drop(&mut drops, &step.name, reason);
                     }
                     Ok(Outcome::Emit(outputs)) => {
                         self.metrics.plugin_call(&step.name, "emit");
@@ -181,6 +177,20 @@ impl Pipeline {
             current = next;
         }
 
+        if current.is_empty()
+            && let Some(first) = drops.first().cloned()
+        {
+            let dropped = if drops.len() > 1 { drops } else { Vec::new() };
+            return Ok((
+                Vec::new(),
+                RouteResult::Dropped {
+                    plugin: first.plugin,
+                    reason: first.reason,
+                    dropped,
+                },
+            ));
+        }
+        let outputs = current.len();
         let mut deliveries = Vec::new();
         for (index, output) in current.into_iter().enumerate() {
             let targets = if output.targets.is_empty() {
@@ -218,7 +228,64 @@ impl Pipeline {
                 });
             }
         }
-        Ok(deliveries)
+        let mut targets: Vec<String> = Vec::new();
+        for d in &deliveries {
+            if !targets.contains(&d.target) {
+                targets.push(d.target.clone());
+            }
+        }
+        Ok((
+            deliveries,
+            RouteResult::Emitted {
+                outputs,
+                targets,
+                dropped: drops,
+            },
+        ))
+    }
+}
+
+impl Processed {
+    /// Record that `route` failed on `event`: kept for re-running, and shown.
+    fn fail(
+        &mut self,
+        event: &Event,
+        route: &str,
+        plugin: Option<String>,
+        reason: String,
+        waiting_for: Option<String>,
+    ) {
+        self.routes.push(RouteOutcome {
+            route: route.to_string(),
+            result: RouteResult::Failed {
+                plugin: plugin.clone(),
+                error: reason.clone(),
+                waiting_for: waiting_for.clone(),
+            },
+        });
+        self.failures.push(RouteFailure {
+            event_id: event.id.clone(),
+            route: route.to_string(),
+            plugin,
+            reason,
+            waiting_for,
+        });
+    }
+}
+
+/// Count a drop, merging repeats of the same plugin and reason.
+fn note_drop(drops: &mut Vec<Dropped>, plugin: &str, reason: String) {
+    if let Some(d) = drops
+        .iter_mut()
+        .find(|d| d.plugin == plugin && d.reason == reason)
+    {
+        d.count += 1;
+    } else if drops.len() < MAX_DROPS_KEPT {
+        drops.push(Dropped {
+            plugin: plugin.to_string(),
+            reason,
+            count: 1,
+        });
     }
 }
 

@@ -83,10 +83,7 @@ pub async fn rerun_route(
 ) -> Vec<crate::store::RouteFailure> {
     let result = pipeline.rerun(&event, route).await;
     let failures = result.failures.clone();
-    if let Err(e) = store
-        .record_rerun(event, route, result.deliveries, result.failures)
-        .await
-    {
+    if let Err(e) = store.record_rerun(event, route, result).await {
         tracing::error!(route, "could not record a re-run: {e}");
     }
     failures

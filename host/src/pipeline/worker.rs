@@ -87,13 +87,7 @@ async fn record(
 ) -> bool {
     let mut wait = RECORD_RETRY_FIRST;
     loop {
-        let attempt = store
-            .complete_event(
-                event.clone(),
-                result.deliveries.clone(),
-                result.failures.clone(),
-            )
-            .await;
+        let attempt = store.complete_event(event.clone(), result.clone()).await;
         let Err(e) = attempt else { return true };
         tracing::error!("could not record the pipeline result: {e}; retrying in {wait:?}");
         tokio::select! {

@@ -65,6 +65,60 @@ pub struct RouteFailure {
     pub waiting_for: Option<String>,
 }
 
+/// What one route did with an event: the record `GET /api/events/{id}`
+/// shows, so a drop's reason is never only in the log.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct RouteOutcome {
+    pub route: String,
+    #[serde(flatten)]
+    pub result: RouteResult,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RouteResult {
+    /// The route's plugins emitted `outputs` events, delivered to `targets`;
+    /// `dropped` holds any drops on the way (after a split, say).
+    Emitted {
+        outputs: usize,
+        targets: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        dropped: Vec<Dropped>,
+    },
+    /// A plugin dropped every event the route had: which one, and why.
+    Dropped {
+        plugin: String,
+        reason: String,
+        /// Every distinct drop, when there was more than one.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        dropped: Vec<Dropped>,
+    },
+    /// The route failed: no deliveries; it is kept to re-run.
+    Failed {
+        plugin: Option<String>,
+        error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        waiting_for: Option<String>,
+    },
+}
+
+/// A plugin's drop, with how many events it dropped for that reason.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Dropped {
+    pub plugin: String,
+    pub reason: String,
+    pub count: usize,
+}
+
+/// What the pipeline made of an event: deliveries to make, routes that
+/// failed (kept for re-running), and what every route did.
+#[derive(Debug, Clone, Default)]
+pub struct Processed {
+    pub deliveries: Vec<Delivery>,
+    pub failures: Vec<RouteFailure>,
+    pub routes: Vec<RouteOutcome>,
+}
+
 /// What `accept` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accepted {
@@ -159,6 +213,8 @@ pub struct EventRecord {
     pub body: Option<String>,
     /// … else base64.
     pub body_base64: Option<String>,
+    /// What each route did, in the order they ran (empty until processed).
+    pub routes: Vec<RouteOutcome>,
     pub failed_routes: Vec<RouteFailure>,
     pub deliveries: Vec<DeliveryRecord>,
 }
@@ -190,25 +246,20 @@ pub trait Store: Send + Sync + 'static {
     async fn next_event(&self) -> Event;
     /// The pipeline's result for an event that came from `next_event`.
     /// Until it is recorded, the event counts against the capacity.
-    async fn complete_event(
-        &self,
-        event: Event,
-        deliveries: Vec<Delivery>,
-        failures: Vec<RouteFailure>,
-    ) -> Result<(), StoreError>;
+    async fn complete_event(&self, event: Event, processed: Processed) -> Result<(), StoreError>;
     /// Failed routes (with their events) to re-run. They stay recorded until
     /// `record_rerun` replaces them, so a crash mid-re-run loses nothing.
     async fn failed_routes(
         &self,
         filter: FailedFilter,
     ) -> Result<Vec<(Event, RouteFailure)>, StoreError>;
-    /// The result of re-running `route` on `event`: replaces its failure.
+    /// The result of re-running `route` on `event`: replaces its failure,
+    /// and its outcome.
     async fn record_rerun(
         &self,
         event: Event,
         route: &str,
-        deliveries: Vec<Delivery>,
-        failures: Vec<RouteFailure>,
+        processed: Processed,
     ) -> Result<(), StoreError>;
     /// Wait until deliveries to `target` are due, and lease up to `max` of
     /// them (at least one) for `lease`, most overdue first.

@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 
 use super::{
     Accepted, Attempt, Delivery, DeliveryQuery, DeliveryRecord, EventRecord, FailedFilter,
-    NextStep, Pruned, QueueStats, RouteFailure, Store, StoreError,
+    NextStep, Processed, Pruned, QueueStats, RouteFailure, Store, StoreError,
 };
 use crate::event::{Event, now_ms};
 use claim::{Claim, claim_due};
@@ -214,21 +214,21 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn complete_event(
-        &self,
-        event: Event,
-        deliveries: Vec<Delivery>,
-        failures: Vec<RouteFailure>,
-    ) -> Result<(), StoreError> {
-        let targets: Vec<String> = deliveries.iter().map(|d| d.target.clone()).collect();
+    async fn complete_event(&self, event: Event, processed: Processed) -> Result<(), StoreError> {
+        let targets: Vec<String> = processed
+            .deliveries
+            .iter()
+            .map(|d| d.target.clone())
+            .collect();
+        let routes = rows::routes_json(&processed.routes);
         self.writer
             .run(move |t| {
                 let now = now_ms() as i64;
-                insert_deliveries(t, &event, &deliveries, now)?;
-                insert_failures(t, &event, &failures, now)?;
+                insert_deliveries(t, &event, &processed.deliveries, now)?;
+                insert_failures(t, &event, &processed.failures, now)?;
                 t.execute(
-                    "UPDATE events SET state = 'processed' WHERE source = ?1 AND id = ?2",
-                    params![event.source, event.id],
+                    "UPDATE events SET state = 'processed', routes = ?3 WHERE source = ?1 AND id = ?2",
+                    params![event.source, event.id, routes],
                 )?;
                 Ok(())
             })
@@ -274,10 +274,13 @@ impl Store for SqliteStore {
         &self,
         event: Event,
         route: &str,
-        deliveries: Vec<Delivery>,
-        failures: Vec<RouteFailure>,
+        processed: Processed,
     ) -> Result<(), StoreError> {
-        let targets: Vec<String> = deliveries.iter().map(|d| d.target.clone()).collect();
+        let targets: Vec<String> = processed
+            .deliveries
+            .iter()
+            .map(|d| d.target.clone())
+            .collect();
         let route = route.to_string();
         self.writer
             .run(move |t| {
@@ -286,8 +289,9 @@ impl Store for SqliteStore {
                     "DELETE FROM route_failures WHERE event_source = ?1 AND event_id = ?2 AND route = ?3",
                     params![event.source, event.id, route],
                 )?;
-                insert_deliveries(t, &event, &deliveries, now)?;
-                insert_failures(t, &event, &failures, now)
+                insert_deliveries(t, &event, &processed.deliveries, now)?;
+                insert_failures(t, &event, &processed.failures, now)?;
+                rows::replace_route_outcomes(t, &event, &route, &processed.routes)
             })
             .await?;
         self.wake(targets);

@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
-use crate::store::{Attempt, Delivery, DeliveryRecord, EventRecord, RouteFailure};
+use crate::store::{Attempt, Delivery, DeliveryRecord, EventRecord, RouteFailure, RouteOutcome};
 
 pub fn headers_json(headers: &[(String, String)]) -> String {
     serde_json::to_string(headers).expect("string pairs serialize")
@@ -143,13 +143,19 @@ pub fn delivery_record(r: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
 pub fn event_record(t: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<EventRecord>> {
     let found = t
         .query_row(
-            "SELECT source, id, event_type, received_at, headers, body, state FROM events
+            "SELECT source, id, event_type, received_at, headers, body, state, routes FROM events
              WHERE id = ?1 ORDER BY received_at LIMIT 1",
             [id],
-            |r| Ok((event_from_row(r)?, r.get::<_, String>(6)?)),
+            |r| {
+                Ok((
+                    event_from_row(r)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                ))
+            },
         )
         .optional()?;
-    let Some((event, state)) = found else {
+    let Some((event, state, routes)) = found else {
         return Ok(None);
     };
     let mut stmt = t.prepare(
@@ -200,10 +206,47 @@ pub fn event_record(t: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<Ev
         event_type: event.event_type,
         received_at: event.received_at,
         state,
+        routes: routes_from_json(routes.as_deref()),
         headers: event.headers,
         body,
         body_base64,
         failed_routes,
         deliveries,
     }))
+}
+
+pub fn routes_json(routes: &[RouteOutcome]) -> String {
+    serde_json::to_string(routes).expect("route outcomes serialise")
+}
+
+/// The stored outcomes; a row from before they were kept has none.
+fn routes_from_json(text: Option<&str>) -> Vec<RouteOutcome> {
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default()
+}
+
+/// After a re-run of `route` (or of every route, for the unrouted `*`):
+/// its old outcome is replaced by what the re-run did.
+pub fn replace_route_outcomes(
+    t: &Transaction<'_>,
+    event: &Event,
+    route: &str,
+    new: &[RouteOutcome],
+) -> rusqlite::Result<()> {
+    let stored: Option<String> = t
+        .query_row(
+            "SELECT routes FROM events WHERE source = ?1 AND id = ?2",
+            params![event.source, event.id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    let mut routes = routes_from_json(stored.as_deref());
+    routes.retain(|o| o.route != route && !new.iter().any(|n| n.route == o.route));
+    routes.extend(new.iter().cloned());
+    t.execute(
+        "UPDATE events SET routes = ?3 WHERE source = ?1 AND id = ?2",
+        params![event.source, event.id, routes_json(&routes)],
+    )?;
+    Ok(())
 }

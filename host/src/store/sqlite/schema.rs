@@ -74,6 +74,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE events ADD COLUMN signed BLOB;      -- SHA-256 of the signed content
     CREATE UNIQUE INDEX events_signed ON events (source, signed) WHERE signed IS NOT NULL;
     "#,
+    // 3: what each route did with the event (dropped by whom and why, …).
+    r#"
+    ALTER TABLE events ADD COLUMN routes TEXT;      -- JSON [RouteOutcome, …]
+    "#,
 ];
 
 /// Bring the database to the newest schema this binary knows.

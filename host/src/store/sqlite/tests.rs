@@ -1,6 +1,15 @@
 //! The SQLite store against its contract, on in-memory and file databases.
 
 use super::*;
+use crate::store::{RouteOutcome, RouteResult};
+
+fn processed(deliveries: Vec<Delivery>, failures: Vec<RouteFailure>) -> Processed {
+    Processed {
+        deliveries,
+        failures,
+        routes: Vec::new(),
+    }
+}
 
 fn event(id: &str) -> Event {
     Event {
@@ -37,12 +46,12 @@ async fn duplicates_are_recognised_and_events_flow_to_claims() {
     );
     let e = store.next_event().await;
     store
-        .complete_event(e.clone(), vec![delivery("d1", &e)], vec![])
+        .complete_event(e.clone(), processed(vec![delivery("d1", &e)], vec![]))
         .await
         .unwrap();
     // A re-run of the same deterministic route makes no second delivery.
     store
-        .record_rerun(e.clone(), "r", vec![delivery("d1", &e)], vec![])
+        .record_rerun(e.clone(), "r", processed(vec![delivery("d1", &e)], vec![]))
         .await
         .unwrap();
     let d = store.claim("t", Duration::from_secs(30), 1).await.remove(0);
@@ -75,7 +84,10 @@ async fn a_full_pipeline_backlog_refuses_new_events() {
     // Taken by the pipeline is not done: it still counts until recorded.
     let a = store.next_event().await;
     assert_eq!(store.accept(event("c"), None).await, Err(StoreError::Full));
-    store.complete_event(a, vec![], vec![]).await.unwrap();
+    store
+        .complete_event(a, processed(vec![], vec![]))
+        .await
+        .unwrap();
     assert_eq!(store.accept(event("c"), None).await, Ok(Accepted::New));
 }
 
@@ -90,7 +102,7 @@ async fn reopening_resumes_unprocessed_events_and_releases_leases() {
         store.accept(event("pending"), None).await.unwrap();
         let e = store.next_event().await;
         store
-            .complete_event(e.clone(), vec![delivery("d1", &e)], vec![])
+            .complete_event(e.clone(), processed(vec![delivery("d1", &e)], vec![]))
             .await
             .unwrap();
         let _leased = store.claim("t", Duration::from_secs(3600), 8).await;
@@ -122,7 +134,7 @@ async fn failures_wait_for_their_plugin_and_prune_keeps_what_is_young() {
         waiting_for: Some("p".into()),
     };
     store
-        .complete_event(e.clone(), vec![], vec![failure])
+        .complete_event(e.clone(), processed(vec![], vec![failure]))
         .await
         .unwrap();
     assert!(
@@ -141,7 +153,7 @@ async fn failures_wait_for_their_plugin_and_prune_keeps_what_is_young() {
     let p = store.prune(0, 0, now_ms() + 1).await.unwrap();
     assert_eq!(p, Pruned::default());
     store
-        .record_rerun(e.clone(), "r", vec![delivery("d", &e)], vec![])
+        .record_rerun(e.clone(), "r", processed(vec![delivery("d", &e)], vec![]))
         .await
         .unwrap();
     assert_eq!(store.stats().await.unwrap().failed_routes, 0);
@@ -172,7 +184,10 @@ async fn prune_takes_only_finished_work_past_retention_and_then_an_id_is_new_aga
         store.accept(event(id), None).await.unwrap();
         let e = store.next_event().await;
         store
-            .complete_event(e.clone(), vec![delivery(&format!("d-{id}"), &e)], vec![])
+            .complete_event(
+                e.clone(),
+                processed(vec![delivery(&format!("d-{id}"), &e)], vec![]),
+            )
             .await
             .unwrap();
     }
@@ -338,4 +353,56 @@ async fn a_read_abandoned_midway_gives_its_connection_back() {
         assert!(a.is_ok() && b.is_ok() && c.is_ok());
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn what_each_route_did_is_kept_and_a_rerun_replaces_its_own() {
+    let store = SqliteStore::open(None, false, 10).unwrap();
+    store.accept(event("e"), None).await.unwrap();
+    let e = store.next_event().await;
+    let dropped = RouteOutcome {
+        route: "pushes".into(),
+        result: RouteResult::Dropped {
+            plugin: "filter".into(),
+            reason: "type star is not allowed".into(),
+            dropped: Vec::new(),
+        },
+    };
+    let failed = RouteOutcome {
+        route: "r".into(),
+        result: RouteResult::Failed {
+            plugin: Some("p".into()),
+            error: "plugin p is not loaded".into(),
+            waiting_for: Some("p".into()),
+        },
+    };
+    let mut first = processed(vec![], vec![]);
+    first.routes = vec![dropped.clone(), failed];
+    store.complete_event(e.clone(), first).await.unwrap();
+    let rec = store.event("e").await.unwrap().unwrap();
+    assert_eq!(rec.routes[0], dropped);
+    assert!(matches!(rec.routes[1].result, RouteResult::Failed { .. }));
+
+    let emitted = RouteOutcome {
+        route: "r".into(),
+        result: RouteResult::Emitted {
+            outputs: 1,
+            targets: vec!["t".into()],
+            dropped: Vec::new(),
+        },
+    };
+    let mut rerun = processed(vec![delivery("d", &e)], vec![]);
+    rerun.routes = vec![emitted.clone()];
+    store.record_rerun(e.clone(), "r", rerun).await.unwrap();
+    let rec = store.event("e").await.unwrap().unwrap();
+    assert_eq!(
+        rec.routes,
+        [dropped, emitted],
+        "the re-run replaced only its route"
+    );
+    let json = serde_json::to_value(&rec.routes).unwrap();
+    assert_eq!(json[0]["outcome"], "dropped");
+    assert_eq!(json[0]["reason"], "type star is not allowed");
+    assert_eq!(json[1]["outcome"], "emitted");
+    assert_eq!(json[1]["targets"], serde_json::json!(["t"]));
 }
