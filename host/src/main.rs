@@ -6,7 +6,8 @@ use wasmhook::cli::{Cli, init_logging, run};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let level = cli.default_log_level();
+    init_logging(cli.log_format, level);
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {

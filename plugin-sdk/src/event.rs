@@ -34,6 +34,36 @@ impl Event {
         }
     }
 
+    /// Builder: this event with header `name` set to `value` (replacing it).
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.set_header(name, value);
+        self
+    }
+
+    /// Builder: this event with another id.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// Builder: this event from another source.
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = source.into();
+        self
+    }
+
+    /// Builder: this event with another body.
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Builder: this event received at `ms` since the Unix epoch.
+    pub fn with_received_at(mut self, ms: u64) -> Self {
+        self.received_at = ms;
+        self
+    }
+
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -121,6 +151,19 @@ mod tests {
         );
         ev.remove_header("x-github-event");
         assert!(ev.header("x-github-event").is_none());
+    }
+
+    #[test]
+    fn the_builder_sets_every_field() {
+        let ev = Event::new("push", "{}")
+            .with_id("evt_1")
+            .with_source("github")
+            .with_header("X-GitHub-Event", "push")
+            .with_body("[]")
+            .with_received_at(7);
+        assert_eq!((ev.id.as_str(), ev.source.as_str()), ("evt_1", "github"));
+        assert_eq!(ev.header("x-github-event"), Some("push"));
+        assert_eq!((ev.body_str(), ev.received_at), (Some("[]"), 7));
     }
 
     #[test]

@@ -61,12 +61,37 @@ impl Outcome {
         matches!(self, Outcome::Emit(_))
     }
 
-    /// The emitted events (empty for a drop), for assertions in tests.
+    /// The emitted (kept) events; empty for a drop. For assertions in tests.
     pub fn events(&self) -> Vec<&Event> {
+        self.outputs().iter().map(|o| &o.event).collect()
+    }
+
+    /// The emitted outputs, with the targets each names; empty for a drop.
+    pub fn outputs(&self) -> &[Output] {
         match self {
-            Outcome::Drop(_) => Vec::new(),
-            Outcome::Emit(outputs) => outputs.iter().map(|o| &o.event).collect(),
+            Outcome::Drop(_) => &[],
+            Outcome::Emit(outputs) => outputs,
         }
+    }
+
+    /// Why the event was dropped; `None` when it was not.
+    pub fn drop_reason(&self) -> Option<&str> {
+        match self {
+            Outcome::Drop(reason) => Some(reason),
+            Outcome::Emit(_) => None,
+        }
+    }
+
+    /// Every target named by an output, in order, each once. Empty when the
+    /// outputs go to the route's targets (or for a drop).
+    pub fn targets(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for t in self.outputs().iter().flat_map(|o| &o.targets) {
+            if !names.contains(&t.as_str()) {
+                names.push(t);
+            }
+        }
+        names
     }
 }
 
@@ -103,5 +128,26 @@ mod tests {
         };
         assert_eq!(outs[0].targets, ["ci", "audit"]);
         assert!(Outcome::drop("x").events().is_empty());
+    }
+
+    #[test]
+    fn accessors_for_tests() {
+        let ev = Event::new("push", "{}");
+        let dropped = Outcome::drop("not today");
+        assert_eq!(dropped.drop_reason(), Some("not today"));
+        assert!(dropped.outputs().is_empty() && dropped.targets().is_empty());
+        let routed = Outcome::Emit(vec![
+            Output {
+                event: ev.clone(),
+                targets: vec!["ci".into(), "audit".into()],
+            },
+            Output {
+                event: ev.clone(),
+                targets: vec!["ci".into()],
+            },
+        ]);
+        assert_eq!(routed.targets(), ["ci", "audit"]);
+        assert_eq!(routed.drop_reason(), None);
+        assert_eq!(routed.events(), [&ev, &ev]);
     }
 }

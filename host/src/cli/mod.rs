@@ -10,6 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub use plugin::PluginCommand;
+
 use crate::config;
 
 #[derive(Debug, Parser)]
@@ -59,36 +61,26 @@ pub enum Command {
     Plugin(PluginCommand),
 }
 
-#[derive(Debug, Subcommand)]
-pub enum PluginCommand {
-    /// Run a plugin once on an event and print the outcome as JSON.
-    Run {
-        /// The plugin's .wasm file.
-        plugin: PathBuf,
-        /// The event's body, as a file (- for stdin).
-        event: PathBuf,
-        /// Event type to give the plugin.
-        #[arg(long = "type", default_value = "")]
-        event_type: String,
-        /// Plugin config as KEY=VALUE; repeat for several.
-        #[arg(long = "config", value_name = "KEY=VALUE")]
-        config: Vec<String>,
-    },
-    /// Scaffold a plugin crate in ./NAME.
-    New {
-        /// Plugin name: the crate name and the .wasm file stem.
-        name: String,
-        /// Folder to create the crate in (default: ./NAME).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
+impl Cli {
+    /// The log level when `RUST_LOG` is not set: a router logs what it
+    /// does, but `plugin run` prints only the outcome unless `-v`, and the
+    /// other plugin tools only what goes wrong.
+    pub fn default_log_level(&self) -> &'static str {
+        match &self.command {
+            Command::Plugin(PluginCommand::Run(args)) if args.verbose => "info",
+            Command::Plugin(_) => "warn",
+            _ => "info",
+        }
+    }
 }
 
-pub fn init_logging(format: LogFormat) {
+pub fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colours only for a terminal: a log file or a pipe gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -111,12 +103,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { config } => check::check(&config).await,
         Command::Send(args) => send::send(args).await,
         Command::Listen(args) => listen::listen(args).await,
-        Command::Plugin(PluginCommand::Run {
-            plugin,
-            event,
-            event_type,
-            config,
-        }) => plugin::run(&plugin, &event, event_type, &config).await,
-        Command::Plugin(PluginCommand::New { name, dir }) => plugin::new(&name, dir),
+        Command::Plugin(command) => plugin::run(command).await,
     }
 }

@@ -1,54 +1,134 @@
-//! `wasmhook plugin run` and `wasmhook plugin new`.
+//! `wasmhook plugin run PLUGIN.wasm [EVENT|-]`: run a plugin once, in the
+//! router's sandbox with the router's limits, and print the outcome.
+//!
+//! The event is a full event (`{"source", "type", "id", "headers", "body"}`)
+//! or, when the file is anything else, the body alone; flags set or
+//! override each field. Compiled plugins are cached per user, so a second
+//! run of a Python plugin does not compile it again.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use clap::Args;
+use serde_json::{Map, Value, json};
 
-use crate::config::PluginLimits;
+use crate::config::{PluginLimits, plugin_config_from_toml};
 use crate::event::{Event, Outcome, now_ms};
 use crate::plugin::{PluginRegistry, PluginRuntime};
 
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The plugin's .wasm file.
+    plugin: PathBuf,
+    /// The event: a JSON file of the form {"source", "type", "id",
+    /// "headers", "body"}, or any other file, taken as the body. `-` or
+    /// nothing reads stdin.
+    event: Option<PathBuf>,
+    /// Take the file as the body even when it looks like a full event.
+    #[arg(long)]
+    raw: bool,
+    /// Event type (overrides the event's "type").
+    #[arg(long = "type")]
+    event_type: Option<String>,
+    /// Source name (overrides the event's "source"; default "cli").
+    #[arg(long)]
+    source: Option<String>,
+    /// Event id (overrides the event's "id"; default "evt_cli").
+    #[arg(long)]
+    id: Option<String>,
+    /// Header as `Name: value`, added to the event's; repeat for several.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Plugin config as KEY=VALUE, over the config file's; repeat for several.
+    #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
+    config: Vec<String>,
+    /// Plugin config as a TOML table of keys (like a route's `config = { … }`).
+    #[arg(long, value_name = "FILE")]
+    config_file: Option<PathBuf>,
+    /// Limits, as in the router's [plugins] table.
+    #[arg(long, default_value_t = PluginLimits::default().timeout.as_millis() as u64)]
+    timeout_ms: u64,
+    #[arg(long, default_value_t = (PluginLimits::default().memory_bytes >> 20) as u64)]
+    memory_limit_mb: u64,
+    /// Where compiled plugins are kept (default: the user's cache folder).
+    #[arg(long, env = "WASMHOOK_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile afresh and keep nothing.
+    #[arg(long)]
+    no_cache: bool,
+    /// Also print what the plugin logged and printed, and how long it took.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
 #[allow(clippy::print_stdout)]
-pub async fn run(
-    plugin: &Path,
-    event_path: &Path,
-    event_type: String,
-    config: &[String],
-) -> anyhow::Result<ExitCode> {
-    let body = if event_path.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
-        buf
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let input = read_input(args.event.as_deref())?;
+    let mut event = if args.raw {
+        bare_event(input)
     } else {
-        std::fs::read(event_path)
-            .with_context(|| format!("cannot read {}", event_path.display()))?
+        parse_event(input)?
     };
-    let pairs: Vec<(String, String)> = config
-        .iter()
-        .map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .with_context(|| format!("--config {kv:?} must be KEY=VALUE"))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let registry =
-        PluginRegistry::new(Arc::new(PluginRuntime::new(PluginLimits::default(), None)?));
-    let compiled = registry.load_file(plugin).await?;
-    let event = Event {
-        id: "evt_cli".into(),
-        source: "cli".into(),
-        event_type,
-        received_at: now_ms(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: body.into(),
+    if let Some(t) = args.event_type {
+        event.event_type = t;
+    }
+    if let Some(s) = args.source {
+        event.source = s;
+    }
+    if let Some(id) = args.id {
+        event.id = id;
+    }
+    for h in &args.headers {
+        let (name, value) = h
+            .split_once(':')
+            .with_context(|| format!("--header {h:?} must be NAME: VALUE"))?;
+        event
+            .headers
+            .push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let config = plugin_config(args.config_file.as_deref(), &args.config)?;
+
+    let limits = PluginLimits {
+        timeout: std::time::Duration::from_millis(args.timeout_ms.max(1)),
+        memory_bytes: (args.memory_limit_mb.max(1) as usize) << 20,
+        max_concurrency: 1,
+        ..PluginLimits::default()
     };
-    match registry
-        .runtime()
-        .invoke(&compiled, &event, pairs.into())
+    let cache = if args.no_cache {
+        None
+    } else {
+        args.cache_dir.or_else(user_cache_dir)
+    };
+    let registry = PluginRegistry::new(Arc::new(PluginRuntime::new(limits, cache)?));
+    let started = std::time::Instant::now();
+    // `try_load`, not `load_file`: the error is this command's answer, not
+    // a log line as well.
+    registry
+        .try_load(&args.plugin)
         .await
-    {
+        .map_err(|e| anyhow::anyhow!("cannot load {}: {e}", args.plugin.display()))?;
+    let compiled = crate::plugin::plugin_name(&args.plugin)
+        .and_then(|name| registry.get(&name))
+        .with_context(|| format!("{} is not a .wasm file", args.plugin.display()))?;
+    let loaded = started.elapsed();
+    let started = std::time::Instant::now();
+    let outcome = registry
+        .runtime()
+        .invoke(&compiled, &event, config.into())
+        .await;
+    tracing::info!(
+        plugin = %compiled.name,
+        language = compiled.toolchain.label(),
+        load_ms = loaded.as_secs_f64() * 1e3,
+        call_ms = started.elapsed().as_secs_f64() * 1e3,
+        core_instances = compiled.footprint.core_instances,
+        memories = compiled.footprint.memories,
+        "plugin ran"
+    );
+    match outcome {
         Ok(outcome) => {
             println!("{}", serde_json::to_string_pretty(&outcome_json(&outcome))?);
             Ok(ExitCode::SUCCESS)
@@ -60,17 +140,168 @@ pub async fn run(
     }
 }
 
-fn outcome_json(outcome: &Outcome) -> serde_json::Value {
+fn read_input(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    match path {
+        Some(p) if p.as_os_str() != "-" => {
+            std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+        }
+        _ => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                .context("cannot read the event from stdin")?;
+            Ok(buf)
+        }
+    }
+}
+
+/// The fields of a full event; a JSON object with `body` and no other keys
+/// is one.
+const EVENT_KEYS: &[&str] = &[
+    "source",
+    "type",
+    "event_type",
+    "id",
+    "received_at",
+    "headers",
+    "body",
+    "body_base64",
+];
+
+fn bare_event(body: Vec<u8>) -> Event {
+    Event {
+        id: "evt_cli".into(),
+        source: "cli".into(),
+        event_type: String::new(),
+        received_at: now_ms(),
+        headers: Vec::new(),
+        body: body.into(),
+    }
+}
+
+/// A full event if the input is one, else an event with the input as body.
+fn parse_event(input: Vec<u8>) -> anyhow::Result<Event> {
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&input) else {
+        return Ok(bare_event(input));
+    };
+    let is_event = (map.contains_key("body") || map.contains_key("body_base64"))
+        && map.keys().all(|k| EVENT_KEYS.contains(&k.as_str()));
+    if !is_event {
+        return Ok(bare_event(input));
+    }
+    full_event(map)
+}
+
+fn full_event(map: Map<String, Value>) -> anyhow::Result<Event> {
+    let text = |key: &str| -> anyhow::Result<Option<String>> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => bail!("the event's {key:?} must be a string, not {other}"),
+        }
+    };
+    let body = match (map.get("body"), map.get("body_base64")) {
+        (_, Some(Value::String(b64))) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .context("the event's \"body_base64\" is not valid base64")?,
+        (_, Some(_)) => bail!("the event's \"body_base64\" must be a string"),
+        // A string is the body's text; anything else is the body as JSON.
+        (Some(Value::String(s)), None) => s.clone().into_bytes(),
+        (Some(v), None) => serde_json::to_vec(v)?,
+        (None, None) => Vec::new(),
+    };
+    let headers = match map.get("headers") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(h)) => h
+            .iter()
+            .map(|(k, v)| Ok((k.to_ascii_lowercase(), header_value(k, v)?)))
+            .collect::<anyhow::Result<_>>()?,
+        Some(Value::Array(pairs)) => pairs
+            .iter()
+            .map(|p| match p.as_array().map(Vec::as_slice) {
+                Some([Value::String(k), v]) => Ok((k.to_ascii_lowercase(), header_value(k, v)?)),
+                _ => bail!(
+                    "the event's \"headers\" must be an object or a list of [name, value] pairs"
+                ),
+            })
+            .collect::<anyhow::Result<_>>()?,
+        Some(_) => {
+            bail!("the event's \"headers\" must be an object or a list of [name, value] pairs")
+        }
+    };
+    let received_at = match map.get("received_at") {
+        None | Some(Value::Null) => now_ms(),
+        Some(v) => v
+            .as_u64()
+            .context("the event's \"received_at\" must be milliseconds since the epoch")?,
+    };
+    Ok(Event {
+        id: text("id")?.unwrap_or_else(|| "evt_cli".into()),
+        source: text("source")?.unwrap_or_else(|| "cli".into()),
+        event_type: text("type")?.or(text("event_type")?).unwrap_or_default(),
+        received_at,
+        headers,
+        body: body.into(),
+    })
+}
+
+fn header_value(name: &str, v: &Value) -> anyhow::Result<String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        _ => bail!("header {name:?} must have a string value"),
+    }
+}
+
+fn plugin_config(file: Option<&Path>, pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut config: Vec<(String, String)> = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            plugin_config_from_toml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                .to_vec()
+        }
+        None => Vec::new(),
+    };
+    for kv in pairs {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--config {kv:?} must be KEY=VALUE"))?;
+        config.retain(|(key, _)| key != k);
+        config.push((k.to_string(), v.to_string()));
+    }
+    Ok(config)
+}
+
+/// `$XDG_CACHE_HOME/wasmhook/plugin-cache`, else `~/.cache/wasmhook/plugin-cache`.
+fn user_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("wasmhook").join("plugin-cache"))
+}
+
+fn outcome_json(outcome: &Outcome) -> Value {
     match outcome {
-        Outcome::Drop { reason } => serde_json::json!({ "drop": reason }),
-        Outcome::Emit(outputs) => serde_json::json!({
+        Outcome::Drop { reason } => json!({ "drop": reason }),
+        Outcome::Emit(outputs) => json!({
             "emit": outputs.iter().map(|o| {
-                let body = match serde_json::from_slice::<serde_json::Value>(&o.event.body) {
+                let body = match serde_json::from_slice::<Value>(&o.event.body) {
                     Ok(v) => v,
-                    Err(_) => serde_json::Value::String(String::from_utf8_lossy(&o.event.body).into_owned()),
+                    Err(_) => match std::str::from_utf8(&o.event.body) {
+                        Ok(text) => Value::String(text.to_string()),
+                        Err(_) => json!({ "base64": base64::engine::general_purpose::STANDARD.encode(&o.event.body) }),
+                    },
                 };
-                serde_json::json!({
+                json!({
                     "id": o.event.id,
+                    "source": o.event.source,
                     "event_type": o.event.event_type,
                     "targets": o.targets,
                     "headers": o.event.headers,
@@ -81,95 +312,69 @@ fn outcome_json(outcome: &Outcome) -> serde_json::Value {
     }
 }
 
-/// Scaffold a plugin crate: a filter to start from, with its unit tests.
-#[allow(clippy::print_stdout)]
-pub fn new(name: &str, dir: Option<std::path::PathBuf>) -> anyhow::Result<ExitCode> {
-    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !valid {
-        anyhow::bail!(
-            "{name:?} is not a plugin name: use lower-case letters, digits and '-', starting with a letter"
-        );
-    }
-    let dir = dir.unwrap_or_else(|| std::path::PathBuf::from(name));
-    if dir.exists() {
-        anyhow::bail!(
-            "{} already exists; pick another name or --dir",
-            dir.display()
-        );
-    }
-    // Inside a wasmhook checkout, depend on its SDK by path; elsewhere, by version.
-    let sdk = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin-sdk"));
-    let sdk_dep = match sdk.canonicalize() {
-        Ok(p) => format!("wasmhook-sdk = {{ path = {:?} }}", p.display().to_string()),
-        Err(_) => format!("wasmhook-sdk = \"{}\"", env!("CARGO_PKG_VERSION")),
-    };
-    std::fs::create_dir_all(dir.join("src"))
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::write(
-        dir.join("Cargo.toml"),
-        CARGO_TOML
-            .replace("{name}", name)
-            .replace("{sdk_dep}", &sdk_dep),
-    )?;
-    std::fs::write(dir.join("src/lib.rs"), LIB_RS)?;
-    let crate_file = name.replace('-', "_");
-    println!(
-        "created plugin {name} in {dir}\n\n  cd {dir}\n  cargo test                                   # the logic, natively\n  \
-         cargo build --release --target wasm32-wasip2  # the plugin\n  \
-         cp target/wasm32-wasip2/release/{crate_file}.wasm <router>/plugins/{name}.wasm",
-        dir = dir.display()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-const CARGO_TOML: &str = r#"[package]
-name = "{name}"
-version = "0.1.0"
-edition = "2024"
-
-[lib]
-crate-type = ["cdylib", "rlib"]
-
-[dependencies]
-{sdk_dep}
-
-# Small, fast plugins. `strip = "debuginfo"` keeps function names in traps.
-[profile.release]
-opt-level = "s"
-lto = true
-codegen-units = 1
-strip = "debuginfo"
-panic = "abort"
-
-# A crate of its own, even when created inside another workspace.
-[workspace]
-"#;
-
-const LIB_RS: &str = r#"//! A wasmhook plugin. Config: `allow` = comma-separated event types to keep.
-
-use wasmhook_sdk::prelude::*;
-
-#[plugin]
-pub fn handle(ev: Event, cfg: &Config) -> Result<Outcome> {
-    if cfg.list("allow").contains(&ev.event_type) {
-        Ok(Outcome::keep(ev))
-    } else {
-        Ok(Outcome::drop(format!("event type {:?} is not allowed", ev.event_type)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn keeps_allowed_types_and_drops_the_rest() {
-        let cfg = Config::from_pairs([("allow", "push")]);
-        assert!(handle(Event::new("push", "{}"), &cfg).unwrap().is_emit());
-        assert!(handle(Event::new("star", "{}"), &cfg).unwrap().is_drop());
+    fn a_full_event_sets_every_field() {
+        let e = parse_event(
+            br#"{"source":"github","type":"push","id":"evt_9","headers":{"X-GitHub-Event":"push"},"body":{"n":1}}"#
+                .to_vec(),
+        )
+        .unwrap();
+        assert_eq!(
+            (e.source.as_str(), e.event_type.as_str(), e.id.as_str()),
+            ("github", "push", "evt_9")
+        );
+        assert_eq!(
+            e.headers,
+            [("x-github-event".to_string(), "push".to_string())]
+        );
+        assert_eq!(&e.body[..], br#"{"n":1}"#);
+    }
+
+    #[test]
+    fn anything_else_is_the_body_with_no_headers() {
+        for input in [
+            &br#"{"n":1,"body":"x"}"#[..],
+            b"[1,2]",
+            b"not json",
+            b"{\"body\":1",
+        ] {
+            let e = parse_event(input.to_vec()).unwrap();
+            assert_eq!(&e.body[..], input);
+            assert!(e.headers.is_empty(), "no content-type is invented");
+            assert_eq!(e.id, "evt_cli");
+        }
+    }
+
+    #[test]
+    fn a_text_body_stays_text_and_base64_is_decoded() {
+        let e = parse_event(br#"{"body":"a=1&b=2","headers":[["Content-Type","x"]]}"#.to_vec())
+            .unwrap();
+        assert_eq!(&e.body[..], b"a=1&b=2");
+        assert_eq!(e.headers[0].0, "content-type");
+        let e = parse_event(br#"{"body_base64":"AAEC"}"#.to_vec()).unwrap();
+        assert_eq!(&e.body[..], [0, 1, 2]);
+        assert!(parse_event(br#"{"body":1,"headers":7}"#.to_vec()).is_err());
+    }
+
+    #[test]
+    fn config_flags_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("wasmhook-run-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("cfg.toml");
+        std::fs::write(&file, "min = 5\nallow = [\"push\", \"ping\"]\n").unwrap();
+        let cfg = plugin_config(Some(&file), &["min=7".into()]).unwrap();
+        assert_eq!(
+            cfg,
+            [
+                ("allow".to_string(), "push,ping".to_string()),
+                ("min".to_string(), "7".to_string())
+            ]
+        );
+        assert!(plugin_config(None, &["novalue".into()]).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
-"#;
