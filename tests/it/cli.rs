@@ -117,7 +117,156 @@ fn plugin_run_prints_the_outcome() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("plugin trapped"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The panic's message and place, not a wasm stack and a backtrace hint.
+    assert!(
+        stderr.contains(
+            "plugin panicked at tests/plugins/hostile-panic/src/lib.rs:6:5: hostile-panic was asked to handle evt_cli"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("RUST_BACKTRACE") && !stderr.contains("wasm trap"),
+        "{stderr}"
+    );
+}
+
+/// `plugin run` takes a full event, sets fields and config from flags and a
+/// file, prints only the outcome unless `-v`, and caches what it compiles.
+#[test]
+fn plugin_run_takes_a_full_event_flags_and_a_config_file_and_caches() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"source":"github","type":"push","id":"evt_7","headers":{"X-GitHub-Event":"push"},"body":{"ref":"main"}}"#,
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "tag = \"from-file\"\nto = [\"a\", \"b\"]\n").unwrap();
+    let cache = dir.path().join("cache");
+    let run = |extra: &[&str]| {
+        wasmhook()
+            .args(["plugin", "run"])
+            .arg(plugin_wasm("tag-route"))
+            .arg(&event)
+            .arg("--config-file")
+            .arg(&config)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "--config",
+        "tag=from-flag",
+        "-H",
+        "X-Extra: 1",
+        "--type",
+        "release",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "quiet without -v: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let e = &v["emit"][0];
+    assert_eq!(e["id"], "evt_7");
+    assert_eq!(e["source"], "github");
+    assert_eq!(e["event_type"], "release", "--type overrides the event's");
+    assert_eq!(
+        e["targets"],
+        serde_json::json!(["a", "b"]),
+        "from the config file"
+    );
+    assert_eq!(e["body"], serde_json::json!({"ref": "main"}));
+    let headers: Vec<(String, String)> = serde_json::from_value(e["headers"].clone()).unwrap();
+    assert!(
+        headers.contains(&("x-tag".into(), "from-flag".into())),
+        "flags beat the file"
+    );
+    assert!(headers.contains(&("x-github-event".into(), "push".into())));
+    assert!(headers.contains(&("x-extra".into(), "1".into())));
+    assert!(
+        !headers.iter().any(|(k, _)| k == "content-type"),
+        "no header is invented: {headers:?}"
+    );
+    // The second run loads the compiled plugin from the cache; -v says so,
+    // and shows what the plugin logged.
+    let out = run(&["-v"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("from_cache=true"), "{stderr}");
+    assert!(
+        stderr.contains("tagging evt_7") && stderr.contains("plugin ran"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn plugin_build_names_what_is_missing_and_plugin_new_refuses_bad_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wasmhook()
+        .args(["plugin", "build"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no plugin project") && stderr.contains("wasmhook plugin new"),
+        "{stderr}"
+    );
+
+    let out = wasmhook()
+        .args(["plugin", "new", "Bad_Name"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a plugin name"));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+
+    // A project whose tools are missing says how to get them, and prints
+    // no path.
+    for (lang, missing) in [
+        ("python", "pip install componentize-py==0.25.1"),
+        ("js", "Node.js is not installed"),
+    ] {
+        let project = dir.path().join(lang);
+        let out = wasmhook()
+            .args(["plugin", "new", "p", "--lang", lang, "--dir"])
+            .arg(&project)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let out = wasmhook()
+            .args(["plugin", "build"])
+            .arg(&project)
+            .env("PATH", "/nonexistent")
+            .env_remove("VIRTUAL_ENV")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(missing), "{stderr}");
+        assert!(
+            out.stdout.is_empty(),
+            "no path is printed for a failed build"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

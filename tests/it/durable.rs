@@ -461,7 +461,7 @@ async fn the_admin_api_needs_the_token_and_retries_and_reruns() {
         failed["failed_routes"][0]["reason"]
             .as_str()
             .unwrap()
-            .contains("trapped"),
+            .contains("panicked at tests/plugins/hostile-panic/src/lib.rs:6:5: hostile-panic was asked to handle rerun-1"),
         "{failed}"
     );
     assert_eq!(failed["state"], "processed");

@@ -49,7 +49,7 @@ async fn loop_panic_and_oom_plugins_fail_their_events_while_another_route_delive
     );
     assert_eq!(
         router
-            .metric("wasmhook_plugin_calls_total{plugin=\"hostile-panic\",result=\"trap\"}")
+            .metric("wasmhook_plugin_calls_total{plugin=\"hostile-panic\",result=\"panic\"}")
             .await,
         EVENTS as f64
     );

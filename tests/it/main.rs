@@ -9,6 +9,7 @@ mod ingest;
 mod plugins;
 mod reload;
 mod security;
+mod templates;
 
 use std::time::Duration;
 

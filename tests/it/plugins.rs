@@ -292,3 +292,57 @@ async fn a_plugin_sees_the_same_time_and_randomness_on_every_run_of_an_event() {
     }
     assert_ne!(dice[0], dice[1], "another event, other randomness");
 }
+
+/// Sends `n` events one after another, each delivered before the next, and
+/// returns how many events the serving instance had seen for each.
+async fn instance_calls(router: &Router, rx: &Receiver, n: usize) -> Vec<u32> {
+    for i in 0..n {
+        let (status, _) = router.ingest("s", format!("{{\"i\":{i}}}"), &[]).await;
+        assert_eq!(status, 202);
+        rx.wait_for("t", i + 1, WAIT).await;
+    }
+    let mut got = rx.on("t");
+    got.sort_by_key(|r| r.json()["i"].as_i64().unwrap());
+    got.iter()
+        .map(|r| r.header("x-instance-calls").unwrap().parse().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reuse_keeps_an_instance_for_that_many_events_and_never_fails_one_for_the_last() {
+    let rx = Receiver::start().await;
+    let config = wasmhook_e2e::s_to_t(&rx, "r", &["call-counter"]);
+    // By default every event gets a fresh instance.
+    let router = Router::start(&config, &["call-counter"], "").await;
+    assert_eq!(instance_calls(&router, &rx, 3).await, [1, 1, 1]);
+    drop(router);
+
+    // With reuse = 3, one instance serves three events, then a new one.
+    let rx = Receiver::start().await;
+    let config = wasmhook_e2e::s_to_t(&rx, "r", &["call-counter"]);
+    let router = Router::start(&config, &["call-counter"], "reuse = { call-counter = 3 }").await;
+    assert_eq!(instance_calls(&router, &rx, 7).await, [1, 2, 3, 1, 2, 3, 1]);
+    drop(router);
+
+    // A kept instance that runs out of memory on what earlier events left
+    // (24 MiB leaked per event, 64 MiB allowed) is replaced, and the event
+    // it could not take runs in a fresh one: no event fails for another's.
+    let rx = Receiver::start().await;
+    let config = wasmhook_e2e::s_to_t(&rx, "r", &["call-counter"]).replace(
+        "plugins = [\"call-counter\"]",
+        "plugins = [{ name = \"call-counter\", config = { leak_mb = 24 } }]",
+    );
+    let router = Router::start(
+        &config,
+        &["call-counter"],
+        "memory_limit_mb = 64\nreuse = { call-counter = 10 }",
+    )
+    .await;
+    assert_eq!(instance_calls(&router, &rx, 6).await, [1, 2, 1, 2, 1, 2]);
+    assert_eq!(
+        router
+            .metric("wasmhook_route_failures_total{route=\"r\"}")
+            .await,
+        0.0
+    );
+}

@@ -5,6 +5,7 @@ pub use router::binary;
 
 mod receiver;
 mod router;
+pub mod templates;
 
 pub use receiver::{Behaviour, Received, Receiver};
 pub use router::{ADMIN_TOKEN, Router, Setup, Signal, plugin_wasm};

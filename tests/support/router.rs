@@ -13,7 +13,7 @@ use serde_json::Value;
 pub use rustix::process::Signal;
 
 /// `target/`, found from this test executable (`target/release/deps/it-…`).
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.ancestors()
         .nth(3)

@@ -4,14 +4,22 @@
 //!   `plugins/NAME.wasm` (where the sample config looks) and all of them,
 //!   test plugins included, to `target/plugins/NAME.wasm` (where tests look).
 //! - `run [ARGS…]`: build-plugins, build, then `wasmhook serve --config wasmhook.toml`.
-//! - `test [ARGS…]`: build-plugins, then `cargo test --release --workspace`.
+//! - `test [ARGS…]`: build-plugins, the plugin tools (below), then
+//!   `cargo test --release --workspace`.
 //!
 //! `run` and `test` share one build: `run` builds with the very command
 //! `test` uses (`cargo test --release --workspace --no-run`), then starts the
 //! binary it made. `cargo run -p wasmhook` would resolve features for the
 //! host crate alone, unlike a workspace test build, and so compile wasmtime
 //! a second time (about 5 minutes on 2 cores).
-//! - `bench`: build-plugins, then the benchmarks (plugin call, throughput, reload).
+//! - `bench [NAME]`: build-plugins, the template plugins, then the benchmarks
+//!   (plugin_call, languages, throughput, reload), or just NAME.
+//!
+//! The tests build JavaScript and Python plugins from the templates, as an
+//! author would, so `test` and `bench` first make sure of their tools:
+//! Node.js must be installed (it is named if not), and componentize-py and
+//! pytest, at the versions the Python template pins, are installed into a
+//! venv in `target/plugin-tools/venv`, which the tests find there.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -35,11 +43,21 @@ const TEST_PLUGINS: &[&str] = &[
     "hostile-escape",
     "wrong-world",
     "tag-route",
+    "call-counter",
     "clock-and-dice",
     "versioned-v1",
     "versioned-v2",
 ];
 const WASM_TARGET: &str = "wasm32-wasip2";
+/// Every benchmark, as (package, bench).
+const BENCHES: &[(&str, &str)] = &[
+    ("wasmhook", "plugin_call"),
+    ("wasmhook", "languages"),
+    ("wasmhook-e2e", "throughput"),
+    ("wasmhook-e2e", "reload"),
+];
+/// The Python template's pinned tools, which the tests build with.
+const PYTHON_TOOLS: &str = "host/templates/python/requirements-dev.txt";
 /// The one build of the router: `test` runs it, `run` builds with it.
 const TEST_BUILD: &[&str] = &["test", "--release", "--workspace"];
 
@@ -54,17 +72,30 @@ fn main() -> ExitCode {
         "run" => build_plugins()
             .and_then(|()| cargo(&[TEST_BUILD, &["--no-run"]].concat()))
             .and_then(|()| serve(rest)),
-        "test" => build_plugins().and_then(|()| {
-            let mut args = TEST_BUILD.to_vec();
-            args.extend(rest.iter().map(String::as_str));
-            cargo(&args)
-        }),
+        "test" => build_plugins()
+            .and_then(|()| plugin_tools())
+            .and_then(|()| {
+                let mut args = TEST_BUILD.to_vec();
+                args.extend(rest.iter().map(String::as_str));
+                cargo(&args)
+            }),
         "bench" => build_plugins()
-            .and_then(|()| cargo(&["bench", "-p", "wasmhook", "--bench", "plugin_call"]))
-            .and_then(|()| cargo(&["bench", "-p", "wasmhook-e2e", "--bench", "throughput"]))
-            .and_then(|()| cargo(&["bench", "-p", "wasmhook-e2e", "--bench", "reload"])),
+            .and_then(|()| plugin_tools())
+            .and_then(|()| template_plugins())
+            .and_then(|()| {
+                // `cargo xtask bench languages` runs just that one.
+                let only = rest.first().map(String::as_str);
+                for (package, bench) in BENCHES {
+                    if only.is_none_or(|o| o == *bench) {
+                        cargo(&["bench", "-p", package, "--bench", bench])?;
+                    }
+                }
+                Ok(())
+            }),
         _ => {
-            eprintln!("usage: cargo xtask <build-plugins | run [ARGS…] | test [ARGS…] | bench>");
+            eprintln!(
+                "usage: cargo xtask <build-plugins | run [ARGS…] | test [ARGS…] | bench [NAME]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -145,6 +176,119 @@ fn ensure_wasm_target() -> Result<(), String> {
     } else {
         Err(format!("`rustup target add {WASM_TARGET}` failed"))
     }
+}
+
+/// Node.js for the JS template, and a venv with the Python template's
+/// tools. Installed once; a venv with the pinned versions is kept.
+fn plugin_tools() -> Result<(), String> {
+    let runs = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !runs("node") || !runs("npm") {
+        return Err(
+            "the tests build a JavaScript plugin from its template and need Node.js 18 or later \
+             with npm: install them (e.g. `apt-get install nodejs npm`)"
+                .into(),
+        );
+    }
+    let venv = target_dir().join("plugin-tools").join("venv");
+    let stamp = venv.join("wasmhook-tools.txt");
+    let requirements = root().join(PYTHON_TOOLS);
+    let want = std::fs::read_to_string(&requirements)
+        .map_err(|e| format!("cannot read {}: {e}", requirements.display()))?;
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == want) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {PYTHON_TOOLS} into {}", venv.display());
+    let _ = std::fs::remove_dir_all(&venv);
+    let ok = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return Err("`python3 -m venv` failed: the tests build a Python plugin and need Python 3.10+ \
+             with venv (e.g. `apt-get install python3-venv`)"
+            .into());
+    }
+    let ok = Command::new(venv.join("bin").join("pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(&requirements)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return Err(format!("`pip install -r {PYTHON_TOOLS}` failed"));
+    }
+    std::fs::write(&stamp, want).map_err(|e| format!("cannot write {}: {e}", stamp.display()))
+}
+
+/// The threshold plugin of `tests/template-variants/`, built from each
+/// language's template with the router's own `plugin new` and `plugin
+/// build`, into `target/plugins/tpl-LANG.wasm` for the benchmarks.
+fn template_plugins() -> Result<(), String> {
+    cargo(&[TEST_BUILD, &["--no-run"]].concat())?;
+    let bin = target_dir().join("release").join("wasmhook");
+    let venv_bin = target_dir().join("plugin-tools/venv/bin");
+    let path = std::env::join_paths(std::iter::once(venv_bin).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .map_err(|e| e.to_string())?;
+    for (lang, source, variant) in [
+        ("rust", "src/lib.rs", "threshold.rs"),
+        ("js", "src/plugin.js", "threshold.js"),
+        ("python", "plugin.py", "threshold.py"),
+    ] {
+        let name = format!("tpl-{lang}");
+        let dir = target_dir().join("template-plugins/bench").join(lang);
+        let run = |args: &[&str]| {
+            Command::new(&bin)
+                .args(args)
+                .env("PATH", &path)
+                .env(
+                    "CARGO_TARGET_DIR",
+                    target_dir().join("template-plugins/cargo-target"),
+                )
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", bin.display()))
+        };
+        if !dir.exists() {
+            let out = run(&[
+                "plugin",
+                "new",
+                &name,
+                "--lang",
+                lang,
+                "--dir",
+                &dir.to_string_lossy(),
+            ])?;
+            if !out.status.success() {
+                return Err(format!(
+                    "plugin new: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        let text = std::fs::read_to_string(root().join("tests/template-variants").join(variant))
+            .map_err(|e| format!("cannot read {variant}: {e}"))?;
+        std::fs::write(dir.join(source), text.replace("VERSION", "bench"))
+            .map_err(|e| format!("cannot write {source}: {e}"))?;
+        let out = run(&["plugin", "build", &dir.to_string_lossy()])?;
+        if !out.status.success() {
+            return Err(format!(
+                "plugin build ({lang}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let built = stdout.lines().last().unwrap_or_default();
+        let to = target_dir().join("plugins").join(format!("{name}.wasm"));
+        std::fs::copy(built, &to).map_err(|e| format!("cannot copy {built}: {e}"))?;
+    }
+    eprintln!("xtask: template plugins built into target/plugins/tpl-*.wasm");
+    Ok(())
 }
 
 fn build_plugins() -> Result<(), String> {
