@@ -41,6 +41,9 @@ const RESERVE: u32 = 8;
 /// per call, 3 alternating runs each: Python 1.5–2.5 ms off against
 /// 2.2–3.1 ms on (bursts 1.6–1.8 against 3.6–4.9 ms), JavaScript
 /// 0.20–0.27 against 0.28–0.31 ms, Rust 0.036–0.043 against 0.029–0.040 ms.
+/// Rust pays a little for it (`redact`, `--bench plugin_call`, 3 runs each:
+/// p50 41 µs off against 31–46 µs on); under concurrency, where the flushes
+/// interrupt the other core, CPython's bursts cost half as much.
 const KEEP_RESIDENT: usize = 16 << 20;
 
 /// The pooling allocator's configuration for `slots` concurrent calls.
