@@ -210,9 +210,11 @@ fn plugin_tools() -> Result<(), String> {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        return Err("`python3 -m venv` failed: the tests build a Python plugin and need Python 3.10+ \
+        return Err(
+            "`python3 -m venv` failed: the tests build a Python plugin and need Python 3.10+ \
              with venv (e.g. `apt-get install python3-venv`)"
-            .into());
+                .into(),
+        );
     }
     let ok = Command::new(venv.join("bin").join("pip"))
         .args(["install", "--quiet", "--disable-pip-version-check", "-r"])

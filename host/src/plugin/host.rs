@@ -7,6 +7,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::stdio::CappedOutput;
+use crate::event;
 
 wasmtime::component::bindgen!({
     world: "plugin",
@@ -211,5 +212,39 @@ impl ResourceLimiter for MemoryCap {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
+    }
+}
+
+/// The event as the WIT has it.
+pub(super) fn to_wire(event: &event::Event) -> wire::Event {
+    wire::Event {
+        id: event.id.clone(),
+        source: event.source.clone(),
+        event_type: event.event_type.clone(),
+        received_at: event.received_at,
+        headers: event.headers.clone(),
+        body: event.body.to_vec(),
+    }
+}
+
+pub(super) fn from_wire(outcome: wire::Outcome) -> event::Outcome {
+    match outcome {
+        wire::Outcome::Drop(reason) => event::Outcome::Drop { reason },
+        wire::Outcome::Emit(outputs) => event::Outcome::Emit(
+            outputs
+                .into_iter()
+                .map(|o| event::Output {
+                    event: event::Event {
+                        id: o.event.id,
+                        source: o.event.source,
+                        event_type: o.event.event_type,
+                        received_at: o.event.received_at,
+                        headers: o.event.headers,
+                        body: o.event.body.into(),
+                    },
+                    targets: o.targets,
+                })
+                .collect(),
+        ),
     }
 }

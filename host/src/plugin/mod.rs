@@ -20,6 +20,7 @@
 mod cache;
 mod determinism;
 mod error;
+mod failure;
 mod footprint;
 mod host;
 mod pool;
@@ -27,6 +28,7 @@ mod registry;
 mod runtime;
 mod stdio;
 mod trial;
+mod warm;
 
 pub use error::{LoadError, PluginError};
 pub use footprint::{Footprint, Toolchain};

@@ -11,11 +11,15 @@ use wasmtime::{Store, UpdateDeadline};
 
 use super::cache::CompileCache;
 use super::error::{LoadError, PluginError};
+use super::failure::{
+    check_component_header, failure_summary, is_copy_budget_exhausted, load_hint, trap_summary,
+};
 use super::footprint::{Footprint, Toolchain};
-use super::host::{CallState, Plugin, PluginPre, wire};
+use super::host::{CallState, Plugin, PluginPre, from_wire, to_wire};
 use super::pool::{PoolSlots, Reservation, pooling_config};
+use super::warm::{Warm, WarmInstances};
 use crate::config::PluginLimits;
-use crate::event::{Event, Outcome, Output};
+use crate::event::{Event, Outcome};
 
 /// How often the epoch ticker advances the engine's epoch. Every tick, a
 /// running guest yields to tokio and one tick of its deadline is used up.
@@ -37,49 +41,13 @@ pub struct CompiledPlugin {
     /// Whether a call of this version has ever succeeded: a version that
     /// worked is one worth rolling back to.
     succeeded: std::sync::atomic::AtomicBool,
-    /// Events one instance may serve (`plugins.reuse`); 1: fresh each time.
-    pub reuse: u32,
-    /// Instances kept between events when `reuse` > 1, each holding its
-    /// room in the pool. A std mutex: held to push or pop, never across an
-    /// await.
-    warm: std::sync::Mutex<Vec<Warm>>,
+    /// Instances kept between events (`plugins.reuse`).
+    warm: WarmInstances,
 }
-
-/// An instance kept for more events, with its store and pool room.
-struct Warm {
-    store: Store<CallState>,
-    instance: Plugin,
-    /// Events it has served.
-    uses: u32,
-    _room: Reservation,
-}
-
-/// Kept instances per plugin version, at most: each holds pool room while
-/// idle.
-const MAX_WARM: usize = 8;
 
 impl CompiledPlugin {
     pub fn has_succeeded(&self) -> bool {
         self.succeeded.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn take_warm(&self) -> Option<Warm> {
-        if self.reuse <= 1 {
-            return None;
-        }
-        self.warm.lock().expect("warm lock poisoned").pop()
-    }
-
-    /// Keep `warm` for the next event, unless it has served its share or
-    /// enough are kept already; otherwise it is dropped, room and all.
-    fn keep_warm(&self, warm: Warm) {
-        if warm.uses >= self.reuse {
-            return;
-        }
-        let mut kept = self.warm.lock().expect("warm lock poisoned");
-        if kept.len() < MAX_WARM {
-            kept.push(warm);
-        }
     }
 
     pub(super) fn mark_succeeded(&self) {
@@ -209,8 +177,7 @@ impl PluginRuntime {
                     self.limits.max_concurrency,
                 ))),
                 succeeded: Default::default(),
-                reuse: self.limits.reuse.get(name).copied().unwrap_or(1),
-                warm: Default::default(),
+                warm: WarmInstances::new(self.limits.reuse.get(name).copied().unwrap_or(1)),
             },
             from_cache,
         ))
@@ -274,7 +241,7 @@ impl PluginRuntime {
             .acquire()
             .await
             .expect("semaphore is never closed");
-        if let Some(warm) = plugin.take_warm()
+        if let Some(warm) = plugin.warm.take()
             && let Some(result) = self.call_warm(plugin, warm, event, &config).await
         {
             return result;
@@ -331,7 +298,7 @@ impl PluginRuntime {
         // An instance that answered (even with an error) is sound: keep it
         // for the next event if the plugin reuses instances.
         if let Some((instance, room)) = live {
-            plugin.keep_warm(Warm {
+            plugin.warm.keep(Warm {
                 store,
                 instance,
                 uses: 1,
@@ -380,7 +347,7 @@ impl PluginRuntime {
             Ok(Ok(Ok(outcome))) => self.check_output(from_wire(outcome)),
         };
         warm.uses += 1;
-        plugin.keep_warm(warm);
+        plugin.warm.keep(warm);
         Some(result)
     }
 
@@ -500,12 +467,6 @@ fn copy_budget(max_output_bytes: usize) -> usize {
     max_output_bytes.saturating_mul(2).saturating_add(1 << 20)
 }
 
-/// Whether wasmtime stopped copying out of the guest because the budget of
-/// [`copy_budget`] ran out. Its error type is private; its message is not.
-fn is_copy_budget_exhausted(error: &wasmtime::Error) -> bool {
-    format!("{error:#}").contains("fuel allocated for hostcalls has been exhausted")
-}
-
 /// How many of `max_concurrency` call slots one plugin may hold: three
 /// quarters, so one saturated plugin (a flood, calls that run to their
 /// deadline) leaves a quarter of them to the other plugins together.
@@ -530,20 +491,6 @@ fn spawn_epoch_ticker(engine: &Engine) {
         .expect("spawning the epoch ticker thread");
 }
 
-/// A clear error for the common wrong files, before wasmtime's parser speaks.
-fn check_component_header(wasm: &[u8]) -> Result<(), &'static str> {
-    if wasm.is_empty() {
-        return Err("the file is empty");
-    }
-    if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
-        return Err("the file is not WebAssembly (no \\0asm header)");
-    }
-    if wasm[4..8] == [1, 0, 0, 0] {
-        return Err("this is a core WebAssembly module, not a component");
-    }
-    Ok(())
-}
-
 /// The component's footprint, with wasmtime's exact count of memories and
 /// tables where it has one (it knows which modules are instantiated).
 fn footprint(wasm: &[u8], component: &Component) -> Result<Footprint, LoadError> {
@@ -555,109 +502,6 @@ fn footprint(wasm: &[u8], component: &Component) -> Result<Footprint, LoadError>
     Ok(fp)
 }
 
-/// What to do about a component that cannot load, in the terms of the
-/// toolchain that built it.
-fn load_hint(detail: &str, toolchain: Toolchain) -> String {
-    if detail.contains("wasi:http") {
-        return match toolchain {
-            Toolchain::JavaScript => "it imports wasi:http, which plugins are not granted: jco's default \
-                (StarlingMonkey) backend adds it unless built with `-d all`; the template builds with \
-                `--backend qjs --backend-qjs-disable-async` (`wasmhook plugin build`)"
-                .into(),
-            _ => "it imports wasi:http, which plugins are not granted: a plugin reaches the network \
-                only by emitting events to configured targets"
-                .into(),
-        };
-    }
-    if toolchain == Toolchain::JavaScript && detail.contains("async") {
-        return "it uses the component-model async ABI, which jco's QuickJS backend emits unless \
-            built with `--backend-qjs-disable-async`, as the template's `npm run build` does \
-            (`wasmhook plugin build`)"
-            .into();
-    }
-    format!(
-        "a plugin imports only wasmhook:plugin/host and WASI, and exports `handle` (plugin-sdk/wit/plugin.wit); {}",
-        toolchain.build_hint()
-    )
-}
-
-/// A readable message from what a plugin printed as it died: Rust's panic
-/// message with its location, or the last line of a Python traceback with
-/// the innermost frame. `None` when it printed neither.
-pub(super) fn failure_summary(printed: &str, toolchain: Toolchain) -> Option<String> {
-    rust_panic(printed).or_else(|| {
-        (toolchain != Toolchain::Rust)
-            .then(|| python_traceback(printed))
-            .flatten()
-    })
-}
-
-/// `thread '…' panicked at src/lib.rs:10:32:\nmessage\nnote: run with …`
-/// → `panicked at src/lib.rs:10:32: message`.
-fn rust_panic(printed: &str) -> Option<String> {
-    let start = printed.rfind("panicked at ")?;
-    let rest = &printed[start + "panicked at ".len()..];
-    let (location, message) = match rest.split_once(":\n") {
-        Some((loc, msg)) if !loc.contains('\n') => (loc, msg),
-        // Older std: `panicked at 'message', src/lib.rs:10:32`.
-        _ => {
-            let line = rest.lines().next()?;
-            return Some(format!("panicked at {}", line.trim_end()));
-        }
-    };
-    let message: Vec<&str> = message
-        .lines()
-        .take_while(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
-        .collect();
-    Some(format!(
-        "panicked at {location}: {}",
-        message.join(" ").trim()
-    ))
-}
-
-/// `Traceback (most recent call last):\n  File "app.py", line 12, in handle\n …\nValueError: x`
-/// → `ValueError: x (at app.py:12)`.
-fn python_traceback(printed: &str) -> Option<String> {
-    let start = printed.rfind("Traceback (most recent call last):")?;
-    let lines: Vec<&str> = printed[start..].lines().collect();
-    let error = lines
-        .iter()
-        .rev()
-        .find(|l| !l.trim().is_empty() && !l.starts_with(' '))?;
-    let place = lines.iter().rev().find_map(|l| {
-        let l = l.trim_start().strip_prefix("File \"")?;
-        let (file, rest) = l.split_once('"')?;
-        let line = rest.trim_start_matches(", line ").split(',').next()?;
-        let file = file.rsplit('/').next().unwrap_or(file);
-        Some(format!("{file}:{line}"))
-    });
-    Some(match place {
-        Some(place) => format!("raised {} (at {place})", error.trim()),
-        None => format!("raised {}", error.trim()),
-    })
-}
-
-/// The trap's message and the innermost guest frames, on one line.
-fn trap_summary(trap: &wasmtime::Error) -> String {
-    let mut summary = trap
-        .downcast_ref::<wasmtime::Trap>()
-        .map(|t| t.to_string())
-        .unwrap_or_else(|| trap.to_string());
-    if let Some(bt) = trap.downcast_ref::<wasmtime::WasmBacktrace>() {
-        let frames: Vec<String> = bt
-            .frames()
-            .iter()
-            .take(3)
-            .map(|f| f.func_name().unwrap_or("?").to_string())
-            .collect();
-        if !frames.is_empty() {
-            summary.push_str(" at ");
-            summary.push_str(&frames.join(" <- "));
-        }
-    }
-    summary
-}
-
 /// wasmtime has its own error type; the router's edges speak anyhow.
 fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:#}")
@@ -667,67 +511,9 @@ pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn to_wire(event: &Event) -> wire::Event {
-    wire::Event {
-        id: event.id.clone(),
-        source: event.source.clone(),
-        event_type: event.event_type.clone(),
-        received_at: event.received_at,
-        headers: event.headers.clone(),
-        body: event.body.to_vec(),
-    }
-}
-
-fn from_wire(outcome: wire::Outcome) -> Outcome {
-    match outcome {
-        wire::Outcome::Drop(reason) => Outcome::Drop { reason },
-        wire::Outcome::Emit(outputs) => Outcome::Emit(
-            outputs
-                .into_iter()
-                .map(|o| Output {
-                    event: Event {
-                        id: o.event.id,
-                        source: o.event.source,
-                        event_type: o.event.event_type,
-                        received_at: o.event.received_at,
-                        headers: o.event.headers,
-                        body: o.event.body.into(),
-                    },
-                    targets: o.targets,
-                })
-                .collect(),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_rust_panic_reads_as_its_message_and_place() {
-        let printed = "thread '<unnamed>' panicked at src/lib.rs:10:32:\n\
-            every regional event has a numeric /n\n\
-            note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
-        assert_eq!(
-            failure_summary(printed, Toolchain::Rust).as_deref(),
-            Some("panicked at src/lib.rs:10:32: every regional event has a numeric /n")
-        );
-        assert_eq!(failure_summary("just a log line\n", Toolchain::Rust), None);
-    }
-
-    #[test]
-    fn a_python_traceback_reads_as_its_last_line_and_place() {
-        let printed = "Traceback (most recent call last):\n  \
-            File \"/app/plugin.py\", line 12, in handle\n    n = int(v)\n\
-            ValueError: invalid literal for int() with base 10: 'x'\n";
-        assert_eq!(
-            failure_summary(printed, Toolchain::Python).as_deref(),
-            Some(
-                "raised ValueError: invalid literal for int() with base 10: 'x' (at plugin.py:12)"
-            )
-        );
-    }
 
     #[test]
     fn the_default_wall_bound_outlasts_a_full_machine() {

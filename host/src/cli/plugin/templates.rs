@@ -163,7 +163,11 @@ mod tests {
             .iter()
             .find(|(d, _)| *d == "requirements-dev.txt")
             .unwrap();
-        assert!(requirements.lines().any(|l| l == super::super::build::COMPONENTIZE_PY));
+        assert!(
+            requirements
+                .lines()
+                .any(|l| l == super::super::build::COMPONENTIZE_PY)
+        );
     }
 
     #[test]
