@@ -324,6 +324,19 @@ async fn reuse_keeps_an_instance_for_that_many_events_and_never_fails_one_for_th
     assert_eq!(instance_calls(&router, &rx, 7).await, [1, 2, 3, 1, 2, 3, 1]);
     drop(router);
 
+    // Idle kept instances may hold a quarter of the pool's call slots at
+    // most, so they never starve other plugins: a pool of 2 keeps none.
+    let rx = Receiver::start().await;
+    let config = wasmhook_e2e::s_to_t(&rx, "r", &["call-counter"]);
+    let router = Router::start(
+        &config,
+        &["call-counter"],
+        "max_concurrency = 2\nreuse = { call-counter = 3 }",
+    )
+    .await;
+    assert_eq!(instance_calls(&router, &rx, 3).await, [1, 1, 1]);
+    drop(router);
+
     // A kept instance that runs out of memory on what earlier events left
     // (24 MiB leaked per event, 64 MiB allowed) is replaced, and the event
     // it could not take runs in a fresh one: no event fails for another's.

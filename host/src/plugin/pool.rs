@@ -73,6 +73,9 @@ pub struct PoolSlots {
     /// Signalled whenever a call gives its resources back, for a call that
     /// found the pool exhausted despite its permits.
     released: Arc<Notify>,
+    /// Instances kept idle between events (`plugins.reuse`) may hold at
+    /// most a quarter of the call slots, so they never starve other calls.
+    kept: Arc<Semaphore>,
 }
 
 /// A call's share of the pool, given back on drop.
@@ -98,6 +101,7 @@ impl PoolSlots {
             memories: permits(MEMORIES_PER_SLOT),
             tables: permits(TABLES_PER_SLOT),
             released: Arc::new(Notify::new()),
+            kept: Arc::new(Semaphore::new((slots / 4) as usize)),
         }
     }
 
@@ -139,6 +143,11 @@ impl PoolSlots {
             _permits: [calls, core, memories, tables],
             released: self.released.clone(),
         }
+    }
+
+    /// The budget of idle kept instances, shared by every plugin.
+    pub fn kept_budget(&self) -> Arc<Semaphore> {
+        self.kept.clone()
     }
 
     /// Resolves the next time a call gives its resources back.

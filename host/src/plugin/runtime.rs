@@ -177,7 +177,10 @@ impl PluginRuntime {
                     self.limits.max_concurrency,
                 ))),
                 succeeded: Default::default(),
-                warm: WarmInstances::new(self.limits.reuse.get(name).copied().unwrap_or(1)),
+                warm: WarmInstances::new(
+                    self.limits.reuse.get(name).copied().unwrap_or(1),
+                    self.pool.kept_budget(),
+                ),
             },
             from_cache,
         ))
@@ -298,12 +301,7 @@ impl PluginRuntime {
         // An instance that answered (even with an error) is sound: keep it
         // for the next event if the plugin reuses instances.
         if let Some((instance, room)) = live {
-            plugin.warm.keep(Warm {
-                store,
-                instance,
-                uses: 1,
-                _room: room,
-            });
+            plugin.warm.keep(Warm::new(store, instance, room));
         }
         outcome
     }

@@ -12,10 +12,14 @@
 //!   for the call and put back after.
 //! - It serves at most `reuse` events, and at most [`MAX_KEPT`] are kept
 //!   per plugin version, each holding its room in the pool while idle.
+//! - Idle instances of all plugins together hold at most a quarter of the
+//!   pool's call slots (the pool's kept budget), so they can never starve
+//!   the calls of other plugins: with fewer than 4 slots nothing is kept.
 //! - One that broke is never put back (the caller drops it).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Store;
 
 use super::host::{CallState, Plugin};
@@ -32,6 +36,20 @@ pub(super) struct Warm {
     pub uses: u32,
     /// Its room in the pool, held while it is kept, given back on drop.
     pub _room: Reservation,
+    /// Its place in the pool's kept budget, while it is idle.
+    idle: Option<OwnedSemaphorePermit>,
+}
+
+impl Warm {
+    pub fn new(store: Store<CallState>, instance: Plugin, room: Reservation) -> Self {
+        Warm {
+            store,
+            instance,
+            uses: 1,
+            _room: room,
+            idle: None,
+        }
+    }
 }
 
 /// One plugin version's kept instances.
@@ -40,13 +58,16 @@ pub(super) struct WarmInstances {
     reuse: u32,
     // A std mutex: held to push or pop, never across an await.
     kept: Mutex<Vec<Warm>>,
+    /// Shared by every plugin: how many instances may be idle at once.
+    budget: Arc<Semaphore>,
 }
 
 impl WarmInstances {
-    pub fn new(reuse: u32) -> Self {
+    pub fn new(reuse: u32, budget: Arc<Semaphore>) -> Self {
         WarmInstances {
             reuse: reuse.max(1),
             kept: Mutex::default(),
+            budget,
         }
     }
 
@@ -55,15 +76,21 @@ impl WarmInstances {
         if self.reuse == 1 {
             return None;
         }
-        self.kept.lock().expect("warm lock poisoned").pop()
+        let mut warm = self.kept.lock().expect("warm lock poisoned").pop()?;
+        warm.idle = None; // busy now: its place in the budget is free
+        Some(warm)
     }
 
     /// Keep `warm` for another event, unless it has served its share or
     /// enough are kept already; otherwise it is dropped, room and all.
-    pub fn keep(&self, warm: Warm) {
+    pub fn keep(&self, mut warm: Warm) {
         if warm.uses >= self.reuse {
             return;
         }
+        let Ok(idle) = self.budget.clone().try_acquire_owned() else {
+            return;
+        };
+        warm.idle = Some(idle);
         let mut kept = self.kept.lock().expect("warm lock poisoned");
         if kept.len() < MAX_KEPT {
             kept.push(warm);
