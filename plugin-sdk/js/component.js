@@ -3,14 +3,17 @@
 // the project's src/entry.js imports it *before* the plugin, so the globals
 // below exist while the plugin's own module code runs.
 
-import { log as hostLog, config as hostConfig } from "wasmhook:plugin/host@0.1.0";
+import { log as hostLog, config as hostConfig, utf8Decode, utf8Encode } from "wasmhook:plugin/host@0.1.0";
 import { callHandler, setLogSink } from "./index.js";
+import { useNativeCodec } from "./utf8.js";
 
 // Module top-level code runs once at build time (Wizer snapshots the result),
 // where there is no host: log lines from then are dropped, not a build failure.
 let live = false;
 const write = (level, message) => live && hostLog(level, message);
 setLogSink(write);
+// TextEncoder/TextDecoder through the host's UTF-8 codec, once there is one.
+useNativeCodec({ ready: () => live, decode: utf8Decode, encode: utf8Encode });
 
 // QuickJS under jco has no console: send it to the router's log.
 if (typeof globalThis.console === "undefined") {

@@ -3,6 +3,17 @@
 // encode as U+FFFD, and each maximal invalid byte sequence decodes to one U+FFFD
 // (or throws with `fatal: true`). Not supported: other encodings, `stream: true`.
 
+// The host's UTF-8 codec (the WIT's utf8-decode and utf8-encode), once
+// component.js installs it: an interpreter takes ~100 ms per MiB for any
+// byte-at-a-time loop, the host well under one. Until then (native tests,
+// build-time module code) the JavaScript below does the work.
+let native = null;
+
+/** @internal `{ ready(): boolean, decode(bytes): string, encode(text): Uint8Array }` */
+export function useNativeCodec(codec) {
+  native = codec;
+}
+
 export class TextEncoder {
   get encoding() {
     return "utf-8";
@@ -11,6 +22,26 @@ export class TextEncoder {
   /** @param {string} [input] */
   encode(input = "") {
     const s = String(input);
+    if (native && native.ready()) {
+      // Lone surrogates become U+FFFD, as the spec's encoder makes them.
+      return native.encode(typeof s.toWellFormed === "function" ? s.toWellFormed() : s);
+    }
+    // The engine's own UTF-8 encoder (encodeURIComponent) makes a
+    // byte-per-char string; copying that is the only per-byte work left.
+    // It refuses lone surrogates: those strings take the slow path below.
+    let bin;
+    try {
+      bin = unescape(encodeURIComponent(s));
+    } catch {
+      return this.#encodeChars(s);
+    }
+    const out = new Uint8Array(bin.length);
+    for (let k = 0; k < bin.length; k++) out[k] = bin.charCodeAt(k);
+    return out;
+  }
+
+  /** Char by char, lone surrogates becoming U+FFFD. */
+  #encodeChars(s) {
     const out = new Uint8Array(s.length * 3); // a UTF-16 unit never needs more
     let n = 0;
     for (let i = 0; i < s.length; i++) {
@@ -43,6 +74,10 @@ export class TextEncoder {
   }
 }
 
+/** Bytes decoded per step; a multiple of nothing in particular. */
+const CHUNK = 8192;
+const HIGH = /[\x80-\xff]/;
+
 export class TextDecoder {
   /** @param {string} [label] @param {{fatal?: boolean, ignoreBOM?: boolean}} [options] */
   constructor(label = "utf-8", options = {}) {
@@ -70,8 +105,51 @@ export class TextDecoder {
           ? new Uint8Array(input.buffer, input.byteOffset, input.byteLength)
           : new Uint8Array(input);
     const n = bytes.length;
+    if (native && native.ready() && !this.fatal) {
+      const text = native.decode(bytes);
+      return !this.ignoreBOM && text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+    }
     let i = 0;
     if (!this.ignoreBOM && n >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) i = 3;
+    // Chunk by chunk, in native code where possible: an interpreter
+    // (QuickJS) takes a second for a per-byte loop over a megabyte. Each
+    // chunk becomes a byte-per-char string; without bytes >= 0x80 that is
+    // the text, else the engine's own UTF-8 decoder (decodeURIComponent, as
+    // strict as the spec) reads it, and only a chunk holding invalid UTF-8
+    // goes through the byte-by-byte decoder below.
+    // Parts joined once at the end: QuickJS copies a string on every `+=`.
+    const parts = [];
+    while (i < n) {
+      let end = Math.min(n, i + CHUNK);
+      // Never cut a character in two: end before the lead byte of one
+      // the chunk would split.
+      if (end < n && (bytes[end] & 0xc0) === 0x80) {
+        let k = end - 1;
+        while (k > i && end - k < 4 && (bytes[k] & 0xc0) === 0x80) k--;
+        if (k > i) end = k;
+      }
+      const chunk = bytes.subarray(i, end);
+      const latin1 = String.fromCharCode.apply(null, chunk);
+      if (!HIGH.test(latin1)) {
+        parts.push(latin1);
+      } else {
+        let text;
+        try {
+          text = decodeURIComponent(escape(latin1));
+        } catch {
+          text = this.#decodeBytes(chunk);
+        }
+        parts.push(text);
+      }
+      i = end;
+    }
+    return parts.join("");
+  }
+
+  /** The byte-by-byte decoder, for chunks holding invalid UTF-8. */
+  #decodeBytes(bytes) {
+    const n = bytes.length;
+    let i = 0;
     let out = "";
     const units = [];
     const bad = () => {

@@ -90,7 +90,8 @@ impl Event {
 
     /// Parse the body as JSON into `T` (e.g. `serde_json::Value` or your own struct).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
-        Ok(serde_json::from_slice(&self.body)?)
+        serde_json::from_slice(&self.body)
+            .map_err(|e| crate::Error::msg(format!("the event body is not the JSON expected: {e}")))
     }
 
     /// Replace the body with `value` serialised as JSON, and set
@@ -179,7 +180,10 @@ mod tests {
     #[test]
     fn json_error_is_a_plugin_error_with_the_parser_message() {
         let ev = Event::new("t", "not json");
-        let err = ev.json::<Value>().unwrap_err();
-        assert!(err.to_string().contains("expected"), "{err}");
+        let err = ev.json::<Value>().unwrap_err().to_string();
+        assert!(
+            err.starts_with("the event body is not the JSON expected: expected"),
+            "{err}"
+        );
     }
 }

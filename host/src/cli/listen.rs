@@ -47,6 +47,19 @@ pub async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Headers `listen` does not print: transport and signing, the same on
+/// every delivery.
+const QUIET_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "accept",
+    "accept-encoding",
+    "user-agent",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
 #[allow(clippy::print_stdout)]
 fn receive(
     key: Option<&Secret>,
@@ -73,7 +86,13 @@ fn receive(
         Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
         Err(_) => String::from_utf8_lossy(body).into_owned(),
     };
-    println!("--> POST {uri}  webhook-id={id}  {verdict}\n{text}\n");
+    // The headers a plugin may have set; not the ones every request has.
+    let shown: String = headers
+        .iter()
+        .filter(|(n, _)| !QUIET_HEADERS.contains(&n.as_str()))
+        .map(|(n, v)| format!("    {n}: {}\n", String::from_utf8_lossy(v.as_bytes())))
+        .collect();
+    println!("--> POST {uri}  webhook-id={id}  {verdict}\n{shown}{text}\n");
     if verdict.starts_with("SIGNATURE REJECTED") {
         (StatusCode::UNAUTHORIZED, "bad signature")
     } else {

@@ -83,12 +83,21 @@ impl Sender {
             if NOT_FORWARDED.contains(&name.as_str()) {
                 continue;
             }
-            if let (Ok(n), Ok(v)) = (
+            match (
                 HeaderName::try_from(name.as_str()),
                 // Bytes, not `&str`: a UTF-8 value (`Café`) is sent as received.
                 HeaderValue::from_bytes(value.as_bytes()),
             ) {
-                headers.append(n, v);
+                (Ok(n), Ok(v)) => {
+                    headers.append(n, v);
+                }
+                // Only a plugin can make one (ingest stores what HTTP
+                // carried): say so rather than drop it unseen.
+                _ => tracing::warn!(
+                    delivery_id = %delivery.id,
+                    header = %name.escape_debug(),
+                    "not sending a header a plugin set: its name or value is not valid in HTTP"
+                ),
             }
         }
         if !headers.contains_key(http::header::CONTENT_TYPE) {

@@ -13,6 +13,8 @@
 //!   logged, deleted and rebuilt.
 //! - Entries are written to a temp file and renamed into place, so a crash
 //!   mid-write leaves no half entry under the real name.
+//! - The cache is bounded: after each write only the 32 most recently used
+//!   entries are kept (a hit marks an entry used).
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -22,6 +24,8 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 const CHECKSUM_LEN: usize = 32;
+/// Entries kept; the least recently used beyond this are deleted.
+const MAX_ENTRIES: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct CompileCache {
@@ -57,7 +61,18 @@ impl CompileCache {
                 #[allow(unsafe_code)]
                 let component = unsafe { Component::deserialize(engine, serialized) };
                 match component {
-                    Ok(c) => Some(c),
+                    Ok(c) => {
+                        // Most recently used is newest: what `prune` keeps.
+                        let _ = std::fs::File::options()
+                            .append(true)
+                            .open(&path)
+                            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                        Some(c)
+                    }
+                    // A sound entry this engine's pool cannot take (a
+                    // memory limit below the plugin's minimum, say) is not
+                    // corrupt: leave it for the runs that can use it.
+                    Err(e) if format!("{e:#}").contains("does not fit") => None,
                     Err(e) => {
                         self.discard(&path, &format!("{e:#}"));
                         None
@@ -88,6 +103,27 @@ impl CompileCache {
         if let Err(e) = result {
             tracing::warn!(cache = %self.dir.display(), "could not write the compiled-plugin cache: {e}");
         }
+        self.prune();
+    }
+
+    /// Keep the [`MAX_ENTRIES`] most recently used entries: every build and
+    /// swap adds one (35 MB for a Python plugin), and versions come and go.
+    fn prune(&self) {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut entries: Vec<(std::time::SystemTime, PathBuf)> = dir
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        if entries.len() <= MAX_ENTRIES {
+            return;
+        }
+        entries.sort_by_key(|e| std::cmp::Reverse(e.0));
+        for (_, old) in entries.drain(MAX_ENTRIES..) {
+            let _ = std::fs::remove_file(old);
+        }
     }
 
     fn discard(&self, path: &Path, why: &str) {
@@ -106,6 +142,33 @@ fn verify(bytes: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_most_recently_used_entries_are_kept() {
+        let dir = std::env::temp_dir().join(format!("wasmhook-cache-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cache = CompileCache::new(dir.clone(), &Engine::default());
+        let base = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for i in 0..MAX_ENTRIES + 5 {
+            let path = dir.join(format!("{i:03}-x.cwasm"));
+            std::fs::write(&path, b"x").unwrap();
+            let file = std::fs::File::options().append(true).open(&path).unwrap();
+            file.set_modified(base + std::time::Duration::from_secs(i as u64))
+                .unwrap();
+        }
+        std::fs::write(dir.join("not-an-entry.txt"), b"x").unwrap();
+        cache.prune();
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), MAX_ENTRIES + 1, "{left:?}");
+        assert_eq!(left[0], "005-x.cwasm", "the 5 oldest went");
+        assert!(left.contains(&"not-an-entry.txt".to_string()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn checksum_guards_the_payload() {

@@ -48,11 +48,13 @@ pub(super) fn load_hint(detail: &str, toolchain: Toolchain) -> String {
 /// message with its location, or the last line of a Python traceback with
 /// the innermost frame. `None` when it printed neither.
 pub(super) fn failure_summary(printed: &str, toolchain: Toolchain) -> Option<String> {
-    rust_panic(printed).or_else(|| {
-        (toolchain != Toolchain::Rust)
-            .then(|| python_traceback(printed))
-            .flatten()
-    })
+    match toolchain {
+        // CPython's runtime is Rust: its own panic ("Python function threw
+        // an unexpected exception") follows the traceback that says why.
+        Toolchain::Python => python_traceback(printed).or_else(|| rust_panic(printed)),
+        Toolchain::Rust => rust_panic(printed),
+        _ => rust_panic(printed).or_else(|| python_traceback(printed)),
+    }
 }
 
 /// `thread '…' panicked at src/lib.rs:10:32:\nmessage\nnote: run with …`
@@ -82,11 +84,14 @@ fn rust_panic(printed: &str) -> Option<String> {
 /// → `ValueError: x (at app.py:12)`.
 fn python_traceback(printed: &str) -> Option<String> {
     let start = printed.rfind("Traceback (most recent call last):")?;
-    let lines: Vec<&str> = printed[start..].lines().collect();
-    let error = lines
+    // The frames are indented; the first line after them that is not is
+    // the exception (whatever the runtime printed after it is not).
+    let lines: Vec<&str> = printed[start..].lines().skip(1).collect();
+    let end = lines
         .iter()
-        .rev()
-        .find(|l| !l.trim().is_empty() && !l.starts_with(' '))?;
+        .position(|l| !l.trim().is_empty() && !l.starts_with(' '))?;
+    let error = lines[end];
+    let lines = &lines[..end];
     let place = lines.iter().rev().find_map(|l| {
         let l = l.trim_start().strip_prefix("File \"")?;
         let (file, rest) = l.split_once('"')?;
@@ -102,10 +107,13 @@ fn python_traceback(printed: &str) -> Option<String> {
 
 /// The trap's message and the innermost guest frames, on one line.
 pub(super) fn trap_summary(trap: &wasmtime::Error) -> String {
-    let mut summary = trap
-        .downcast_ref::<wasmtime::Trap>()
-        .map(|t| t.to_string())
-        .unwrap_or_else(|| trap.to_string());
+    let mut summary = match trap.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::StackOverflow) => {
+            "call stack exhausted (endless recursion?)".to_string()
+        }
+        Some(t) => t.to_string(),
+        None => trap.to_string(),
+    };
     if let Some(bt) = trap.downcast_ref::<wasmtime::WasmBacktrace>() {
         let frames: Vec<String> = bt
             .frames()
@@ -141,6 +149,19 @@ mod tests {
             Some("panicked at src/lib.rs:10:32: every regional event has a numeric /n")
         );
         assert_eq!(failure_summary("just a log line\n", Toolchain::Rust), None);
+    }
+
+    #[test]
+    fn python_s_own_error_outranks_its_runtime_s_panic() {
+        let printed = "Traceback (most recent call last):\n  \
+            File \"/0/app.py\", line 17, in handle\n\
+            AttributeError: module 'plugin' has no attribute 'handle'\n\
+            thread '<unnamed>' panicked at runtime/src/lib.rs:1293:29:\n\
+            Python function threw an unexpected exception\n";
+        assert_eq!(
+            failure_summary(printed, Toolchain::Python).as_deref(),
+            Some("raised AttributeError: module 'plugin' has no attribute 'handle' (at app.py:17)")
+        );
     }
 
     #[test]

@@ -171,6 +171,17 @@ impl wasmhook::plugin::host::Host for CallState {
     fn config(&mut self) -> Vec<(String, String)> {
         self.config.to_vec()
     }
+
+    fn utf8_decode(&mut self, bytes: Vec<u8>) -> String {
+        match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
+    }
+
+    fn utf8_encode(&mut self, text: String) -> Vec<u8> {
+        text.into_bytes()
+    }
 }
 
 /// Caps a call's linear memory, and remembers whether the cap was hit so the

@@ -159,11 +159,11 @@ impl PluginRegistry {
         }
         let runtime = self.runtime.clone();
         let owned_name = name.clone();
-        let (plugin, from_cache) =
+        let (mut plugin, from_cache) =
             tokio::task::spawn_blocking(move || runtime.compile(&owned_name, &wasm))
                 .await
                 .map_err(|e| LoadError::Instantiate(format!("compiler thread failed: {e}")))??;
-        self.runtime.smoke_test(&plugin).await?;
+        self.runtime.smoke_test(&mut plugin).await?;
         let plugin = Arc::new(plugin);
         let version = plugin.version.clone();
         self.loaded.rcu(|map| {

@@ -137,6 +137,13 @@ impl PluginRuntime {
         })?;
         let not_a_component = |e: wasmtime::Error| {
             let detail = format!("{e:#}");
+            if detail.contains("does not fit in pooling allocator") {
+                return LoadError::TooLarge(format!(
+                    "{detail}; the plugin needs more than plugins.memory_limit_mb ({} MiB) allows \
+                     (for plugin run: --memory-limit-mb)",
+                    self.limits.memory_bytes >> 20
+                ));
+            }
             LoadError::NotAComponent(format!("{detail}; {}", load_hint(&detail, toolchain)))
         };
         let version = hex(&Sha256::digest(wasm));
@@ -188,45 +195,71 @@ impl PluginRuntime {
 
     /// Instantiate once without calling anything: catches a plugin that traps
     /// in its start function before it is put in service.
-    pub async fn smoke_test(&self, plugin: &CompiledPlugin) -> Result<(), LoadError> {
+    ///
+    /// It also measures what the instance took from the pool, and raises
+    /// the footprint counted from the binary to that: wasmtime adds
+    /// instances of its own (adapters between nested components) that the
+    /// binary does not show. Calls running meanwhile can only make the
+    /// measure larger, which errs on the safe side.
+    pub async fn smoke_test(&self, plugin: &mut CompiledPlugin) -> Result<(), LoadError> {
+        let metrics = self.engine.pooling_allocator_metrics();
+        let live = || {
+            metrics.as_ref().map(|m| Footprint {
+                core_instances: u32::try_from(m.core_instances()).unwrap_or(u32::MAX),
+                memories: u32::try_from(m.memories()).unwrap_or(u32::MAX),
+                tables: u32::try_from(m.tables()).unwrap_or(u32::MAX),
+            })
+        };
+        let probe = Event {
+            id: String::from("smoke-test"),
+            source: String::new(),
+            event_type: String::new(),
+            received_at: 0,
+            headers: Vec::new(),
+            body: Default::default(),
+        };
         let instantiate = async {
             loop {
-                let _room = self.pool.reserve(&plugin.footprint).await;
+                let room = self.pool.reserve(&plugin.footprint).await;
                 let released = self.pool.released();
-                let probe = Event {
-                    id: String::from("smoke-test"),
-                    source: String::new(),
-                    event_type: String::new(),
-                    received_at: 0,
-                    headers: Vec::new(),
-                    body: Default::default(),
-                };
                 let mut store = self.store(plugin, &probe, Arc::from([]));
+                let before = live();
                 match plugin.pre.instantiate_async(&mut store).await {
                     Err(e) if e.is::<PoolConcurrencyLimitError>() => {
-                        drop(_room);
+                        drop(room);
                         released.await;
                     }
                     Err(e) => {
                         store.data().flush_stdio();
-                        let mut reason = format!("{e:#}");
-                        if let Some(tail) = store.data().stdio_tail() {
-                            reason = failure_summary(&tail, plugin.toolchain).unwrap_or(reason);
-                        }
+                        let printed = store.data().stdio_text();
+                        let reason = failure_summary(&printed, plugin.toolchain)
+                            .unwrap_or_else(|| format!("{e:#}"));
                         return Err(LoadError::Instantiate(reason));
                     }
-                    Ok(_) => return Ok(()),
+                    Ok(_) => return Ok(before.zip(live())),
                 }
             }
         };
-        tokio::time::timeout(self.wall_timeout, instantiate)
+        let measured = tokio::time::timeout(self.wall_timeout, instantiate)
             .await
             .unwrap_or_else(|_| {
                 Err(LoadError::Instantiate(format!(
                     "instantiating took longer than {} ms",
                     self.wall_timeout.as_millis()
                 )))
-            })
+            })?;
+        if let Some((before, after)) = measured {
+            let fp = &mut plugin.footprint;
+            fp.core_instances = fp
+                .core_instances
+                .max(after.core_instances.saturating_sub(before.core_instances));
+            fp.memories = fp
+                .memories
+                .max(after.memories.saturating_sub(before.memories));
+            fp.tables = fp.tables.max(after.tables.saturating_sub(before.tables));
+            self.pool.check_fits(fp)?;
+        }
+        Ok(())
     }
 
     /// Run `plugin` on `event` within the limits: in a fresh instance, or,

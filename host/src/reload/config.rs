@@ -8,7 +8,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::debounce::{Pending, sleep_until, watch_dir};
-use crate::config::{self, Config, LiveConfig, PluginsConfig, ServerConfig, StorageConfig};
+use crate::config::{
+    self, Config, LiveConfig, PluginLimits, PluginsConfig, ServerConfig, StorageConfig,
+};
 use crate::dispatch::Dispatcher;
 
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -159,10 +161,28 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     } = &old.plugins;
     let p = &new.plugins;
     check("plugins.dir", *dir != p.dir);
+    // Each limit by name, so the warning says what changed.
+    let PluginLimits {
+        timeout,
+        wall_timeout,
+        memory_bytes,
+        max_output_bytes,
+        max_concurrency,
+        reuse,
+    } = limits;
+    let l = &p.limits;
+    check("plugins.timeout_ms", *timeout != l.timeout);
+    check("plugins.wall_timeout_ms", *wall_timeout != l.wall_timeout);
+    check("plugins.memory_limit_mb", *memory_bytes != l.memory_bytes);
     check(
-        "plugins (timeout_ms, wall_timeout_ms, memory_limit_mb, max_output_bytes, max_concurrency)",
-        *limits != p.limits,
+        "plugins.max_output_bytes",
+        *max_output_bytes != l.max_output_bytes,
     );
+    check(
+        "plugins.max_concurrency",
+        *max_concurrency != l.max_concurrency,
+    );
+    check("plugins.reuse", *reuse != l.reuse);
     check("plugins.cache_dir", *cache_dir != p.cache_dir);
     check("plugins.watch", *watch != p.watch);
     check(
@@ -242,10 +262,9 @@ mod tests {
             ("[storage]\nqueue_capacity = 7", "storage.queue_capacity"),
             ("[storage]\nfsync = false", "storage.fsync"),
             ("[plugins]\ndir = \"elsewhere\"", "plugins.dir"),
-            (
-                "[plugins]\ntimeout_ms = 7",
-                "plugins (timeout_ms, wall_timeout_ms, memory_limit_mb, max_output_bytes, max_concurrency)",
-            ),
+            ("[plugins]\ntimeout_ms = 7", "plugins.timeout_ms"),
+            ("[plugins]\nmemory_limit_mb = 7", "plugins.memory_limit_mb"),
+            ("[plugins]\nreuse = { x = 5 }", "plugins.reuse"),
             ("[plugins]\ncache_dir = \"\"", "plugins.cache_dir"),
             ("[plugins]\nwatch = false", "plugins.watch"),
             (

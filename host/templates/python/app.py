@@ -14,6 +14,10 @@ import _strptime  # noqa: F401  datetime.strptime imports it lazily, too late fo
 import plugin
 from wasmhook import _glue
 
+# Checked at build time, so a plugin.py without its function fails the build
+# rather than every event.
+_glue.check_handler(plugin)
+
 
 class WitWorld(wit_world.WitWorld):
     def handle(self, event: types.Event) -> types.Outcome:

@@ -181,3 +181,19 @@ test("utf8 polyfill matches the platform's encoder and decoder", () => {
   assert.equal(D.decode(new Uint8Array([0x61]).buffer), "a");
   assert.equal(D.decode(), "");
 });
+
+test("utf8: large texts decode and encode like the engine's, across chunk boundaries", () => {
+  const native = { enc: new globalThis.TextEncoder(), dec: new globalThis.TextDecoder() };
+  const ours = { enc: new utf8.TextEncoder(), dec: new utf8.TextDecoder() };
+  for (let pad = 0; pad < 6; pad++) {
+    const text = "x".repeat(8192 - pad) + "é✓🎉".repeat(5000) + "plain ascii ".repeat(2000);
+    const bytes = native.enc.encode(text);
+    assert.equal(ours.dec.decode(bytes), text);
+    assert.deepEqual(ours.enc.encode(text), bytes);
+    // Invalid bytes placed on a chunk boundary decode as the engine does.
+    const broken = bytes.slice();
+    broken[8192 - pad] = 0xff;
+    broken[8191 - pad] = 0xe2;
+    assert.equal(ours.dec.decode(broken), native.dec.decode(broken));
+  }
+});

@@ -201,3 +201,15 @@ def test_glue_non_ascii_round_trips(bindings):
     assert json.loads(out.value[0].event.body) == {"msg": "Grüße ✓ 日本"}
     assert out.value[0].event.body == body.replace(b": ", b":")
 
+
+
+def test_a_plugin_without_handle_fails_the_build_with_what_to_write():
+    import types as pytypes
+
+    from wasmhook import _glue
+
+    module = pytypes.ModuleType("plugin")
+    with pytest.raises(SystemExit, match=r"plugin\.py must define a function handle"):
+        _glue.check_handler(module)
+    module.handle = lambda ev, cfg: None
+    _glue.check_handler(module)

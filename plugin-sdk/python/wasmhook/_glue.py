@@ -29,6 +29,16 @@ class _Reject(Exception):
     """A plugin result the glue cannot send; its message is the whole error."""
 
 
+def check_handler(module: ModuleType) -> None:
+    """Fail the build, with what to write, when ``module`` has no ``handle``."""
+    handler = getattr(module, "handle", None)
+    if not callable(handler):
+        raise SystemExit(
+            f"{module.__name__}.py must define a function handle(ev: Event, cfg: Config) -> Outcome"
+            f" (found {'nothing' if handler is None else type(handler).__name__} named handle)"
+        )
+
+
 def handle(handler: Callable[[Event, Config], Outcome], wire_event: Any, *,
            types: ModuleType, host: Any, err: Callable[[str], BaseException]) -> Any:
     """The body of the WIT ``handle`` export: call ``handler`` and convert."""

@@ -36,7 +36,12 @@ struct Project {
 
 #[allow(clippy::print_stdout)]
 pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
-    let dir = args.dir.unwrap_or_else(|| PathBuf::from("."));
+    // A typo in --deploy is found before a build of many seconds.
+    if let Some(plugins) = &args.deploy {
+        check_plugins_dir(plugins)?;
+    }
+    let start = args.dir.unwrap_or_else(|| PathBuf::from("."));
+    let dir = find_project(&start)?;
     let project = detect(&dir)?;
     eprintln!(
         "building {} plugin {} in {}",
@@ -54,9 +59,35 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         Some(plugins) => deploy(&wasm, plugins, &project.name)?,
         None => wasm,
     };
-    println!("{}", printed.display());
+    super::print_stdout(&printed.display().to_string())?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// The project `start` is in: the nearest folder, `start` or one of its
+/// parents, with a manifest, as cargo and npm look.
+fn find_project(start: &Path) -> anyhow::Result<PathBuf> {
+    if !start.is_dir() {
+        bail!("{} is not a folder", start.display());
+    }
+    let absolute = start.canonicalize()?;
+    for dir in absolute.ancestors() {
+        if MANIFESTS.iter().any(|m| dir.join(m).is_file()) {
+            return Ok(if dir == absolute {
+                start.to_path_buf()
+            } else {
+                dir.to_path_buf()
+            });
+        }
+    }
+    bail!(
+        "{} holds no plugin project (no Cargo.toml, package.json or pyproject.toml here or above); \
+         make one with `wasmhook plugin new NAME --lang rust|js|python`",
+        start.display()
+    )
+}
+
+/// The manifests that make a folder a plugin project, by language.
+const MANIFESTS: [&str; 3] = ["Cargo.toml", "package.json", "pyproject.toml"];
 
 /// What kind of project `dir` holds, by its manifest.
 fn detect(dir: &Path) -> anyhow::Result<Project> {
@@ -196,6 +227,9 @@ fn build_python(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
             ".",
         ])
         .args(["-o", &out])
+        // componentize-py is Rust: a RUST_BACKTRACE meant for the author's
+        // own Rust buries the Python error under 30 frames of its internals.
+        .env_remove("RUST_BACKTRACE")
         .current_dir(dir);
     // componentize-py finds the packages a plugin imports through
     // VIRTUAL_ENV: set it for the project's own venv, activated or not.
@@ -271,13 +305,23 @@ fn find_componentize_py(dir: &Path) -> Option<PathBuf> {
 
 /// Copy `wasm` into `plugins` as `NAME.wasm` by a rename, so a router
 /// watching the folder never sees half a file.
-fn deploy(wasm: &Path, plugins: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    if !plugins.is_dir() {
-        bail!(
-            "--deploy {}: no such folder (give the router's plugins.dir)",
-            plugins.display()
-        );
+fn check_plugins_dir(plugins: &Path) -> anyhow::Result<()> {
+    if plugins.is_dir() {
+        return Ok(());
     }
+    let what = if plugins.exists() {
+        "is not a folder"
+    } else {
+        "no such folder"
+    };
+    bail!(
+        "--deploy {}: {what} (give the router's plugins.dir)",
+        plugins.display()
+    )
+}
+
+fn deploy(wasm: &Path, plugins: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    check_plugins_dir(plugins)?;
     // The router serves `NAME.wasm` as NAME: a name that is a path, or a
     // hidden file, would be put elsewhere or never loaded.
     if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
@@ -351,6 +395,10 @@ mod tests {
         let empty = project(&[]);
         let err = detect(empty.path()).unwrap_err().to_string();
         assert!(err.contains("wasmhook plugin new"), "{err}");
+        // From a folder inside a project, the project is found above.
+        std::fs::create_dir_all(rust.path().join("src/deep")).unwrap();
+        let found = find_project(&rust.path().join("src/deep")).unwrap();
+        assert_eq!(found, rust.path().canonicalize().unwrap());
     }
 
     #[test]

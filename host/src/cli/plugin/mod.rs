@@ -50,6 +50,17 @@ impl Lang {
     }
 }
 
+/// Print `text` and a newline on stdout. A reader that went away (`| head`)
+/// is not an error: there is no one left to tell.
+pub fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 pub async fn run(command: PluginCommand) -> anyhow::Result<std::process::ExitCode> {
     match command {
         PluginCommand::Run(args) => run::run(args).await,

@@ -61,15 +61,21 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
     let name = args.name.as_str();
     check_name(name)?;
     let dir = args.dir.unwrap_or_else(|| PathBuf::from(name));
-    if dir.exists() {
+    // An empty folder (`--dir .` in a fresh one) is as good as none.
+    let empty = std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_none());
+    if dir.exists() && !empty {
         bail!(
-            "{} already exists; pick another name or --dir",
+            "{} already exists and is not empty; pick another name or --dir",
             dir.display()
         );
     }
     if let Err(e) = write_project(&dir, name, args.lang) {
-        // Leave nothing half-made behind.
+        // Leave nothing half-made behind (an empty folder we were given
+        // stays, emptied again).
         let _ = std::fs::remove_dir_all(&dir);
+        if empty {
+            let _ = std::fs::create_dir_all(&dir);
+        }
         return Err(e);
     }
     println!(
@@ -93,6 +99,10 @@ fn check_name(name: &str) -> anyhow::Result<()> {
         bail!(
             "{name:?} is not a plugin name: use lower-case letters, digits and '-', starting with a letter (at most 64)"
         );
+    }
+    // A Rust project vendors crates of these names: one more would clash.
+    if name == "wasmhook-sdk" || name == "wasmhook-sdk-macros" {
+        bail!("{name:?} is the SDK's own name; pick another");
     }
     Ok(())
 }
@@ -132,7 +142,7 @@ fn next_steps(lang: Lang, name: &str) -> String {
                 "the .wasm (needs: rustup target add wasm32-wasip2)",
             ),
             (
-                "wasmhook plugin run $(wasmhook plugin build) events/sample.json",
+                "wasm=$(wasmhook plugin build) && wasmhook plugin run \"$wasm\" events/sample.json",
                 "try it",
             ),
             (
@@ -145,7 +155,7 @@ fn next_steps(lang: Lang, name: &str) -> String {
             ("npm test", "the logic, natively (node --test)"),
             ("wasmhook plugin build", "the .wasm (npm run build)"),
             (
-                "wasmhook plugin run $(wasmhook plugin build) events/sample.json",
+                "wasm=$(wasmhook plugin build) && wasmhook plugin run \"$wasm\" events/sample.json",
                 "try it",
             ),
             (
@@ -165,7 +175,7 @@ fn next_steps(lang: Lang, name: &str) -> String {
             ("python -m pytest", "the logic, natively"),
             ("wasmhook plugin build", "the .wasm (componentize-py)"),
             (
-                "wasmhook plugin run $(wasmhook plugin build) events/sample.json",
+                "wasm=$(wasmhook plugin build) && wasmhook plugin run \"$wasm\" events/sample.json",
                 "try it",
             ),
             (
@@ -194,7 +204,7 @@ mod tests {
         for good in ["a", "my-filter", "x2"] {
             assert!(check_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "My", "2x", "a_b", "a-", "../x", "a b"] {
+        for bad in ["", "My", "2x", "a_b", "a-", "../x", "a b", "wasmhook-sdk"] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
     }

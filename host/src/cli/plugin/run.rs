@@ -28,8 +28,11 @@ pub struct RunArgs {
     /// nothing reads stdin.
     event: Option<PathBuf>,
     /// Take the file as the body even when it looks like a full event.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "event_json")]
     raw: bool,
+    /// The file must be a full event: an error, not a body, when it is not.
+    #[arg(long = "event")]
+    event_json: bool,
     /// Event type (overrides the event's "type").
     #[arg(long = "type")]
     event_type: Option<String>,
@@ -48,10 +51,11 @@ pub struct RunArgs {
     /// Plugin config as a TOML table of keys (like a route's `config = { … }`).
     #[arg(long, value_name = "FILE")]
     config_file: Option<PathBuf>,
-    /// Limits, as in the router's [plugins] table.
-    #[arg(long, default_value_t = PluginLimits::default().timeout.as_millis() as u64)]
+    /// Execution time allowed, as `plugins.timeout_ms` (1–60000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     timeout_ms: u64,
-    #[arg(long, default_value_t = (PluginLimits::default().memory_bytes >> 20) as u64)]
+    /// Linear memory allowed, as `plugins.memory_limit_mb` (1–4096).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     memory_limit_mb: u64,
     /// Where compiled plugins are kept (default: the user's cache folder).
     #[arg(long, env = "WASMHOOK_CACHE_DIR")]
@@ -64,13 +68,18 @@ pub struct RunArgs {
     pub verbose: bool,
 }
 
-#[allow(clippy::print_stdout)]
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if crate::plugin::plugin_name(&args.plugin).is_none() {
+        bail!(
+            "the plugin comes first and must be a .wasm file, not {} (wasmhook plugin run PLUGIN.wasm [EVENT])",
+            args.plugin.display()
+        );
+    }
     let input = read_input(args.event.as_deref())?;
     let mut event = if args.raw {
         bare_event(input)
     } else {
-        parse_event(input)?
+        parse_event(input, args.event_json)?
     };
     if let Some(t) = args.event_type {
         event.event_type = t;
@@ -92,8 +101,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = plugin_config(args.config_file.as_deref(), &args.config)?;
 
     let limits = PluginLimits {
-        timeout: std::time::Duration::from_millis(args.timeout_ms.max(1)),
-        memory_bytes: (args.memory_limit_mb.max(1) as usize) << 20,
+        timeout: std::time::Duration::from_millis(args.timeout_ms),
+        memory_bytes: (args.memory_limit_mb as usize) << 20,
         max_concurrency: 1,
         ..PluginLimits::default()
     };
@@ -130,7 +139,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     match outcome {
         Ok(outcome) => {
-            println!("{}", serde_json::to_string_pretty(&outcome_json(&outcome))?);
+            let text = serde_json::to_string_pretty(&outcome_json(&outcome))?;
+            super::print_stdout(&text)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
@@ -178,13 +188,45 @@ fn bare_event(body: Vec<u8>) -> Event {
     }
 }
 
-/// A full event if the input is one, else an event with the input as body.
-fn parse_event(input: Vec<u8>) -> anyhow::Result<Event> {
-    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&input) else {
-        return Ok(bare_event(input));
+/// A full event if the input is one (a JSON object of event keys only,
+/// with a `body`, `body_base64` or `headers`), else an event with the input
+/// as body. `must`: it has to be an event (`--event`).
+fn parse_event(input: Vec<u8>, must: bool) -> anyhow::Result<Event> {
+    let map = match serde_json::from_slice::<Value>(&input) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) if must => bail!("--event: the file is JSON, but not an object"),
+        Ok(_) => return Ok(bare_event(input)),
+        Err(e) if must => bail!("--event: the file is not valid JSON: {e}"),
+        Err(e) => {
+            // A file that starts like JSON but does not parse is most likely
+            // a mistyped event: say so, then go on with it as the body.
+            if input.trim_ascii_start().starts_with(b"{") {
+                eprintln!("warning: the event file is not valid JSON ({e}); using it as the body");
+            }
+            return Ok(bare_event(input));
+        }
     };
-    let is_event = (map.contains_key("body") || map.contains_key("body_base64"))
-        && map.keys().all(|k| EVENT_KEYS.contains(&k.as_str()));
+    let only_event_keys = map.keys().all(|k| EVENT_KEYS.contains(&k.as_str()));
+    let is_event = only_event_keys
+        && ["body", "body_base64", "headers"]
+            .iter()
+            .any(|k| map.contains_key(*k));
+    if must && !is_event {
+        let stray: Vec<&str> = map
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !EVENT_KEYS.contains(k))
+            .collect();
+        bail!(
+            "--event: an event has the keys {} (and body, body_base64 or headers){}",
+            EVENT_KEYS.join(", "),
+            if stray.is_empty() {
+                String::new()
+            } else {
+                format!("; this one also has {}", stray.join(", "))
+            }
+        );
+    }
     if !is_event {
         return Ok(bare_event(input));
     }
@@ -200,6 +242,7 @@ fn full_event(map: Map<String, Value>) -> anyhow::Result<Event> {
         }
     };
     let body = match (map.get("body"), map.get("body_base64")) {
+        (Some(_), Some(_)) => bail!("the event has both \"body\" and \"body_base64\": give one"),
         (_, Some(Value::String(b64))) => base64::engine::general_purpose::STANDARD
             .decode(b64)
             .context("the event's \"body_base64\" is not valid base64")?,
@@ -292,23 +335,34 @@ fn outcome_json(outcome: &Outcome) -> Value {
         Outcome::Drop { reason } => json!({ "drop": reason }),
         Outcome::Emit(outputs) => json!({
             "emit": outputs.iter().map(|o| {
-                let body = match serde_json::from_slice::<Value>(&o.event.body) {
-                    Ok(v) => v,
-                    Err(_) => match std::str::from_utf8(&o.event.body) {
-                        Ok(text) => Value::String(text.to_string()),
-                        Err(_) => json!({ "base64": base64::engine::general_purpose::STANDARD.encode(&o.event.body) }),
-                    },
-                };
-                json!({
+                let mut out = json!({
                     "id": o.event.id,
                     "source": o.event.source,
                     "event_type": o.event.event_type,
                     "targets": o.targets,
                     "headers": o.event.headers,
-                    "body": body,
-                })
+                });
+                let (key, body) = body_json(&o.event.body);
+                out[key] = body;
+                out
             }).collect::<Vec<_>>()
         }),
+    }
+}
+
+/// The body as the input format reads it back: JSON (but a JSON string)
+/// as `body`, other text as `body` (a string is the text), bytes as
+/// `body_base64`.
+fn body_json(body: &[u8]) -> (&'static str, Value) {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) if !v.is_string() => ("body", v),
+        _ => match std::str::from_utf8(body) {
+            Ok(text) => ("body", Value::String(text.to_string())),
+            Err(_) => (
+                "body_base64",
+                Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
+            ),
+        },
     }
 }
 
@@ -321,6 +375,7 @@ mod tests {
         let e = parse_event(
             br#"{"source":"github","type":"push","id":"evt_9","headers":{"X-GitHub-Event":"push"},"body":{"n":1}}"#
                 .to_vec(),
+            false,
         )
         .unwrap();
         assert_eq!(
@@ -342,7 +397,7 @@ mod tests {
             b"not json",
             b"{\"body\":1",
         ] {
-            let e = parse_event(input.to_vec()).unwrap();
+            let e = parse_event(input.to_vec(), false).unwrap();
             assert_eq!(&e.body[..], input);
             assert!(e.headers.is_empty(), "no content-type is invented");
             assert_eq!(e.id, "evt_cli");
@@ -351,13 +406,35 @@ mod tests {
 
     #[test]
     fn a_text_body_stays_text_and_base64_is_decoded() {
-        let e = parse_event(br#"{"body":"a=1&b=2","headers":[["Content-Type","x"]]}"#.to_vec())
-            .unwrap();
+        let e = parse_event(
+            br#"{"body":"a=1&b=2","headers":[["Content-Type","x"]]}"#.to_vec(),
+            false,
+        )
+        .unwrap();
         assert_eq!(&e.body[..], b"a=1&b=2");
         assert_eq!(e.headers[0].0, "content-type");
-        let e = parse_event(br#"{"body_base64":"AAEC"}"#.to_vec()).unwrap();
+        let e = parse_event(br#"{"body_base64":"AAEC"}"#.to_vec(), false).unwrap();
         assert_eq!(&e.body[..], [0, 1, 2]);
-        assert!(parse_event(br#"{"body":1,"headers":7}"#.to_vec()).is_err());
+        assert!(parse_event(br#"{"body":1,"headers":7}"#.to_vec(), false).is_err());
+        assert!(parse_event(br#"{"body":"x","body_base64":"AAEC"}"#.to_vec(), false).is_err());
+        // --event insists, and says which keys are wrong.
+        let err = parse_event(br#"{"amount":1}"#.to_vec(), true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("also has amount"), "{err}");
+        assert!(parse_event(b"{\"body\":".to_vec(), true).is_err());
+        // Headers alone make an event: its body is empty.
+        let e = parse_event(br#"{"type":"ping","headers":{}}"#.to_vec(), false).unwrap();
+        assert_eq!((e.event_type.as_str(), e.body.len()), ("ping", 0));
+    }
+
+    #[test]
+    fn printed_bodies_read_back_as_the_same_bytes() {
+        assert_eq!(body_json(br#"{"a":1}"#), ("body", json!({"a": 1})));
+        // A JSON string body is printed as its text, quotes and all.
+        assert_eq!(body_json(br#""hi""#), ("body", json!("\"hi\"")));
+        assert_eq!(body_json(b"plain"), ("body", json!("plain")));
+        assert_eq!(body_json(&[0xff, 0]), ("body_base64", json!("/wA=")));
     }
 
     #[test]
