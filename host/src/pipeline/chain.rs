@@ -6,7 +6,7 @@ use crate::config::{Config, LiveConfig, Route};
 use crate::event::{Event, Outcome, Output};
 use crate::metrics::Metrics;
 use crate::plugin::{PluginError, PluginRegistry};
-use crate::store::{Delivery, Dropped, Processed, RouteFailure, RouteOutcome, RouteResult};
+use crate::store::{Delivery, Dropped, Processed, RouteOutcome, RouteResult};
 
 /// The route name recorded for an event whose source had no route. Route
 /// names cannot contain `*`, so it never clashes with a configured one.
@@ -57,7 +57,7 @@ impl Pipeline {
             );
             tracing::warn!("{reason}");
             self.metrics.event_unrouted(&event.source);
-            result.fail(event, UNROUTED, None, reason, None);
+            result.routes.push(failed(UNROUTED, None, reason, None));
             return result;
         }
         for route in config.routes.iter().filter(|r| matches(r, event)) {
@@ -76,13 +76,12 @@ impl Pipeline {
         let mut result = PipelineResult::default();
         match config.routes.iter().find(|r| r.name == route_name) {
             Some(route) => self.run_into(&config, route, event, &mut result).await,
-            None => result.fail(
-                event,
+            None => result.routes.push(failed(
                 route_name,
                 None,
                 format!("route {route_name:?} is no longer in the config"),
                 None,
-            ),
+            )),
         }
         result
     }
@@ -111,7 +110,9 @@ impl Pipeline {
             Err(f) => {
                 tracing::warn!(route = %route.name, plugin = f.plugin.as_deref().unwrap_or(""), "route failed: {}", f.reason);
                 self.metrics.route_failed(&route.name);
-                result.fail(event, &route.name, f.plugin, f.reason, f.waiting_for);
+                result
+                    .routes
+                    .push(failed(&route.name, f.plugin, f.reason, f.waiting_for));
             }
         }
     }
@@ -245,31 +246,20 @@ impl Pipeline {
     }
 }
 
-impl Processed {
-    /// Record that `route` failed on `event`: kept for re-running, and shown.
-    fn fail(
-        &mut self,
-        event: &Event,
-        route: &str,
-        plugin: Option<String>,
-        reason: String,
-        waiting_for: Option<String>,
-    ) {
-        self.routes.push(RouteOutcome {
-            route: route.to_string(),
-            result: RouteResult::Failed {
-                plugin: plugin.clone(),
-                error: reason.clone(),
-                waiting_for: waiting_for.clone(),
-            },
-        });
-        self.failures.push(RouteFailure {
-            event_id: event.id.clone(),
-            route: route.to_string(),
+/// That `route` failed: the store keeps it for re-running, and shows it.
+fn failed(
+    route: &str,
+    plugin: Option<String>,
+    error: String,
+    waiting_for: Option<String>,
+) -> RouteOutcome {
+    RouteOutcome {
+        route: route.to_string(),
+        result: RouteResult::Failed {
             plugin,
-            reason,
+            error,
             waiting_for,
-        });
+        },
     }
 }
 

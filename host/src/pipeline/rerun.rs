@@ -82,7 +82,7 @@ pub async fn rerun_route(
     route: &str,
 ) -> Vec<crate::store::RouteFailure> {
     let result = pipeline.rerun(&event, route).await;
-    let failures = result.failures.clone();
+    let failures = result.failures(&event.id);
     if let Err(e) = store.record_rerun(event, route, result).await {
         tracing::error!(route, "could not record a re-run: {e}");
     }

@@ -50,8 +50,8 @@ pub fn spawn_pipeline_workers(
                     };
                     // A plugin may have loaded between our lookup and now; its
                     // load notice would then have found nothing to re-run.
-                    let mut waiting: Vec<String> = result
-                        .failures
+                    let failures = result.failures(&event.id);
+                    let mut waiting: Vec<String> = failures
                         .iter()
                         .filter_map(|f| f.waiting_for.clone())
                         .collect();
@@ -59,7 +59,7 @@ pub fn spawn_pipeline_workers(
                     waiting.dedup();
                     tracing::debug!(
                         deliveries = result.deliveries.len(),
-                        failures = result.failures.len(),
+                        failures = failures.len(),
                         "pipeline done"
                     );
                     if !record(store.as_ref(), event, result, &cancel).await {

@@ -110,13 +110,35 @@ pub struct Dropped {
     pub count: usize,
 }
 
-/// What the pipeline made of an event: deliveries to make, routes that
-/// failed (kept for re-running), and what every route did.
+/// What the pipeline made of an event: deliveries to make, and what every
+/// route did. The routes that failed are kept for re-running.
 #[derive(Debug, Clone, Default)]
 pub struct Processed {
     pub deliveries: Vec<Delivery>,
-    pub failures: Vec<RouteFailure>,
     pub routes: Vec<RouteOutcome>,
+}
+
+impl Processed {
+    /// The routes that failed on event `event_id`, as kept for re-running.
+    pub fn failures(&self, event_id: &str) -> Vec<RouteFailure> {
+        self.routes
+            .iter()
+            .filter_map(|o| match &o.result {
+                RouteResult::Failed {
+                    plugin,
+                    error,
+                    waiting_for,
+                } => Some(RouteFailure {
+                    event_id: event_id.to_string(),
+                    route: o.route.clone(),
+                    plugin: plugin.clone(),
+                    reason: error.clone(),
+                    waiting_for: waiting_for.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// What `accept` did.

@@ -225,7 +225,7 @@ impl Store for SqliteStore {
             .run(move |t| {
                 let now = now_ms() as i64;
                 insert_deliveries(t, &event, &processed.deliveries, now)?;
-                insert_failures(t, &event, &processed.failures, now)?;
+                insert_failures(t, &event, &processed.failures(&event.id), now)?;
                 t.execute(
                     "UPDATE events SET state = 'processed', routes = ?3 WHERE source = ?1 AND id = ?2",
                     params![event.source, event.id, routes],
@@ -290,7 +290,7 @@ impl Store for SqliteStore {
                     params![event.source, event.id, route],
                 )?;
                 insert_deliveries(t, &event, &processed.deliveries, now)?;
-                insert_failures(t, &event, &processed.failures, now)?;
+                insert_failures(t, &event, &processed.failures(&event.id), now)?;
                 rows::replace_route_outcomes(t, &event, &route, &processed.routes)
             })
             .await?;

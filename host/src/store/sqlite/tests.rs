@@ -4,11 +4,18 @@ use super::*;
 use crate::store::{RouteOutcome, RouteResult};
 
 fn processed(deliveries: Vec<Delivery>, failures: Vec<RouteFailure>) -> Processed {
-    Processed {
-        deliveries,
-        failures,
-        routes: Vec::new(),
-    }
+    let routes = failures
+        .into_iter()
+        .map(|f| RouteOutcome {
+            route: f.route,
+            result: RouteResult::Failed {
+                plugin: f.plugin,
+                error: f.reason,
+                waiting_for: f.waiting_for,
+            },
+        })
+        .collect();
+    Processed { deliveries, routes }
 }
 
 fn event(id: &str) -> Event {
@@ -382,6 +389,13 @@ async fn what_each_route_did_is_kept_and_a_rerun_replaces_its_own() {
     let rec = store.event("e").await.unwrap().unwrap();
     assert_eq!(rec.routes[0], dropped);
     assert!(matches!(rec.routes[1].result, RouteResult::Failed { .. }));
+    // The failed route is kept to re-run, the dropped one is not.
+    let waiting = store
+        .failed_routes(FailedFilter::WaitingFor("p".into()))
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(rec.failed_routes.len(), 1);
 
     let emitted = RouteOutcome {
         route: "r".into(),
