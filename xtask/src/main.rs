@@ -277,17 +277,20 @@ fn template_plugins() -> Result<(), String> {
             .map_err(|e| format!("cannot read {variant}: {e}"))?;
         std::fs::write(dir.join(source), text.replace("VERSION", "bench"))
             .map_err(|e| format!("cannot write {source}: {e}"))?;
-        let out = run(&["plugin", "build", &dir.to_string_lossy()])?;
+        let plugins = target_dir().join("plugins");
+        let out = run(&[
+            "plugin",
+            "build",
+            &dir.to_string_lossy(),
+            "--deploy",
+            &plugins.to_string_lossy(),
+        ])?;
         if !out.status.success() {
             return Err(format!(
                 "plugin build ({lang}): {}",
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let built = stdout.lines().last().unwrap_or_default();
-        let to = target_dir().join("plugins").join(format!("{name}.wasm"));
-        std::fs::copy(built, &to).map_err(|e| format!("cannot copy {built}: {e}"))?;
     }
     eprintln!("xtask: template plugins built into target/plugins/tpl-*.wasm");
     Ok(())

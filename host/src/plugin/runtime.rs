@@ -218,25 +218,21 @@ impl PluginRuntime {
             headers: Vec::new(),
             body: Default::default(),
         };
+        let mut slot = None;
         let instantiate = async {
-            loop {
-                let room = self.pool.reserve(&plugin.footprint).await;
-                let released = self.pool.released();
-                let mut store = self.store(plugin, &probe, Arc::from([]));
-                let before = live();
-                match plugin.pre.instantiate_async(&mut store).await {
-                    Err(e) if e.is::<PoolConcurrencyLimitError>() => {
-                        drop(room);
-                        released.await;
-                    }
-                    Err(e) => {
-                        store.data().flush_stdio();
-                        let printed = store.data().stdio_text();
-                        let reason = failure_summary(&printed, plugin.toolchain)
-                            .unwrap_or_else(|| format!("{e:#}"));
-                        return Err(LoadError::Instantiate(reason));
-                    }
-                    Ok(_) => return Ok(before.zip(live())),
+            let room = self.pool.reserve(&plugin.footprint).await;
+            let before = live();
+            let (instance, _room) = self
+                .instantiate(plugin, &probe, Arc::from([]), room, &mut slot)
+                .await;
+            match instance {
+                Ok(_) => Ok(before.zip(live())),
+                Err(e) => {
+                    let state = slot.as_ref().expect("a store was made").data();
+                    state.flush_stdio();
+                    let reason = failure_summary(&state.stdio_text(), plugin.toolchain)
+                        .unwrap_or_else(|| format!("{e:#}"));
+                    Err(LoadError::Instantiate(reason))
                 }
             }
         };
@@ -298,45 +294,62 @@ impl PluginRuntime {
         // host call (a sleep, a poll) would hold its slot for as long as it
         // liked. The wall-clock bound drops the call, and with it the
         // instance, wherever it is.
-        let mut last_store = None;
+        let mut slot = None;
         let call = async {
-            let mut room = room;
-            loop {
-                let released = self.pool.released();
-                let store = last_store.insert(self.store(plugin, event, config.clone()));
-                match plugin.pre.instantiate_async(&mut *store).await {
-                    Ok(instance) => {
-                        let result = instance.call_handle(&mut *store, &wire_event).await;
-                        break (result, Some((instance, room)));
-                    }
-                    // The footprint undercounted (a nested component): wait
-                    // for a call to end, then try again in a fresh store,
-                    // within this call's wall-clock bound.
-                    Err(e) if e.is::<PoolConcurrencyLimitError>() => {
-                        drop(room);
-                        released.await;
-                        room = self.pool.reserve(&plugin.footprint).await;
-                    }
-                    Err(e) => break (Err(e), None),
-                }
-            }
+            let (instance, room) = self
+                .instantiate(plugin, event, config, room, &mut slot)
+                .await;
+            let instance = instance?;
+            let store = slot.as_mut().expect("a store was made");
+            let answer = instance.call_handle(&mut *store, &wire_event).await?;
+            Ok((answer, instance, room))
         };
         let timed = tokio::time::timeout(self.wall_timeout, call).await;
-        let (Some(store), Ok((result, live))) = (last_store, timed) else {
+        // What it printed is logged however the call ended.
+        let Some(store) = slot else {
             return Err(self.wall_timeout_error());
         };
         store.data().flush_stdio();
-        let outcome = match &result {
-            Err(trap) => return Err(self.classify(store.data(), plugin.toolchain, trap)),
-            Ok(Err(message)) => Err(PluginError::Failed(message.clone())),
-            Ok(Ok(outcome)) => self.check_output(from_wire(outcome.clone())),
+        let (answer, instance, room) = match timed {
+            Err(_) => return Err(self.wall_timeout_error()),
+            Ok(Err(trap)) => return Err(self.classify(store.data(), plugin.toolchain, &trap)),
+            Ok(Ok(called)) => called,
+        };
+        let outcome = match answer {
+            Err(message) => Err(PluginError::Failed(message)),
+            Ok(outcome) => self.check_output(from_wire(outcome)),
         };
         // An instance that answered (even with an error) is sound: keep it
         // for the next event if the plugin reuses instances.
-        if let Some((instance, room)) = live {
-            plugin.warm.keep(Warm::new(store, instance, room));
-        }
+        plugin.warm.keep(Warm::new(store, instance, room));
         outcome
+    }
+
+    /// Instantiate `plugin` for `event` in a fresh store, left in `slot` so
+    /// the caller can read what it printed however the call ends. When the
+    /// pool is exhausted despite `room` (the footprint undercounted: a
+    /// nested component), wait for a call to end and try again in a new
+    /// store; the caller's wall-clock bound limits the waiting.
+    async fn instantiate(
+        &self,
+        plugin: &CompiledPlugin,
+        event: &Event,
+        config: Arc<[(String, String)]>,
+        mut room: Reservation,
+        slot: &mut Option<Store<CallState>>,
+    ) -> (wasmtime::Result<Plugin>, Reservation) {
+        loop {
+            let released = self.pool.released();
+            let store = slot.insert(self.store(plugin, event, config.clone()));
+            match plugin.pre.instantiate_async(&mut *store).await {
+                Err(e) if e.is::<PoolConcurrencyLimitError>() => {
+                    drop(room);
+                    released.await;
+                    room = self.pool.reserve(&plugin.footprint).await;
+                }
+                result => return (result, room),
+            }
+        }
     }
 
     /// Run one more event in a kept instance. `None` when it broke (trapped,

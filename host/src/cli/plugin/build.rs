@@ -41,8 +41,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         check_plugins_dir(plugins)?;
     }
     let start = args.dir.unwrap_or_else(|| PathBuf::from("."));
-    let dir = find_project(&start)?;
-    let project = detect(&dir)?;
+    let (dir, project) = find_project(&start)?;
     eprintln!(
         "building {} plugin {} in {}",
         project.lang.label(),
@@ -63,20 +62,17 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The project `start` is in: the nearest folder, `start` or one of its
-/// parents, with a manifest, as cargo and npm look.
-fn find_project(start: &Path) -> anyhow::Result<PathBuf> {
+/// The project `start` is in, and what it is: the nearest folder, `start`
+/// or one of its parents, with a manifest, as cargo and npm look.
+fn find_project(start: &Path) -> anyhow::Result<(PathBuf, Project)> {
     if !start.is_dir() {
         bail!("{} is not a folder", start.display());
     }
     let absolute = start.canonicalize()?;
     for dir in absolute.ancestors() {
-        if MANIFESTS.iter().any(|m| dir.join(m).is_file()) {
-            return Ok(if dir == absolute {
-                start.to_path_buf()
-            } else {
-                dir.to_path_buf()
-            });
+        if let Some(project) = detect(dir)? {
+            let dir = if dir == absolute { start } else { dir };
+            return Ok((dir.to_path_buf(), project));
         }
     }
     bail!(
@@ -86,47 +82,28 @@ fn find_project(start: &Path) -> anyhow::Result<PathBuf> {
     )
 }
 
-/// The manifests that make a folder a plugin project, by language.
-const MANIFESTS: [&str; 3] = ["Cargo.toml", "package.json", "pyproject.toml"];
-
-/// What kind of project `dir` holds, by its manifest.
-fn detect(dir: &Path) -> anyhow::Result<Project> {
-    if !dir.is_dir() {
-        bail!("{} is not a folder", dir.display());
-    }
+/// What kind of project `dir` holds, by its manifest; `None` for none.
+fn detect(dir: &Path) -> anyhow::Result<Option<Project>> {
     let read = |file: &str| std::fs::read_to_string(dir.join(file));
-    if let Ok(text) = read("Cargo.toml") {
-        let name = toml_name(&text, "Cargo.toml", "package")?;
-        return Ok(Project {
-            lang: Lang::Rust,
-            name,
-        });
-    }
-    if let Ok(text) = read("package.json") {
+    let (lang, name) = if let Ok(text) = read("Cargo.toml") {
+        (Lang::Rust, toml_name(&text, "Cargo.toml", "package")?)
+    } else if let Ok(text) = read("package.json") {
         let manifest: serde_json::Value =
             serde_json::from_str(&text).context("package.json is not valid JSON")?;
         let name = manifest["name"]
             .as_str()
             .context("package.json has no \"name\"")?;
         // A scoped npm name (@acme/x) is served as its last part.
-        let name = name.rsplit('/').next().unwrap_or(name).to_string();
-        return Ok(Project {
-            lang: Lang::Js,
-            name,
-        });
-    }
-    if let Ok(text) = read("pyproject.toml") {
-        let name = toml_name(&text, "pyproject.toml", "project")?;
-        return Ok(Project {
-            lang: Lang::Python,
-            name,
-        });
-    }
-    bail!(
-        "{} holds no plugin project (no Cargo.toml, package.json or pyproject.toml); \
-         make one with `wasmhook plugin new NAME --lang rust|js|python`",
-        dir.display()
-    )
+        (
+            Lang::Js,
+            name.rsplit('/').next().unwrap_or(name).to_string(),
+        )
+    } else if let Ok(text) = read("pyproject.toml") {
+        (Lang::Python, toml_name(&text, "pyproject.toml", "project")?)
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(Project { lang, name }))
 }
 
 /// `[table] name = "…"` from a TOML manifest.
@@ -382,23 +359,25 @@ mod tests {
     fn the_manifest_names_the_language_and_the_plugin() {
         let rust = project(&[("Cargo.toml", "[package]\nname = \"my-filter\"\n")]);
         assert_eq!(
-            detect(rust.path()).unwrap(),
+            detect(rust.path()).unwrap().unwrap(),
             Project {
                 lang: Lang::Rust,
                 name: "my-filter".into()
             }
         );
         let js = project(&[("package.json", r#"{"name": "@acme/tagger"}"#)]);
-        assert_eq!(detect(js.path()).unwrap().name, "tagger");
+        assert_eq!(detect(js.path()).unwrap().unwrap().name, "tagger");
         let py = project(&[("pyproject.toml", "[project]\nname = \"scorer\"\n")]);
-        assert_eq!(detect(py.path()).unwrap().lang, Lang::Python);
+        assert_eq!(detect(py.path()).unwrap().unwrap().lang, Lang::Python);
         let empty = project(&[]);
-        let err = detect(empty.path()).unwrap_err().to_string();
+        assert!(detect(empty.path()).unwrap().is_none());
+        let err = find_project(empty.path()).unwrap_err().to_string();
         assert!(err.contains("wasmhook plugin new"), "{err}");
         // From a folder inside a project, the project is found above.
         std::fs::create_dir_all(rust.path().join("src/deep")).unwrap();
-        let found = find_project(&rust.path().join("src/deep")).unwrap();
+        let (found, project) = find_project(&rust.path().join("src/deep")).unwrap();
         assert_eq!(found, rust.path().canonicalize().unwrap());
+        assert_eq!(project.name, "my-filter");
     }
 
     #[test]
