@@ -287,6 +287,10 @@ async fn a_plugin_blocked_in_a_sleep_is_stopped_by_the_wall_clock() {
             WAIT,
         )
         .await;
+    // What it printed before it was cut off is in the log.
+    router
+        .wait_log_contains("hostile-sleep: going to sleep on", WAIT)
+        .await;
     router
         .wait_log("the wall-clock failure", WAIT, |l| {
             l["message"]
