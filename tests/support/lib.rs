@@ -3,6 +3,7 @@
 
 pub use router::binary;
 
+pub mod load;
 mod receiver;
 mod router;
 pub mod templates;

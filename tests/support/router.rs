@@ -58,6 +58,8 @@ pub struct Setup<'a> {
     /// Leave `server.admin_token` unset (the admin API is then off).
     pub no_admin_token: bool,
     pub plugins_extra: &'a str,
+    /// `RUST_LOG` for the router (`info` when empty).
+    pub log: &'a str,
 }
 
 /// The admin token every test router is configured with.
@@ -70,6 +72,7 @@ pub struct Router {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     logs: Arc<Mutex<Vec<String>>>,
+    log_level: String,
     client: reqwest::Client,
 }
 
@@ -101,6 +104,7 @@ impl Router {
             plugins_extra,
             durable,
             no_admin_token,
+            log,
             ..
         } = setup;
         let token = if no_admin_token {
@@ -119,17 +123,19 @@ impl Router {
         );
         let config_path = dir.path().join("wasmhook.toml");
         std::fs::write(&config_path, toml).unwrap();
-        Self::spawn(dir, &config_path).await
+        Self::spawn(dir, &config_path, log).await
     }
 
-    async fn spawn(dir: tempfile::TempDir, config_path: &Path) -> Router {
-        let (child, addr, logs) = launch(config_path).await;
+    async fn spawn(dir: tempfile::TempDir, config_path: &Path, log: &str) -> Router {
+        let log = if log.is_empty() { "info" } else { log }.to_string();
+        let (child, addr, logs) = launch(config_path, &log).await;
         Router {
             child,
             config_path: config_path.to_path_buf(),
             addr,
             dir,
             logs,
+            log_level: log,
             client: reqwest::Client::new(),
         }
     }
@@ -151,7 +157,7 @@ impl Router {
     pub async fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, addr, logs) = launch(&self.config_path).await;
+        let (child, addr, logs) = launch(&self.config_path, &self.log_level).await;
         (self.child, self.addr, self.logs) = (child, addr, logs);
     }
 
@@ -334,11 +340,14 @@ impl Drop for Router {
 }
 
 /// Start the binary on `config_path` and wait for its "listening" line.
-async fn launch(config_path: &Path) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
+async fn launch(
+    config_path: &Path,
+    log_level: &str,
+) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(binary())
         .args(["--log-format", "json", "serve", "--config"])
         .arg(config_path)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", log_level)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -351,7 +360,10 @@ async fn launch(config_path: &Path) -> (Child, SocketAddr, Arc<Mutex<Vec<String>
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
+            // Parse only what may be the line we wait for: under load the
+            // router logs thousands of lines a second.
+            if line.contains("\"listening\"")
+                && let Ok(v) = serde_json::from_str::<Value>(&line)
                 && v["message"] == "listening"
             {
                 let _ = tx.send(v["addr"].as_str().unwrap().parse::<SocketAddr>().unwrap());

@@ -12,8 +12,9 @@
 //! binary it made. `cargo run -p wasmhook` would resolve features for the
 //! host crate alone, unlike a workspace test build, and so compile wasmtime
 //! a second time (about 5 minutes on 2 cores).
-//! - `bench [NAME]`: build-plugins, the template plugins, then the benchmarks
-//!   (plugin_call, languages, throughput, reload), or just NAME.
+//! - `bench [NAME [-- ARGS…]]`: build-plugins, the template plugins, then the
+//!   benchmarks (plugin_call, languages, throughput, reload), or just NAME,
+//!   with ARGS passed to it (`bench throughput -- e2e rate`).
 //!
 //! The tests build JavaScript and Python plugins from the templates, as an
 //! author would, so `test` and `bench` first make sure of their tools:
@@ -83,18 +84,27 @@ fn main() -> ExitCode {
             .and_then(|()| plugin_tools())
             .and_then(|()| template_plugins())
             .and_then(|()| {
-                // `cargo xtask bench languages` runs just that one.
+                // `cargo xtask bench languages` runs just that one, and
+                // `cargo xtask bench throughput -- e2e` passes `e2e` to it.
                 let only = rest.first().map(String::as_str);
+                let passed: Vec<&str> = rest
+                    .iter()
+                    .skip(1)
+                    .map(String::as_str)
+                    .filter(|a| *a != "--")
+                    .collect();
                 for (package, bench) in BENCHES {
                     if only.is_none_or(|o| o == *bench) {
-                        cargo(&["bench", "-p", package, "--bench", bench])?;
+                        let mut args = vec!["bench", "-p", package, "--bench", bench, "--"];
+                        args.extend(&passed);
+                        cargo(&args)?;
                     }
                 }
                 Ok(())
             }),
         _ => {
             eprintln!(
-                "usage: cargo xtask <build-plugins | run [ARGS…] | test [ARGS…] | bench [NAME]>"
+                "usage: cargo xtask <build-plugins | run [ARGS…] | test [ARGS…] | bench [NAME [-- ARGS…]]>"
             );
             return ExitCode::from(2);
         }

@@ -18,6 +18,11 @@ use crate::event::now_ms;
 use crate::metrics::Metrics;
 use crate::store::{Attempt, Delivery, NextStep, Store};
 
+/// First wait before recording an attempt again; it doubles up to
+/// [`RECORD_RETRY_MAX`].
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(100);
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// Owns the per-target workers.
 pub struct Dispatcher {
     live: LiveConfig,
@@ -138,9 +143,7 @@ impl TargetWorker {
                 let worker = this.clone();
                 tracker.spawn(
                     async move {
-                        if let Err(e) = worker.attempt(delivery).await {
-                            tracing::error!("could not record the attempt: {e}");
-                        }
+                        worker.attempt(delivery).await;
                         drop(slot);
                     }
                     .instrument(span),
@@ -161,7 +164,31 @@ impl TargetWorker {
         timeout + Duration::from_secs(30)
     }
 
-    async fn attempt(&self, mut delivery: Delivery) -> Result<(), crate::store::StoreError> {
+    /// Make one attempt and record it.
+    async fn attempt(&self, delivery: Delivery) {
+        let (delivery, attempt, next) = self.try_once(delivery).await;
+        self.record(delivery, attempt, next).await;
+    }
+
+    /// Record an attempt, retrying with backoff while the store fails: the
+    /// delivery stays leased meanwhile, so it is neither lost nor sent
+    /// twice, and if the process stops first, its lease runs out and it is
+    /// attempted again (at least once).
+    async fn record(&self, delivery: Delivery, attempt: Attempt, next: NextStep) {
+        let mut wait = RECORD_RETRY_FIRST;
+        loop {
+            let result = self
+                .store
+                .finish_attempt(delivery.clone(), attempt.clone(), next)
+                .await;
+            let Err(e) = result else { return };
+            tracing::error!("could not record the attempt: {e}; retrying in {wait:?}");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RECORD_RETRY_MAX);
+        }
+    }
+
+    async fn try_once(&self, mut delivery: Delivery) -> (Delivery, Attempt, NextStep) {
         let config = self.live.load_full();
         let Some(target) = config.target(&self.name) else {
             // Removed from the config after this delivery was claimed: put it
@@ -174,7 +201,7 @@ impl TargetWorker {
             let next = NextStep::Retry {
                 after: Duration::from_secs(1),
             };
-            return self.store.finish_attempt(delivery, attempt, next).await;
+            return (delivery, attempt, next);
         };
         let policy = RetryPolicy {
             schedule: &target.retry_schedule,
@@ -226,6 +253,6 @@ impl TargetWorker {
             error,
             response: reply.excerpt,
         };
-        self.store.finish_attempt(delivery, attempt, next).await
+        (delivery, attempt, next)
     }
 }

@@ -1,7 +1,8 @@
 //! `POST /ingest/{source}`: turn an HTTP request into an accepted [`Event`].
 //!
 //! Architecture invariant: the sender gets `202` only after the store has
-//! taken the event (`Store::accept` returned `Ok`). Every refusal is a 4xx or
+//! taken the event (`Store::accept_processed` or `Store::accept` returned
+//! `Ok`). Every refusal is a 4xx or
 //! 503 with a JSON `{"error": …}` body that says what to fix; nothing of a
 //! refused request is kept.
 
@@ -14,7 +15,11 @@ use serde_json::json;
 use crate::config::{EventTypeRule, Source};
 use crate::event::{Event, now_ms};
 use crate::server::{AppState, error};
-use crate::store::{Accepted, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::pipeline::Pipeline;
+use crate::store::{Accepted, Store, StoreError};
 use tracing::Instrument;
 
 /// Longest event id taken from a sender's header.
@@ -114,13 +119,12 @@ pub async fn ingest(
     let untyped = event.event_type.is_empty() && source.event_type != EventTypeRule::Default;
     let span = tracing::info_span!("ingest", event_id = %id, source = %source.name);
     // On a task of its own: if the sender hangs up mid-commit, the handler
-    // is dropped, but an event that commits is still queued for the pipeline
-    // (a half-done accept would leave it stored and never run).
-    let store = state.store.clone();
-    let accepted =
-        tokio::spawn(async move { store.accept(event, signed).await }.instrument(span.clone()))
-            .await
-            .unwrap_or_else(|e| Err(StoreError::Unavailable(format!("accept failed: {e}"))));
+    // is dropped, but an event that commits is still run and delivered (a
+    // half-done accept would leave it stored and never run).
+    let (store, pipeline) = (state.store.clone(), state.pipeline.clone());
+    let accepted = tokio::spawn(intake(store, pipeline, event, signed).instrument(span.clone()))
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Unavailable(format!("accept failed: {e}"))));
     let _enter = span.enter();
     match accepted {
         Ok(Accepted::New) => {
@@ -160,6 +164,40 @@ pub async fn ingest(
                 .ingest_rejected(&source.name, "storage_unavailable");
             tracing::error!("storage unavailable: {detail}");
             busy("storage is unavailable; retry shortly")
+        }
+    }
+}
+
+/// How long ingest runs an event's routes itself before leaving them to
+/// the pipeline. Within it, the event and its deliveries commit in one
+/// transaction and the deliveries go straight to their targets' workers;
+/// past it (a slow plugin, or every plugin slot busy), the bare event is
+/// stored `received` and the pipeline runs its routes from the start.
+pub const INLINE_BUDGET: Duration = Duration::from_millis(100);
+
+/// Hand `event` to the store, with its routes' result when they run
+/// within [`INLINE_BUDGET`].
+async fn intake(
+    store: Arc<dyn Store>,
+    pipeline: Option<Arc<Pipeline>>,
+    event: Event,
+    signed: Option<[u8; 32]>,
+) -> Result<Accepted, StoreError> {
+    let Some(pipeline) = pipeline else {
+        return store.accept(event, signed).await;
+    };
+    match tokio::time::timeout(INLINE_BUDGET, pipeline.process(&event)).await {
+        Ok(result) => {
+            let waiting = crate::pipeline::waiting_for(&result);
+            let accepted = store.accept_processed(event, signed, result).await?;
+            if accepted == Accepted::New && !waiting.is_empty() {
+                crate::pipeline::rerun_if_loaded(&pipeline, store.as_ref(), &waiting).await;
+            }
+            Ok(accepted)
+        }
+        Err(_) => {
+            tracing::debug!("routes still running after {INLINE_BUDGET:?}: left to the pipeline");
+            store.accept(event, signed).await
         }
     }
 }
@@ -372,7 +410,7 @@ mod tests {
         ];
         for (verifier, stripped) in cases {
             let mut s = source(EventTypeRule::Default);
-            s.verify = Some(std::sync::Arc::new(verifier));
+            s.verify = Some(Arc::new(verifier));
             let e = build_event(&s, &headers(&all), "{}".into()).unwrap();
             let kept: Vec<&str> = e.headers.iter().map(|(n, _)| n.as_str()).collect();
             for (name, _) in all {

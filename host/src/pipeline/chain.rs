@@ -220,7 +220,7 @@ impl Pipeline {
                     });
                 }
                 deliveries.push(Delivery {
-                    id: delivery_id(&event.id, &route.name, index, &output.event.id, target),
+                    id: delivery_id(event, &route.name, index, &output.event.id, target),
                     event_id: event.id.clone(),
                     route: route.name.clone(),
                     target: target.clone(),
@@ -288,15 +288,22 @@ fn matches(route: &Route, event: &Event) -> bool {
 }
 
 /// `msg_` + 26 hex digits of SHA-256 over the parts that identify a delivery.
-fn delivery_id(event_id: &str, route: &str, index: usize, output_id: &str, target: &str) -> String {
+/// `msg_`, the event's arrival (ms, 11 hex digits: good to the year 2527),
+/// then 15 hex digits of a hash of what makes the delivery: stable across
+/// re-runs, and in time order, so the store appends to its indexes rather
+/// than writing all over them.
+fn delivery_id(event: &Event, route: &str, index: usize, output_id: &str, target: &str) -> String {
+    use std::fmt::Write as _;
     let mut h = Sha256::new();
-    for part in [event_id, route, &index.to_string(), output_id, target] {
+    for part in [&event.id, route, &index.to_string(), output_id, target] {
         h.update(part.as_bytes());
         h.update([0]);
     }
     let digest = h.finalize();
-    let hex: String = digest.iter().take(13).map(|b| format!("{b:02x}")).collect();
-    format!("msg_{hex}")
+    let mut id = format!("msg_{:011x}", event.received_at & 0xfff_ffff_ffff);
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let _ = write!(id, "{}", &hex[..15]);
+    id
 }
 
 #[cfg(test)]
@@ -304,12 +311,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn delivery_ids_are_stable_and_distinct() {
-        let a = delivery_id("evt_1", "r", 0, "evt_1", "ci");
-        assert_eq!(a, delivery_id("evt_1", "r", 0, "evt_1", "ci"));
-        assert!(a.starts_with("msg_") && a.len() == 30);
-        assert_ne!(a, delivery_id("evt_1", "r", 0, "evt_1", "audit"));
-        assert_ne!(a, delivery_id("evt_1", "r", 1, "evt_1", "ci"));
-        assert_ne!(a, delivery_id("evt_1", "r2", 0, "evt_1", "ci"));
+    fn delivery_ids_are_stable_distinct_and_in_time_order() {
+        let event = |id: &str, received_at| Event {
+            id: id.into(),
+            source: "s".into(),
+            event_type: String::new(),
+            received_at,
+            headers: Vec::new(),
+            body: bytes::Bytes::new(),
+        };
+        let e = event("evt_1", 1_764_633_600_000);
+        let a = delivery_id(&e, "r", 0, "evt_1", "ci");
+        assert_eq!(a, delivery_id(&e, "r", 0, "evt_1", "ci"));
+        assert!(a.starts_with("msg_") && a.len() == 30, "{a}");
+        assert!(a[4..].bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, delivery_id(&e, "r", 0, "evt_1", "audit"));
+        assert_ne!(a, delivery_id(&e, "r", 1, "evt_1", "ci"));
+        assert_ne!(a, delivery_id(&e, "r2", 0, "evt_1", "ci"));
+        let later = delivery_id(&event("evt_0", 1_764_633_600_001), "r", 0, "evt_0", "ci");
+        assert!(later > a, "a later event's deliveries sort after");
     }
 }

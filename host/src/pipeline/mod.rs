@@ -23,5 +23,5 @@ mod rerun;
 mod worker;
 
 pub use chain::{Pipeline, PipelineResult, UNROUTED};
-pub use rerun::{rerun_route, rerun_waiting, spawn_reruns};
+pub use rerun::{rerun_if_loaded, rerun_route, rerun_waiting, spawn_reruns, waiting_for};
 pub use worker::spawn_pipeline_workers;

@@ -7,9 +7,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::chain::Pipeline;
+use super::chain::{Pipeline, PipelineResult};
 use crate::plugin::{PluginRegistry, trial_marker};
-use crate::store::{FailedFilter, Store};
+use crate::store::{FailedFilter, RouteResult, Store};
 
 /// Listen for plugin loads and re-run what waited for each.
 pub fn spawn_reruns(
@@ -43,6 +43,30 @@ pub fn spawn_reruns(
             }
         }
     });
+}
+
+/// The plugins `result`'s failed routes wait for, each once.
+pub fn waiting_for(result: &PipelineResult) -> Vec<String> {
+    let mut waiting: Vec<String> = result
+        .routes
+        .iter()
+        .filter_map(|o| match &o.result {
+            RouteResult::Failed { waiting_for, .. } => waiting_for.clone(),
+            _ => None,
+        })
+        .collect();
+    waiting.sort();
+    waiting.dedup();
+    waiting
+}
+
+/// After a result whose routes waited for `waiting` is recorded: a plugin
+/// may have loaded between the route's lookup and the record, and its load
+/// notice then found nothing to re-run. Re-run for those loaded now.
+pub async fn rerun_if_loaded(pipeline: &Pipeline, store: &dyn Store, waiting: &[String]) {
+    for plugin in waiting.iter().filter(|p| pipeline.is_ready(p)) {
+        rerun_waiting(pipeline, store, plugin).await;
+    }
 }
 
 /// Re-run every failed route that waits for `plugin`.

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -16,14 +17,19 @@ use crate::store::Store;
 const RECORD_RETRY_FIRST: Duration = Duration::from_millis(100);
 const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// Takes every accepted event into the pipeline as it comes.
+/// Body bytes of the events the pipeline holds in memory at once, in KiB.
+/// The rest wait in the store, which holds only their keys.
+const IN_MEMORY_KIB: usize = 64 * 1024;
+
+/// Takes the events the store queued for the pipeline (those whose routes
+/// did not run within the ingest request, and those a restart resumes).
 ///
-/// There is no pipeline-wide cap on events in progress: the store bounds
-/// them (an event counts against `queue_capacity` until its result is
-/// recorded), and plugin calls are bounded per plugin and in all by the
-/// plugin runtime. So an event waits only for the plugins its own routes
-/// need: a saturated plugin never holds up a route without plugins, nor a
-/// route whose plugins have room.
+/// The store bounds how many there are (an event counts against
+/// `queue_capacity` until its result is recorded), plugin calls are bounded
+/// per plugin and in all by the plugin runtime, and the bodies held in
+/// memory by [`IN_MEMORY_KIB`]. Within that, an event waits only for the
+/// plugins its own routes need: a saturated plugin never holds up a route
+/// without plugins, nor a route whose plugins have room.
 pub fn spawn_pipeline_workers(
     pipeline: Arc<Pipeline>,
     store: Arc<dyn Store>,
@@ -31,10 +37,16 @@ pub fn spawn_pipeline_workers(
     tracker: &TaskTracker,
 ) {
     let tasks = tracker.clone();
+    let memory = Arc::new(Semaphore::new(IN_MEMORY_KIB));
     tracker.spawn(async move {
         loop {
             let event = tokio::select! {
                 e = store.next_event() => e,
+                () = cancel.cancelled() => return,
+            };
+            let kib = (event.body.len() / 1024 + 1).min(IN_MEMORY_KIB) as u32;
+            let held = tokio::select! {
+                p = memory.clone().acquire_many_owned(kib) => p.expect("the semaphore is never closed"),
                 () = cancel.cancelled() => return,
             };
             let (pipeline, store, cancel) = (pipeline.clone(), store.clone(), cancel.clone());
@@ -48,26 +60,17 @@ pub fn spawn_pipeline_workers(
                         // resumes at the next start.
                         () = cancel.cancelled() => return,
                     };
-                    // A plugin may have loaded between our lookup and now; its
-                    // load notice would then have found nothing to re-run.
-                    let failures = result.failures(&event.id);
-                    let mut waiting: Vec<String> = failures
-                        .iter()
-                        .filter_map(|f| f.waiting_for.clone())
-                        .collect();
-                    waiting.sort();
-                    waiting.dedup();
+                    let waiting = super::waiting_for(&result);
                     tracing::debug!(
                         deliveries = result.deliveries.len(),
-                        failures = failures.len(),
+                        routes = result.routes.len(),
                         "pipeline done"
                     );
                     if !record(store.as_ref(), event, result, &cancel).await {
                         return;
                     }
-                    for plugin in waiting.iter().filter(|p| pipeline.is_ready(p)) {
-                        super::rerun_waiting(&pipeline, store.as_ref(), plugin).await;
-                    }
+                    drop(held);
+                    super::rerun_if_loaded(&pipeline, store.as_ref(), &waiting).await;
                 }
                 .instrument(span),
             );

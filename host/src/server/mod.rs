@@ -42,8 +42,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long HTTP requests still in progress after the drain may take.
 const HTTP_GRACE: Duration = Duration::from_secs(5);
 
-/// How often retention runs.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often retention runs. Often, so each pass is small: it deletes in
+/// chunks, and reads only what it deletes.
+const PRUNE_EVERY: Duration = Duration::from_secs(5);
 
 /// Shared state of the HTTP handlers. Cheap to clone.
 #[derive(Clone)]

@@ -2,15 +2,18 @@
 //! and the record the admin API reads.
 //!
 //! Life of an event, as the [`Store`] trait sees it:
-//! 1. `accept`: ingest hands over a received event. `Ok` means the event is
-//!    committed (or was already: a duplicate) and ingest may answer 202;
-//!    `Err` means 503.
-//! 2. `next_event` → the pipeline runs the routes → `complete_event` commits
+//! 1. `accept_processed`: ingest ran the event's routes itself, within the
+//!    request, and hands over the event with their result; one transaction
+//!    holds both. `Ok` means committed (or a duplicate) and ingest may answer
+//!    202; `Err` means 503. When the routes' plugins take too long, ingest
+//!    hands over the bare event with `accept` instead.
+//! 2. `accept`ed events: `next_event` → the pipeline runs the routes → `complete_event` commits
 //!    the deliveries to make and the routes that failed (kept with the event
 //!    for re-running). A route that failed for want of a plugin is listed by
 //!    `failed_routes` when that plugin loads, re-run, and `record_rerun`
 //!    replaces the failure with the result in one transaction.
-//! 3. `claim(target)` hands dispatch a due delivery under a lease;
+//! 3. `claim(target)` hands dispatch due deliveries under a lease (new ones
+//!    straight from memory, when the store committed them itself);
 //!    `finish_attempt` records the attempt and what comes next: delivered,
 //!    retry at a time, or dead.
 //!
@@ -264,6 +267,17 @@ pub trait Store: Send + Sync + 'static {
     /// what a verified sender signed; an event with the same one within the
     /// dedup window is a duplicate, whatever its id.
     async fn accept(&self, event: Event, signed: Option<[u8; 32]>) -> Result<Accepted, StoreError>;
+    /// Take responsibility for an event whose routes already ran, within
+    /// the ingest request: the event, its deliveries and its failed routes
+    /// commit in one transaction, and `Ok` means all are durable. The event
+    /// never waits for the pipeline, so it does not count against the
+    /// capacity. A duplicate stores nothing.
+    async fn accept_processed(
+        &self,
+        event: Event,
+        signed: Option<[u8; 32]>,
+        processed: Processed,
+    ) -> Result<Accepted, StoreError>;
     /// The next event for the pipeline; waits until there is one.
     async fn next_event(&self) -> Event;
     /// The pipeline's result for an event that came from `next_event`.

@@ -1,73 +1,58 @@
-//! Leasing due deliveries for one target.
+//! Leasing due deliveries for one target from the table: the path for
+//! retries, restarts and backlogs. New deliveries usually skip it, handed to
+//! their worker in memory (`handoff.rs`).
 
 use rusqlite::params;
 
-use super::rows::payload_from_json;
+use super::rows::event_from_meta;
 use crate::store::Delivery;
 
-/// What a claim found.
-pub enum Claim {
-    Got(Vec<Delivery>),
-    /// Nothing due; the earliest time something will be (ms), if anything.
-    NextAt(Option<i64>),
-}
-
-/// Lease up to `max` due deliveries for `target`, most overdue first (then
-/// any whose lease expired).
+/// Lease up to `max` deliveries of `target` that are due: pending or
+/// retrying with their time come, or in flight with their lease run out;
+/// most overdue first. Also returns when the next one is due (ms), if any
+/// is left: `Some(now)` when more are due already.
+///
+/// In PostgreSQL terms this is one `SELECT … FOR UPDATE SKIP LOCKED` and an
+/// `UPDATE` of the same rows.
 pub fn claim_due(
     t: &rusqlite::Transaction<'_>,
     target: &str,
     now: i64,
     lease_ms: i64,
     max: usize,
-) -> rusqlite::Result<Claim> {
-    type Row = (String, String, String, String, u32);
-    let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Row> {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    };
-    let mut due: Vec<Row> = t
-        .prepare_cached(
-            "SELECT id, event_id, route, payload, attempts FROM deliveries
-             WHERE target = ?1 AND state IN ('pending', 'retrying') AND next_attempt_at <= ?2
-             ORDER BY next_attempt_at LIMIT ?3",
-        )?
-        .query_map(params![target, now, max as i64], read)?
-        .collect::<rusqlite::Result<_>>()?;
-    if due.len() < max {
-        let expired: Vec<Row> = t
-            .prepare_cached(
-                "SELECT id, event_id, route, payload, attempts FROM deliveries
-                 WHERE target = ?1 AND state = 'in_flight' AND lease_until <= ?2 LIMIT ?3",
-            )?
-            .query_map(params![target, now, (max - due.len()) as i64], read)?
-            .collect::<rusqlite::Result<_>>()?;
-        due.extend(expired);
-    }
-    if due.is_empty() {
-        let next: Option<i64> = t.query_row(
-            "SELECT MIN(at) FROM (
-                SELECT MIN(next_attempt_at) AS at FROM deliveries WHERE target = ?1 AND state IN ('pending', 'retrying')
-                UNION ALL
-                SELECT MIN(lease_until) FROM deliveries WHERE target = ?1 AND state = 'in_flight')",
-            [target],
-            |r| r.get(0),
-        )?;
-        return Ok(Claim::NextAt(next));
-    }
-    let mut lease = t.prepare_cached(
-        "UPDATE deliveries SET state = 'in_flight', lease_until = ?2, updated_at = ?3 WHERE id = ?1",
+) -> rusqlite::Result<(Vec<Delivery>, Option<i64>)> {
+    let mut select = t.prepare_cached(
+        "SELECT d.id, d.event_id, d.route, d.meta, COALESCE(d.body, e.body), d.attempts
+         FROM deliveries d JOIN events e ON e.source = d.event_source AND e.id = d.event_id
+         WHERE d.target = ?1 AND d.state IN ('pending', 'retrying', 'in_flight') AND d.due_at <= ?2
+         ORDER BY d.due_at LIMIT ?3",
     )?;
-    let mut batch = Vec::with_capacity(due.len());
-    for (id, event_id, route, payload, attempts) in due {
-        lease.execute(params![id, now + lease_ms, now])?;
-        batch.push(Delivery {
-            id,
-            event_id,
-            route,
-            target: target.to_string(),
-            event: payload_from_json(&payload)?,
-            attempts,
-        });
+    let due = select
+        .query_map(params![target, now, max as i64], |r| {
+            Ok(Delivery {
+                id: r.get(0)?,
+                event_id: r.get(1)?,
+                route: r.get(2)?,
+                target: target.to_string(),
+                event: event_from_meta(&r.get::<_, String>(3)?, r.get(4)?)?,
+                attempts: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut lease = t.prepare_cached(
+        "UPDATE deliveries SET state = 'in_flight', due_at = ?2, updated_at = ?3 WHERE id = ?1",
+    )?;
+    for d in &due {
+        lease.execute(params![d.id, now + lease_ms, now])?;
     }
-    Ok(Claim::Got(batch))
+    let next = if due.len() == max {
+        Some(now)
+    } else {
+        t.prepare_cached(
+            "SELECT MIN(due_at) FROM deliveries
+             WHERE target = ?1 AND state IN ('pending', 'retrying', 'in_flight')",
+        )?
+        .query_row([target], |r| r.get(0))?
+    };
+    Ok((due, next))
 }

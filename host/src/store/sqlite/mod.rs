@@ -11,19 +11,20 @@
 //! is what the PostgreSQL store is for.
 
 mod claim;
+mod handoff;
 mod reader;
 mod rows;
 mod schema;
 mod writer;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::Notify;
 
 use super::{
@@ -31,13 +32,27 @@ use super::{
     NextStep, Processed, Pruned, QueueStats, RouteFailure, Store, StoreError,
 };
 use crate::event::{Event, now_ms};
-use claim::{Claim, claim_due};
+use claim::claim_due;
+use handoff::{Handed, Targets};
 use reader::{ReadPool, Reader};
-use rows::{delivery_record, event_from_row, insert_deliveries, insert_failures};
+use rows::{DELIVERY_RECORD, delivery_record, event_from_row, insert_deliveries, insert_failures};
 use writer::Writer;
 
 /// How long a claim waits before looking again when nothing is due.
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
+/// Rows one retention job deletes: small jobs interleave with ingest's
+/// commits rather than hold the store thread.
+const PRUNE_CHUNK: usize = 1_000;
+/// The writer's page cache (KiB): the hot end of every index fits.
+const CACHE_KIB: i64 = 32 * 1024;
+
+/// An event waiting for the pipeline: only its key is held in memory, so a
+/// backlog costs memory by its length, not by its bodies.
+#[derive(Debug, Clone)]
+struct Waiting {
+    source: String,
+    id: String,
+}
 
 pub struct SqliteStore {
     writer: Writer,
@@ -50,9 +65,9 @@ pub struct SqliteStore {
     /// running ones bounds how many the pipeline may hold at once.
     unfinished: AtomicUsize,
     // std mutexes: held for a queue or map operation, never across an await.
-    pipeline: Mutex<VecDeque<Event>>,
+    pipeline: Mutex<VecDeque<Waiting>>,
     pipeline_ready: Notify,
-    targets: Mutex<HashMap<String, Arc<Notify>>>,
+    targets: Arc<Targets>,
 }
 
 impl SqliteStore {
@@ -71,27 +86,35 @@ impl SqliteStore {
                     anyhow::anyhow!("cannot open the store at {}: {e}", p.display())
                 })?;
                 conn.pragma_update(None, "journal_mode", "WAL")?;
+                // The checkpointer thread does this, off the writer's path.
+                conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+                conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
                 conn
             }
             None => Connection::open_in_memory()?,
         };
         conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         schema::migrate(&mut conn)?;
 
         let now = now_ms() as i64;
         let released = conn.execute(
-            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, lease_until = NULL WHERE state = 'in_flight'",
+            "UPDATE deliveries SET state = 'pending', due_at = ?1 WHERE state = 'in_flight'",
             [now],
         )?;
         let mut backlog = VecDeque::new();
         {
             let mut stmt = conn.prepare(
-                "SELECT source, id, event_type, received_at, headers, body FROM events
-                 WHERE state = 'received' ORDER BY received_at",
+                "SELECT source, id FROM events WHERE state = 'received' ORDER BY received_at",
             )?;
-            let rows = stmt.query_map([], event_from_row)?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Waiting {
+                    source: r.get(0)?,
+                    id: r.get(1)?,
+                })
+            })?;
             for row in rows {
                 backlog.push_back(row?);
             }
@@ -103,7 +126,21 @@ impl SqliteStore {
                 "recovered work from the last run: deliveries in flight are due again, events resume their routes"
             );
         }
-        let writer = Writer::start(conn);
+        let checkpoints = match path {
+            Some(p) => {
+                let c = Connection::open(p).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot open the store at {} to checkpoint: {e}",
+                        p.display()
+                    )
+                })?;
+                c.busy_timeout(Duration::from_secs(5))?;
+                c.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
+                Some(c)
+            }
+            None => None,
+        };
+        let writer = Writer::start(conn, checkpoints);
         let reader = match path {
             Some(p) => Reader::Pool(ReadPool::open(p).map_err(|e| {
                 anyhow::anyhow!("cannot open the store at {} for reading: {e}", p.display())
@@ -117,23 +154,111 @@ impl SqliteStore {
             unfinished: AtomicUsize::new(backlog.len()),
             pipeline: Mutex::new(backlog),
             pipeline_ready: Notify::new(),
-            targets: Mutex::default(),
+            targets: Arc::default(),
         })
     }
 
-    fn notifier(&self, target: &str) -> Arc<Notify> {
-        self.targets
-            .lock()
-            .expect("targets lock poisoned")
-            .entry(target.to_string())
-            .or_default()
-            .clone()
+    /// The table has deliveries for `target` due at `at` (ms).
+    fn due_in_table(&self, target: &str, at: i64) {
+        let queue = self.targets.get(target);
+        queue.due_in_table(at);
+        queue.notify.notify_one();
     }
 
-    fn wake(&self, targets: impl IntoIterator<Item = String>) {
-        for t in targets {
-            self.notifier(&t).notify_one();
+    /// Insert the deliveries and failed routes of `processed` for `event`,
+    /// in the job's transaction `t`; the deliveries handed to their workers
+    /// once it commits.
+    fn insert_result(
+        targets: &Targets,
+        t: &Transaction<'_>,
+        event: &Event,
+        processed: Processed,
+        now: i64,
+    ) -> rusqlite::Result<Vec<Handed>> {
+        let (starts, mut handed) = targets.plan(&processed.deliveries, now);
+        let inserted = insert_deliveries(t, event, &processed.deliveries, &starts, now)?;
+        insert_failures(t, event, &processed.failures(&event.id), now)?;
+        let mut ready = Vec::new();
+        for ((d, slot), new) in processed
+            .deliveries
+            .into_iter()
+            .zip(&mut handed)
+            .zip(inserted)
+        {
+            // A row that existed already (a deterministic re-run) is not
+            // ours to send: its place is given back.
+            if let (Some(mut h), true) = (slot.take(), new) {
+                h.fill(d);
+                ready.push(h);
+            }
         }
+        Ok(ready)
+    }
+
+    /// The event waiting for the pipeline at the front, read from the table.
+    async fn load(&self, key: &Waiting) -> Result<Option<Event>, StoreError> {
+        let key = key.clone();
+        self.reader
+            .run(move |t| {
+                t.prepare_cached(
+                    "SELECT source, id, event_type, received_at, headers, body FROM events
+                     WHERE source = ?1 AND id = ?2",
+                )?
+                .query_row(params![key.source, key.id], event_from_row)
+                .optional()
+            })
+            .await
+    }
+}
+
+/// Insert a received event, `processed` (with what its routes did) or
+/// `received`; `Some(original id)` when it is a duplicate instead.
+fn insert_event(
+    t: &Transaction<'_>,
+    event: &Event,
+    signed: Option<[u8; 32]>,
+    routes: Option<&str>,
+) -> rusqlite::Result<Option<String>> {
+    // Either key, the (source, id) or the (source, signed) one, makes a
+    // conflict: nothing is inserted.
+    let inserted = t
+        .prepare_cached(
+            "INSERT INTO events (source, id, event_type, received_at, headers, body, state, signed, routes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            event.source,
+            event.id,
+            event.event_type,
+            event.received_at as i64,
+            rows::headers_json(&event.headers),
+            event.body.as_ref(),
+            if routes.is_some() { "processed" } else { "received" },
+            signed.as_ref().map(|s| s.as_slice()),
+            routes,
+        ])?;
+    if inserted == 1 {
+        return Ok(None);
+    }
+    t.prepare_cached(
+        "SELECT id FROM events WHERE source = ?1 AND (id = ?2 OR signed = ?3)
+         ORDER BY id = ?2 DESC LIMIT 1",
+    )?
+    .query_row(
+        params![
+            event.source,
+            event.id,
+            signed.as_ref().map(|s| s.as_slice())
+        ],
+        |r| r.get::<_, String>(0),
+    )
+    .map(Some)
+}
+
+/// Queue handed deliveries for their workers: only after the commit.
+fn hand_over(ready: Vec<Handed>) {
+    for h in ready {
+        h.push();
     }
 }
 
@@ -151,36 +276,13 @@ impl Store for SqliteStore {
         {
             return Err(StoreError::Full);
         }
-        let row = event.clone();
+        let key = Waiting {
+            source: event.source.clone(),
+            id: event.id.clone(),
+        };
         let duplicate_of = self
             .writer
-            .run(move |t| {
-                // Either key, the (source, id) or the (source, signed) one,
-                // makes a conflict: nothing is inserted.
-                let inserted = t.execute(
-                    "INSERT INTO events (source, id, event_type, received_at, headers, body, state, signed)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?7) ON CONFLICT DO NOTHING",
-                    params![
-                        row.source,
-                        row.id,
-                        row.event_type,
-                        row.received_at as i64,
-                        rows::headers_json(&row.headers),
-                        row.body.as_ref(),
-                        signed.as_ref().map(|s| s.as_slice()),
-                    ],
-                )?;
-                if inserted == 1 {
-                    return Ok(None);
-                }
-                t.query_row(
-                    "SELECT id FROM events WHERE source = ?1 AND (id = ?2 OR signed = ?3)
-                     ORDER BY id = ?2 DESC LIMIT 1",
-                    params![row.source, row.id, signed.as_ref().map(|s| s.as_slice())],
-                    |r| r.get::<_, String>(0),
-                )
-                .map(Some)
-            })
+            .run(move |t| insert_event(t, &event, signed, None))
             .await
             .inspect_err(|_| {
                 self.unfinished.fetch_sub(1, Ordering::AcqRel);
@@ -192,9 +294,35 @@ impl Store for SqliteStore {
         self.pipeline
             .lock()
             .expect("pipeline lock poisoned")
-            .push_back(event);
+            .push_back(key);
         self.pipeline_ready.notify_one();
         Ok(Accepted::New)
+    }
+
+    async fn accept_processed(
+        &self,
+        event: Event,
+        signed: Option<[u8; 32]>,
+        processed: Processed,
+    ) -> Result<Accepted, StoreError> {
+        let routes = rows::routes_json(&processed.routes);
+        let targets = self.targets.clone();
+        let outcome = self
+            .writer
+            .run(move |t| {
+                if let Some(original) = insert_event(t, &event, signed, Some(&routes))? {
+                    return Ok(Err(original));
+                }
+                Self::insert_result(&targets, t, &event, processed, now_ms() as i64).map(Ok)
+            })
+            .await?;
+        match outcome {
+            Ok(ready) => {
+                hand_over(ready);
+                Ok(Accepted::New)
+            }
+            Err(original) => Ok(Accepted::Duplicate(original)),
+        }
     }
 
     async fn next_event(&self) -> Event {
@@ -202,39 +330,60 @@ impl Store for SqliteStore {
             let ready = self.pipeline_ready.notified();
             tokio::pin!(ready);
             ready.as_mut().enable();
-            if let Some(e) = self
+            let front = self
                 .pipeline
                 .lock()
                 .expect("pipeline lock poisoned")
-                .pop_front()
-            {
-                return e;
+                .front()
+                .cloned();
+            let Some(key) = front else {
+                ready.await;
+                continue;
+            };
+            match self.load(&key).await {
+                Ok(found) => {
+                    self.pipeline
+                        .lock()
+                        .expect("pipeline lock poisoned")
+                        .pop_front();
+                    match found {
+                        Some(event) => return event,
+                        // Not there: nothing to run (it cannot be pruned
+                        // while received, so this is a database edited by
+                        // hand). It no longer counts as waiting.
+                        None => {
+                            tracing::warn!(event_id = %key.id, source = %key.source,
+                                "an event waiting for the pipeline is no longer in the store; skipped");
+                            self.unfinished.fetch_sub(1, Ordering::AcqRel);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(event_id = %key.id,
+                        "cannot read an event waiting for the pipeline: {e}; retrying in 1s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
-            ready.await;
         }
     }
 
     async fn complete_event(&self, event: Event, processed: Processed) -> Result<(), StoreError> {
-        let targets: Vec<String> = processed
-            .deliveries
-            .iter()
-            .map(|d| d.target.clone())
-            .collect();
         let routes = rows::routes_json(&processed.routes);
-        self.writer
+        let targets = self.targets.clone();
+        let ready = self
+            .writer
             .run(move |t| {
                 let now = now_ms() as i64;
-                insert_deliveries(t, &event, &processed.deliveries, now)?;
-                insert_failures(t, &event, &processed.failures(&event.id), now)?;
-                t.execute(
+                let ready = Self::insert_result(&targets, t, &event, processed, now)?;
+                t.prepare_cached(
                     "UPDATE events SET state = 'processed', routes = ?3 WHERE source = ?1 AND id = ?2",
-                    params![event.source, event.id, routes],
-                )?;
-                Ok(())
+                )?
+                .execute(params![event.source, event.id, routes])?;
+                Ok(ready)
             })
             .await?;
         self.unfinished.fetch_sub(1, Ordering::AcqRel);
-        self.wake(targets);
+        hand_over(ready);
         Ok(())
     }
 
@@ -276,54 +425,73 @@ impl Store for SqliteStore {
         route: &str,
         processed: Processed,
     ) -> Result<(), StoreError> {
-        let targets: Vec<String> = processed
-            .deliveries
-            .iter()
-            .map(|d| d.target.clone())
-            .collect();
         let route = route.to_string();
-        self.writer
+        let targets = self.targets.clone();
+        let ready = self
+            .writer
             .run(move |t| {
                 let now = now_ms() as i64;
                 t.execute(
                     "DELETE FROM route_failures WHERE event_source = ?1 AND event_id = ?2 AND route = ?3",
                     params![event.source, event.id, route],
                 )?;
-                insert_deliveries(t, &event, &processed.deliveries, now)?;
-                insert_failures(t, &event, &processed.failures(&event.id), now)?;
-                rows::replace_route_outcomes(t, &event, &route, &processed.routes)
+                let outcomes = processed.routes.clone();
+                let ready = Self::insert_result(&targets, t, &event, processed, now)?;
+                rows::replace_route_outcomes(t, &event, &route, &outcomes)?;
+                Ok(ready)
             })
             .await?;
-        self.wake(targets);
+        hand_over(ready);
         Ok(())
     }
 
     async fn claim(&self, target: &str, lease: Duration, max: usize) -> Vec<Delivery> {
-        let notify = self.notifier(target);
+        let queue = self.targets.get(target);
+        let max = max.max(1);
         loop {
-            let woken = notify.notified();
+            let woken = queue.notify.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let name = target.to_string();
-            let lease_ms = lease.as_millis() as i64;
-            let max = max.max(1);
-            let claim = self
-                .writer
-                .run(move |t| claim_due(t, &name, now_ms() as i64, lease_ms, max))
-                .await;
-            let wait = match claim {
-                Ok(Claim::Got(batch)) => return batch,
-                Ok(Claim::NextAt(Some(at))) => {
-                    Duration::from_millis((at - now_ms() as i64).max(0) as u64).min(IDLE_RECHECK)
+            let now = now_ms() as i64;
+            let mut got = queue.take(max, lease, now);
+            if got.len() < max && queue.table_due(now) {
+                let name = target.to_string();
+                let lease_ms = lease.as_millis() as i64;
+                let want = max - got.len();
+                let queue = queue.clone();
+                let claimed = self
+                    .writer
+                    .run(move |t| {
+                        let (due, next) = claim_due(t, &name, now_ms() as i64, lease_ms, want)?;
+                        // On the store thread, in order with every insert.
+                        queue.table_seen(next);
+                        Ok(due)
+                    })
+                    .await;
+                match claimed {
+                    Ok(due) => got.extend(due),
+                    Err(e) => {
+                        tracing::error!(target, "cannot claim deliveries: {e}; retrying in 1s");
+                        // Whatever the table holds is still due.
+                        self.targets
+                            .get(target)
+                            .due_in_table(now_ms() as i64 + 1_000);
+                    }
                 }
-                Ok(Claim::NextAt(None)) => IDLE_RECHECK,
-                Err(e) => {
-                    tracing::error!(target, "cannot claim deliveries: {e}; retrying in 1s");
-                    Duration::from_secs(1)
-                }
+            }
+            if !got.is_empty() {
+                return got;
+            }
+            let wait = match queue.table_next() {
+                Some(at) => Duration::from_millis((at - now_ms() as i64).max(0) as u64),
+                None => IDLE_RECHECK,
             };
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(wait.min(IDLE_RECHECK)) => {
+                    // Nothing told us, but look at the table anyway: it
+                    // is the truth, and this bounds any missed notice.
+                    queue.due_in_table(now_ms() as i64);
+                }
                 () = &mut woken => {}
             }
         }
@@ -336,38 +504,39 @@ impl Store for SqliteStore {
         next: NextStep,
     ) -> Result<(), StoreError> {
         let target = delivery.target.clone();
-        self.writer
+        let due = self
+            .writer
             .run(move |t| {
                 let now = now_ms() as i64;
-                t.execute(
+                t.prepare_cached(
                     "INSERT OR REPLACE INTO attempts (delivery_id, n, started_at, duration_ms, status, error, response)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![
-                        delivery.id,
-                        delivery.attempts,
-                        attempt.started_at as i64,
-                        attempt.duration_ms as i64,
-                        attempt.status,
-                        attempt.error,
-                        attempt.response
-                    ],
-                )?;
-                let (state, next_at) = match next {
+                )?
+                .execute(params![
+                    delivery.id,
+                    delivery.attempts,
+                    attempt.started_at as i64,
+                    attempt.duration_ms as i64,
+                    attempt.status,
+                    attempt.error,
+                    attempt.response
+                ])?;
+                let (state, due_at) = match next {
                     NextStep::Delivered => ("delivered", None),
                     NextStep::Retry { after } => ("retrying", Some(now + after.as_millis() as i64)),
                     NextStep::Dead => ("dead", None),
                 };
-                t.execute(
-                    "UPDATE deliveries SET state = ?2, attempts = ?3, next_attempt_at = ?4, lease_until = NULL,
-                            last_error = ?5, updated_at = ?6 WHERE id = ?1",
-                    params![delivery.id, state, delivery.attempts, next_at, attempt.error, now],
-                )?;
-                Ok(())
+                t.prepare_cached(
+                    "UPDATE deliveries SET state = ?2, attempts = ?3, due_at = ?4, last_error = ?5, updated_at = ?6
+                     WHERE id = ?1",
+                )?
+                .execute(params![delivery.id, state, delivery.attempts, due_at, attempt.error, now])?;
+                Ok(due_at)
             })
             .await?;
-        if let NextStep::Retry { .. } = next {
-            // The target's claim loop may be sleeping on a later time.
-            self.wake([target]);
+        if let Some(at) = due {
+            // The target's claim may be sleeping on a later time.
+            self.due_in_table(&target, at);
         }
         Ok(())
     }
@@ -405,13 +574,11 @@ impl Store for SqliteStore {
     async fn deliveries(&self, q: DeliveryQuery) -> Result<Vec<DeliveryRecord>, StoreError> {
         self.reader
             .run(move |t| {
-                let mut stmt = t.prepare(
-                    "SELECT id, event_id, event_source, route, target, state, attempts, next_attempt_at,
-                            last_error, created_at, updated_at
-                     FROM deliveries
+                let mut stmt = t.prepare(&format!(
+                    "SELECT {DELIVERY_RECORD} FROM deliveries
                      WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR target = ?2) AND (?3 IS NULL OR id > ?3)
-                     ORDER BY id LIMIT ?4",
-                )?;
+                     ORDER BY id LIMIT ?4"
+                ))?;
                 let rows = stmt.query_map(params![q.state, q.target, q.after, q.limit as i64], delivery_record)?;
                 rows.collect()
             })
@@ -424,8 +591,7 @@ impl Store for SqliteStore {
             .writer
             .run(move |t| {
                 t.query_row(
-                    "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?2, lease_until = NULL,
-                            updated_at = ?2
+                    "UPDATE deliveries SET state = 'pending', attempts = 0, due_at = ?2, updated_at = ?2
                      WHERE id = ?1 AND state != 'in_flight' RETURNING target",
                     params![id, now_ms() as i64],
                     |r| r.get(0),
@@ -434,7 +600,9 @@ impl Store for SqliteStore {
             })
             .await?;
         let found = target.is_some();
-        self.wake(target);
+        if let Some(target) = target {
+            self.due_in_table(&target, now_ms() as i64);
+        }
         Ok(found)
     }
 
@@ -444,14 +612,14 @@ impl Store for SqliteStore {
             .writer
             .run(move |t| {
                 t.execute(
-                    "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?3, updated_at = ?3
+                    "UPDATE deliveries SET state = 'pending', attempts = 0, due_at = ?3, updated_at = ?3
                      WHERE target = ?1 AND state = 'dead' AND updated_at >= ?2",
                     params![name, since.unwrap_or(0) as i64, now_ms() as i64],
                 )
             })
             .await?;
         if n > 0 {
-            self.wake([target.to_string()]);
+            self.due_in_table(target, now_ms() as i64);
         }
         Ok(n)
     }
@@ -462,24 +630,80 @@ impl Store for SqliteStore {
         dead_before: u64,
         events_before: u64,
     ) -> Result<Pruned, StoreError> {
-        self.writer
-            .run(move |t| {
-                let (d, x, e) = (delivered_before as i64, dead_before as i64, events_before as i64);
-                let old = "(state = 'delivered' AND updated_at < ?1) OR (state = 'dead' AND updated_at < ?2)";
-                t.execute(
-                    &format!("DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE {old})"),
-                    params![d, x],
-                )?;
-                let deliveries = t.execute(&format!("DELETE FROM deliveries WHERE {old}"), params![d, x])?;
-                let events = t.execute(
-                    "DELETE FROM events WHERE state = 'processed' AND received_at < ?1
-                       AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_source = events.source AND event_id = events.id)
-                       AND NOT EXISTS (SELECT 1 FROM route_failures WHERE event_source = events.source AND event_id = events.id)",
-                    [e],
-                )?;
-                Ok(Pruned { deliveries, events })
-            })
-            .await
+        let (d, x, e) = (
+            delivered_before as i64,
+            dead_before as i64,
+            events_before as i64,
+        );
+        let mut pruned = Pruned::default();
+        // In chunks, each its own job: ingest commits between them.
+        loop {
+            let n = self
+                .writer
+                .run(move |t| {
+                    let old: Vec<(i64, String)> = t
+                        .prepare_cached(
+                            "SELECT rowid, id FROM deliveries
+                             WHERE state IN ('delivered', 'dead') AND updated_at < ?3
+                               AND ((state = 'delivered' AND updated_at < ?1) OR (state = 'dead' AND updated_at < ?2))
+                             LIMIT ?4",
+                        )?
+                        .query_map(params![d, x, d.max(x), PRUNE_CHUNK as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    let mut attempts = t.prepare_cached("DELETE FROM attempts WHERE delivery_id = ?1")?;
+                    let mut delivery = t.prepare_cached("DELETE FROM deliveries WHERE rowid = ?1")?;
+                    for (rowid, id) in &old {
+                        attempts.execute([id])?;
+                        delivery.execute([rowid])?;
+                    }
+                    Ok(old.len())
+                })
+                .await?;
+            pruned.deliveries += n;
+            if n < PRUNE_CHUNK {
+                break;
+            }
+        }
+        // Events oldest first, from where the last chunk stopped; those
+        // with deliveries or failed routes left stay. (The index on
+        // `received_at` holds the key too, so ties keep their order.)
+        let mut after: (i64, String, String) = (i64::MIN, String::new(), String::new());
+        loop {
+            let cursor = after.clone();
+            let (n, scanned, last) = self
+                .writer
+                .run(move |t| {
+                    let old: Vec<(i64, String, String)> = t
+                        .prepare_cached(
+                            "SELECT received_at, source, id FROM events
+                             WHERE (received_at, source, id) > (?1, ?2, ?3) AND received_at < ?4
+                               AND state = 'processed'
+                             ORDER BY received_at, source, id LIMIT ?5",
+                        )?
+                        .query_map(
+                            params![cursor.0, cursor.1, cursor.2, e, PRUNE_CHUNK as i64],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        )?
+                        .collect::<rusqlite::Result<_>>()?;
+                    let mut delete = t.prepare_cached(
+                        "DELETE FROM events WHERE source = ?1 AND id = ?2
+                           AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_source = ?1 AND event_id = ?2)
+                           AND NOT EXISTS (SELECT 1 FROM route_failures WHERE event_source = ?1 AND event_id = ?2)",
+                    )?;
+                    let mut n = 0;
+                    for (_, source, id) in &old {
+                        n += delete.execute(params![source, id])?;
+                    }
+                    Ok((n, old.len(), old.last().cloned()))
+                })
+                .await?;
+            pruned.events += n;
+            match last {
+                Some(last) if scanned == PRUNE_CHUNK => after = last,
+                _ => break,
+            }
+        }
+        Ok(pruned)
     }
 }
 

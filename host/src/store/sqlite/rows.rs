@@ -30,69 +30,96 @@ pub fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
     })
 }
 
-/// A delivery's payload (the output event) as stored.
-#[derive(Serialize, Deserialize)]
-struct Payload {
+/// A delivery's output event but for its body, as stored (`meta`).
+#[derive(Deserialize)]
+struct Meta {
     id: String,
     source: String,
     event_type: String,
     received_at: u64,
     headers: Vec<(String, String)>,
-    body: String,
 }
 
-fn payload_json(e: &Event) -> String {
-    serde_json::to_string(&Payload {
-        id: e.id.clone(),
-        source: e.source.clone(),
-        event_type: e.event_type.clone(),
+/// What [`Meta`] reads back, written without copying the event.
+pub fn meta_json(e: &Event) -> String {
+    #[derive(Serialize)]
+    struct MetaRef<'a> {
+        id: &'a str,
+        source: &'a str,
+        event_type: &'a str,
+        received_at: u64,
+        headers: &'a [(String, String)],
+    }
+    serde_json::to_string(&MetaRef {
+        id: &e.id,
+        source: &e.source,
+        event_type: &e.event_type,
         received_at: e.received_at,
-        headers: e.headers.clone(),
-        body: STANDARD.encode(&e.body),
+        headers: &e.headers,
     })
-    .expect("payload serializes")
+    .expect("metadata serializes")
 }
 
-pub fn payload_from_json(text: &str) -> rusqlite::Result<Event> {
-    let p: Payload = serde_json::from_str(text).map_err(bad_json)?;
-    let body = STANDARD.decode(p.body).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })?;
+/// The output event from `meta` and its body.
+pub fn event_from_meta(meta: &str, body: Vec<u8>) -> rusqlite::Result<Event> {
+    let m: Meta = serde_json::from_str(meta).map_err(bad_json)?;
     Ok(Event {
-        id: p.id,
-        source: p.source,
-        event_type: p.event_type,
-        received_at: p.received_at,
-        headers: p.headers,
+        id: m.id,
+        source: m.source,
+        event_type: m.event_type,
+        received_at: m.received_at,
+        headers: m.headers,
         body: body.into(),
     })
 }
 
-/// New deliveries are due now. An id that exists already (a re-run of a
-/// deterministic route) is left alone: no duplicate delivery.
+/// Where a new delivery starts: due now in the table, or already leased
+/// until `lease_until` (ms) because it is handed to its target's worker in
+/// memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Due,
+    Leased { lease_until: i64 },
+}
+
+/// Insert new deliveries, each as `start` says. An id that exists already
+/// (a re-run of a deterministic route) is left alone: no duplicate
+/// delivery. Returns, per delivery, whether it was inserted.
 pub fn insert_deliveries(
     t: &Transaction<'_>,
     event: &Event,
     deliveries: &[Delivery],
+    start: &[Start],
     now: i64,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<Vec<bool>> {
     let mut stmt = t.prepare_cached(
-        "INSERT INTO deliveries (id, event_source, event_id, route, target, payload, state, attempts,
-                                 next_attempt_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7, ?7) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO deliveries (id, event_source, event_id, route, target, meta, body, state, attempts,
+                                 due_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?10) ON CONFLICT (id) DO NOTHING",
     )?;
-    for d in deliveries {
-        stmt.execute(params![
+    let mut inserted = Vec::with_capacity(deliveries.len());
+    for (d, start) in deliveries.iter().zip(start) {
+        // The received body is stored once, with the event.
+        let body = (d.event.body != event.body).then_some(d.event.body.as_ref());
+        let (state, due_at) = match *start {
+            Start::Due => ("pending", now),
+            Start::Leased { lease_until } => ("in_flight", lease_until),
+        };
+        let n = stmt.execute(params![
             d.id,
             event.source,
             event.id,
             d.route,
             d.target,
-            payload_json(&d.event),
+            meta_json(&d.event),
+            body,
+            state,
+            due_at,
             now
         ])?;
+        inserted.push(n == 1);
     }
-    Ok(())
+    Ok(inserted)
 }
 
 pub fn insert_failures(
@@ -119,8 +146,11 @@ pub fn insert_failures(
     Ok(())
 }
 
-/// `id, event_id, event_source, route, target, state, attempts, next_attempt_at,
-/// last_error, created_at, updated_at` → a record.
+/// The columns [`delivery_record`] reads, in its order.
+pub const DELIVERY_RECORD: &str = "id, event_id, event_source, route, target, state, attempts,
+    CASE WHEN state IN ('pending', 'retrying') THEN due_at END, last_error, created_at, updated_at";
+
+/// [`DELIVERY_RECORD`]'s columns → a record.
 pub fn delivery_record(r: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
     Ok(DeliveryRecord {
         id: r.get(0)?,
@@ -172,11 +202,9 @@ pub fn event_record(t: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<Ev
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut stmt = t.prepare(
-        "SELECT id, event_id, event_source, route, target, state, attempts, next_attempt_at, last_error,
-                created_at, updated_at
-         FROM deliveries WHERE event_source = ?1 AND event_id = ?2 ORDER BY created_at, id",
-    )?;
+    let mut stmt = t.prepare(&format!(
+        "SELECT {DELIVERY_RECORD} FROM deliveries WHERE event_source = ?1 AND event_id = ?2 ORDER BY created_at, id"
+    ))?;
     let mut deliveries = stmt
         .query_map(params![event.source, event.id], delivery_record)?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -7,11 +7,21 @@
 //! - Migrations only ever append: a released step is never edited.
 //! - A database newer than this binary is refused rather than misread.
 
-use rusqlite::Connection;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use rusqlite::{Connection, Transaction, params};
 
-const MIGRATIONS: &[&str] = &[
+/// One step: SQL, or SQL with a conversion only Rust can do.
+enum Migration {
+    Sql(&'static str),
+    Rust(fn(&Transaction<'_>) -> rusqlite::Result<()>),
+}
+
+use Migration::{Rust, Sql};
+
+const MIGRATIONS: &[Migration] = &[
     // 1: events, deliveries, attempts, failed routes.
-    r#"
+    Sql(r#"
     CREATE TABLE events (
         source      TEXT    NOT NULL,
         id          TEXT    NOT NULL,
@@ -68,20 +78,94 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (event_source, event_id, route)
     ) WITHOUT ROWID;
     CREATE INDEX route_failures_waiting ON route_failures (waiting_for) WHERE waiting_for IS NOT NULL;
-    "#,
+    "#),
     // 2: what a verified sender signed, so a replay is a duplicate.
-    r#"
+    Sql(r#"
     ALTER TABLE events ADD COLUMN signed BLOB;      -- SHA-256 of the signed content
     CREATE UNIQUE INDEX events_signed ON events (source, signed) WHERE signed IS NOT NULL;
-    "#,
+    "#),
     // 3: what each route did with the event (dropped by whom and why, …).
-    r#"
+    Sql(r#"
     ALTER TABLE events ADD COLUMN routes TEXT;      -- JSON [RouteOutcome, …]
-    "#,
+    "#),
+    // 4: the hot path's shape (see `v4_lean_deliveries`).
+    Rust(v4_lean_deliveries),
 ];
+
+/// Deliveries store the output event as small JSON metadata plus a BLOB
+/// body (NULL when it is the received event's body, as for a route without
+/// plugins), not as JSON with the body in base64. One time column, `due_at`,
+/// serves both the next attempt (pending, retrying) and the lease's end (in
+/// flight), so one index finds every delivery a claim may take; the two
+/// indexes that only listings used go. Small ones come for dead deliveries
+/// (listing, replay) and for finished ones by time, and events get one by
+/// time: retention then reads only what it deletes.
+fn v4_lean_deliveries(t: &Transaction<'_>) -> rusqlite::Result<()> {
+    t.execute_batch(
+        "ALTER TABLE deliveries ADD COLUMN meta TEXT;    -- JSON {id, source, event_type, received_at, headers}
+         ALTER TABLE deliveries ADD COLUMN body BLOB;    -- NULL: the event's own body
+         ALTER TABLE deliveries ADD COLUMN due_at INTEGER;
+         UPDATE deliveries SET due_at = CASE WHEN state = 'in_flight' THEN lease_until ELSE next_attempt_at END;",
+    )?;
+    {
+        #[derive(serde::Deserialize)]
+        struct Old {
+            id: String,
+            source: String,
+            event_type: String,
+            received_at: u64,
+            headers: Vec<(String, String)>,
+            body: String,
+        }
+        let mut read = t.prepare("SELECT rowid, payload FROM deliveries")?;
+        let mut write = t.prepare("UPDATE deliveries SET meta = ?2, body = ?3 WHERE rowid = ?1")?;
+        let rows = read
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (rowid, payload) in rows {
+            let bad = |e: String| {
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                    Some(format!(
+                        "delivery row {rowid} has an unreadable payload: {e}"
+                    )),
+                )
+            };
+            let old: Old = serde_json::from_str(&payload).map_err(|e| bad(e.to_string()))?;
+            let body = STANDARD.decode(&old.body).map_err(|e| bad(e.to_string()))?;
+            let event = crate::event::Event {
+                id: old.id,
+                source: old.source,
+                event_type: old.event_type,
+                received_at: old.received_at,
+                headers: old.headers,
+                body: bytes::Bytes::new(),
+            };
+            write.execute(params![rowid, super::rows::meta_json(&event), body])?;
+        }
+    }
+    t.execute_batch(
+        "DROP INDEX deliveries_due;
+         DROP INDEX deliveries_leased;
+         DROP INDEX deliveries_state;
+         ALTER TABLE deliveries DROP COLUMN payload;
+         ALTER TABLE deliveries DROP COLUMN next_attempt_at;
+         ALTER TABLE deliveries DROP COLUMN lease_until;
+         CREATE INDEX deliveries_due ON deliveries (target, due_at)
+             WHERE state IN ('pending', 'retrying', 'in_flight');
+         CREATE INDEX deliveries_dead ON deliveries (target, updated_at) WHERE state = 'dead';
+         CREATE INDEX deliveries_done ON deliveries (updated_at) WHERE state IN ('delivered', 'dead');
+         CREATE INDEX events_time ON events (received_at);",
+    )
+}
 
 /// Bring the database to the newest schema this binary knows.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+/// Bring the database to schema `version` (tests make old databases).
+pub fn migrate_to(conn: &mut Connection, version: usize) -> rusqlite::Result<()> {
     let current = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if current > MIGRATIONS.len() {
         return Err(rusqlite::Error::SqliteFailure(
@@ -92,9 +176,12 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
             )),
         ));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (i, step) in MIGRATIONS.iter().enumerate().take(version).skip(current) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        match step {
+            Sql(sql) => tx.execute_batch(sql)?,
+            Rust(f) => f(&tx)?,
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
         tracing::info!(version = i + 1, "store schema migrated");

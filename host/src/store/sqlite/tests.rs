@@ -420,3 +420,236 @@ async fn what_each_route_did_is_kept_and_a_rerun_replaces_its_own() {
     assert_eq!(json[1]["outcome"], "emitted");
     assert_eq!(json[1]["targets"], serde_json::json!(["t"]));
 }
+
+/// A target worker waiting in `claim`, as dispatch runs it.
+fn claiming(store: &Arc<SqliteStore>, max: usize) -> tokio::task::JoinHandle<Vec<Delivery>> {
+    let store = store.clone();
+    tokio::spawn(async move { store.claim("t", Duration::from_secs(30), max).await })
+}
+
+/// Until target `t`'s worker has claimed once and found the table empty.
+async fn worker_waits(store: &SqliteStore) {
+    let queue = store.targets.get("t");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !queue.is_waiting() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never claimed"
+        );
+        // Another thread (the store's) answers the claim: look again soon.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// The state of delivery `id` in the table.
+async fn state_of(store: &SqliteStore, id: &str) -> String {
+    let id = id.to_string();
+    store
+        .writer
+        .run(move |t| {
+            t.query_row("SELECT state FROM deliveries WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_processed_at_ingest_commits_whole_and_its_delivery_skips_the_table() {
+    let store = Arc::new(SqliteStore::open(None, false, 10).unwrap());
+    // The worker's first claim finds the table empty and waits.
+    let worker = claiming(&store, 4);
+    worker_waits(&store).await;
+    let e = event("e");
+    let mut body_changed = delivery("d-out", &e);
+    body_changed.event.body = bytes::Bytes::from_static(b"{\"n\":2}");
+    let result = processed(vec![delivery("d-same", &e), body_changed], vec![]);
+    assert_eq!(
+        store
+            .accept_processed(e.clone(), None, result.clone())
+            .await,
+        Ok(Accepted::New)
+    );
+    let mut got = tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .expect("the waiting claim is handed the deliveries")
+        .unwrap();
+    got.sort_by(|a, b| a.id.cmp(&b.id));
+    let bodies: Vec<&[u8]> = got.iter().map(|d| d.event.body.as_ref()).collect();
+    assert_eq!(bodies, [&b"{\"n\":2}"[..], &b"{\"n\":1}"[..]]);
+    // Leased in the table, with the hand-over's longer lease: they never
+    // went through a claim query, and one cannot take them again.
+    assert_eq!(state_of(&store, "d-same").await, "in_flight");
+    let due_at: i64 = store
+        .writer
+        .run(|t| {
+            t.query_row(
+                "SELECT due_at FROM deliveries WHERE id = 'd-same'",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .await
+        .unwrap();
+    let handed_lease = (Duration::from_secs(30) + handoff::HANDOFF_WAIT).as_millis() as i64;
+    assert!(due_at > now_ms() as i64 + handed_lease - 5_000, "{due_at}");
+    let rec = store.event("e").await.unwrap().unwrap();
+    assert_eq!(rec.state, "processed");
+    assert_eq!(store.stats().await.unwrap().awaiting_pipeline, 0);
+
+    // The same event again: nothing new, nothing handed over.
+    assert_eq!(
+        store.accept_processed(e, None, result).await,
+        Ok(Accepted::Duplicate("e".into()))
+    );
+    let again = claiming(&store, 4);
+    let idle = tokio::time::timeout(Duration::from_millis(200), again).await;
+    assert!(idle.is_err(), "a duplicate makes no delivery");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handed_delivery_is_in_the_table_when_the_process_dies_before_its_attempt() {
+    let dir = std::env::temp_dir().join(format!("wasmhook-handoff-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("db.sqlite");
+    {
+        let store = Arc::new(SqliteStore::open(Some(&path), true, 10).unwrap());
+        let worker = claiming(&store, 1);
+        worker_waits(&store).await;
+        let e = event("e");
+        let result = processed(vec![delivery("d", &e), delivery("d2", &e)], vec![]);
+        store.accept_processed(e, None, result).await.unwrap();
+        // One is taken, the other waits in memory; then the process dies.
+        assert_eq!(worker.await.unwrap().len(), 1);
+    }
+    let store = SqliteStore::open(Some(&path), true, 10).unwrap();
+    let mut ids: Vec<String> = store
+        .claim("t", Duration::from_secs(30), 4)
+        .await
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["d", "d2"], "both are due again after a restart");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_that_comes_due_goes_before_new_deliveries() {
+    let store = Arc::new(SqliteStore::open(None, false, 10).unwrap());
+    let worker = claiming(&store, 1);
+    worker_waits(&store).await;
+    let first = event("first");
+    store
+        .accept_processed(
+            first.clone(),
+            None,
+            processed(vec![delivery("d1", &first)], vec![]),
+        )
+        .await
+        .unwrap();
+    let d1 = worker.await.unwrap().remove(0);
+    // It failed, and is due again at once.
+    store
+        .finish_attempt(
+            Delivery { attempts: 1, ..d1 },
+            Attempt::default(),
+            NextStep::Retry {
+                after: Duration::ZERO,
+            },
+        )
+        .await
+        .unwrap();
+    let second = event("second");
+    store
+        .accept_processed(
+            second.clone(),
+            None,
+            processed(vec![delivery("d2", &second)], vec![]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        state_of(&store, "d2").await,
+        "pending",
+        "a new delivery waits behind a due retry, in the table"
+    );
+    let order: Vec<String> = store
+        .claim("t", Duration::from_secs(30), 1)
+        .await
+        .into_iter()
+        .chain(store.claim("t", Duration::from_secs(30), 1).await)
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(order, ["d1", "d2"]);
+}
+
+#[tokio::test]
+async fn a_database_from_before_lean_deliveries_keeps_its_deliveries() {
+    let dir = std::env::temp_dir().join(format!("wasmhook-v3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("db.sqlite");
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        schema::migrate_to(&mut conn, 3).unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO events (source, id, event_type, received_at, headers, body, state)
+                 VALUES ('s', 'e', 't', 1, '[]', X'7B7D', 'processed');
+               INSERT INTO deliveries (id, event_source, event_id, route, target, payload, state, attempts,
+                                       next_attempt_at, created_at, updated_at)
+                 VALUES ('d', 's', 'e', 'r', 't',
+                         '{"id":"out","source":"s","event_type":"x","received_at":1,"headers":[["h","v"]],"body":"aGVsbG8="}',
+                         'retrying', 2, 0, 1, 1);"#,
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(Some(&path), true, 10).unwrap();
+    let d = store.claim("t", Duration::from_secs(30), 1).await.remove(0);
+    assert_eq!(
+        (
+            d.id.as_str(),
+            d.attempts,
+            d.event.id.as_str(),
+            d.event.event_type.as_str()
+        ),
+        ("d", 2, "out", "x")
+    );
+    assert_eq!(d.event.body.as_ref(), b"hello");
+    assert_eq!(d.event.headers, [("h".to_string(), "v".to_string())]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn retention_prunes_in_chunks_until_nothing_old_is_left() {
+    let store = SqliteStore::open(None, false, 10).unwrap();
+    let n = PRUNE_CHUNK * 2 + 17;
+    let events: Vec<Event> = (0..n).map(|i| event(&format!("e{i}"))).collect();
+    let finished = events.clone();
+    store
+        .writer
+        .run(move |t| {
+            for (i, e) in finished.iter().enumerate() {
+                insert_event(t, e, None, Some("[]"))?;
+                let d = delivery(&format!("d{i}"), e);
+                insert_deliveries(t, e, &[d], &[rows::Start::Due], 0)?;
+            }
+            t.execute("UPDATE deliveries SET state = 'delivered'", [])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let p = store.prune(now_ms() + 1, 0, now_ms() + 1).await.unwrap();
+    assert_eq!(
+        p,
+        Pruned {
+            deliveries: n,
+            events: n
+        }
+    );
+    assert_eq!(
+        store.prune(now_ms() + 1, 0, now_ms() + 1).await.unwrap(),
+        Pruned::default()
+    );
+}

@@ -6,6 +6,11 @@
 //! undo the others), commits once, and only then answers each caller. That
 //! is group commit: under load, many ingests share one fsync, and no caller
 //! hears "done" before its data is committed.
+//!
+//! The thread never checkpoints the WAL itself: a checkpointer thread of
+//! its own, on its own connection, copies the log into the database after
+//! commits (`PASSIVE`, so it never blocks the writer), which keeps that
+//! copying and its fsyncs off the one thread every write waits for.
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
@@ -29,8 +34,10 @@ pub struct Writer {
 
 impl Writer {
     /// Start the thread; it runs until every `Writer` clone is dropped.
-    pub fn start(mut conn: Connection) -> Self {
+    /// `checkpoints`: a connection to checkpoint the WAL on, for a file.
+    pub fn start(mut conn: Connection, checkpoints: Option<Connection>) -> Self {
         let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE);
+        let committed = checkpoints.map(start_checkpointer);
         std::thread::Builder::new()
             .name("wasmhook-store".into())
             .spawn(move || {
@@ -43,6 +50,10 @@ impl Writer {
                         }
                     }
                     run_batch(&mut conn, batch);
+                    if let Some(committed) = &committed {
+                        // Full means a checkpoint is due already.
+                        let _ = committed.try_send(());
+                    }
                 }
             })
             .expect("spawning the store thread");
@@ -92,20 +103,47 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
     }
 }
 
+/// Most often the thread checkpoints: a checkpoint copies every frame
+/// committed since the last, so waiting a little makes each one do more.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A thread that checkpoints the WAL after commits; returns the channel the
+/// writer nudges it on. It ends when the writer does.
+fn start_checkpointer(conn: Connection) -> std::sync::mpsc::SyncSender<()> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+    std::thread::Builder::new()
+        .name("wasmhook-checkpoint".into())
+        .spawn(move || {
+            while rx.recv().is_ok() {
+                // PASSIVE: copy what no reader still needs, never wait.
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!("store: WAL checkpoint failed: {e}");
+                }
+                // A thread of its own, not a runtime's: pausing it holds up
+                // nothing but the next checkpoint.
+                #[allow(clippy::disallowed_methods)]
+                std::thread::sleep(CHECKPOINT_EVERY);
+            }
+        })
+        .expect("spawning the checkpoint thread");
+    tx
+}
+
 fn in_savepoint<T>(
     t: &Transaction<'_>,
     f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
 ) -> Result<T, StoreError> {
-    t.execute_batch("SAVEPOINT job")
-        .map_err(|e| to_store_error(&e))?;
+    // Prepared once per connection, not parsed for every job.
+    let step = |sql: &str| t.prepare_cached(sql).and_then(|mut s| s.execute([]));
+    step("SAVEPOINT job").map_err(|e| to_store_error(&e))?;
     match f(t) {
         Ok(v) => {
-            t.execute_batch("RELEASE job")
-                .map_err(|e| to_store_error(&e))?;
+            step("RELEASE job").map_err(|e| to_store_error(&e))?;
             Ok(v)
         }
         Err(e) => {
-            let _ = t.execute_batch("ROLLBACK TO job; RELEASE job");
+            let _ = step("ROLLBACK TO job");
+            let _ = step("RELEASE job");
             tracing::error!("store: {e}");
             Err(to_store_error(&e))
         }
