@@ -44,7 +44,7 @@ const HTTP_GRACE: Duration = Duration::from_secs(5);
 
 /// How often retention runs. Often, so each pass is small: it deletes in
 /// chunks, and reads only what it deletes.
-const PRUNE_EVERY: Duration = Duration::from_secs(5);
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 /// Shared state of the HTTP handlers. Cheap to clone.
 #[derive(Clone)]

@@ -154,7 +154,7 @@ pub enum Accepted {
 }
 
 /// One attempt, as recorded.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Attempt {
     /// Milliseconds since the Unix epoch.
     pub started_at: u64,

@@ -196,15 +196,15 @@ impl Handed {
         self.delivery = Some(delivery);
     }
 
-    /// After the commit: queue the delivery for its worker.
-    pub fn push(mut self) {
-        let Some(d) = self.delivery.take() else {
-            return;
-        };
-        debug_assert_eq!(d.event.body.len(), self.bytes);
-        self.queue.lock().ready.push_back((d, self.lease_until));
-        self.armed = false;
-        self.queue.notify.notify_one();
+    /// After the commit: queue the delivery for its worker, and return
+    /// the worker's queue to wake once everything is queued.
+    pub fn push(mut self) -> Arc<TargetQueue> {
+        if let Some(d) = self.delivery.take() {
+            debug_assert_eq!(d.event.body.len(), self.bytes);
+            self.queue.lock().ready.push_back((d, self.lease_until));
+            self.armed = false;
+        }
+        self.queue.clone()
     }
 }
 
@@ -330,7 +330,7 @@ mod tests {
         let (_, handed) = targets.plan(&[delivery("a", 1)], 0);
         let mut h = handed.into_iter().flatten().next().unwrap();
         h.fill(delivery("a", 1));
-        h.push();
+        let _ = h.push();
         let q = targets.get("t");
         let late = HANDOFF_WAIT.as_millis() as i64 + 1;
         assert!(q.take(8, LEASE, late).is_empty());

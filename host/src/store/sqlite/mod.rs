@@ -42,7 +42,7 @@ use writer::Writer;
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
 /// Rows one retention job deletes: small jobs interleave with ingest's
 /// commits rather than hold the store thread.
-const PRUNE_CHUNK: usize = 1_000;
+const PRUNE_CHUNK: usize = 500;
 /// The writer's page cache (KiB): the hot end of every index fits.
 const CACHE_KIB: i64 = 32 * 1024;
 
@@ -136,7 +136,9 @@ impl SqliteStore {
                 })?;
                 c.busy_timeout(Duration::from_secs(5))?;
                 c.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
-                Some(c)
+                let mut wal = p.as_os_str().to_owned();
+                wal.push("-wal");
+                Some((c, wal.into()))
             }
             None => None,
         };
@@ -255,10 +257,18 @@ fn insert_event(
     .map(Some)
 }
 
-/// Queue handed deliveries for their workers: only after the commit.
+/// Queue handed deliveries for their workers (only after the commit), then
+/// wake each worker once.
 fn hand_over(ready: Vec<Handed>) {
+    let mut woken: Vec<Arc<handoff::TargetQueue>> = Vec::new();
     for h in ready {
-        h.push();
+        let queue = h.push();
+        if !woken.iter().any(|q| Arc::ptr_eq(q, &queue)) {
+            woken.push(queue);
+        }
+    }
+    for q in woken {
+        q.notify.notify_one();
     }
 }
 
@@ -504,33 +514,23 @@ impl Store for SqliteStore {
         next: NextStep,
     ) -> Result<(), StoreError> {
         let target = delivery.target.clone();
+        let logged = serde_json::to_string(&attempt).expect("an attempt serializes");
+        // One statement: it is all or nothing without a savepoint.
         let due = self
             .writer
-            .run(move |t| {
+            .run_idempotent(move |t| {
                 let now = now_ms() as i64;
-                t.prepare_cached(
-                    "INSERT OR REPLACE INTO attempts (delivery_id, n, started_at, duration_ms, status, error, response)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?
-                .execute(params![
-                    delivery.id,
-                    delivery.attempts,
-                    attempt.started_at as i64,
-                    attempt.duration_ms as i64,
-                    attempt.status,
-                    attempt.error,
-                    attempt.response
-                ])?;
                 let (state, due_at) = match next {
                     NextStep::Delivered => ("delivered", None),
                     NextStep::Retry { after } => ("retrying", Some(now + after.as_millis() as i64)),
                     NextStep::Dead => ("dead", None),
                 };
                 t.prepare_cached(
-                    "UPDATE deliveries SET state = ?2, attempts = ?3, due_at = ?4, last_error = ?5, updated_at = ?6
+                    "UPDATE deliveries SET state = ?2, attempts = ?3, due_at = ?4, last_error = ?5, updated_at = ?6,
+                            log = json_insert(COALESCE(log, '[]'), '$[#]', json(?7))
                      WHERE id = ?1",
                 )?
-                .execute(params![delivery.id, state, delivery.attempts, due_at, attempt.error, now])?;
+                .execute(params![delivery.id, state, delivery.attempts, due_at, attempt.error, now, logged])?;
                 Ok(due_at)
             })
             .await?;
@@ -641,20 +641,18 @@ impl Store for SqliteStore {
             let n = self
                 .writer
                 .run(move |t| {
-                    let old: Vec<(i64, String)> = t
+                    let old: Vec<String> = t
                         .prepare_cached(
-                            "SELECT rowid, id FROM deliveries
+                            "SELECT id FROM deliveries
                              WHERE state IN ('delivered', 'dead') AND updated_at < ?3
                                AND ((state = 'delivered' AND updated_at < ?1) OR (state = 'dead' AND updated_at < ?2))
                              LIMIT ?4",
                         )?
-                        .query_map(params![d, x, d.max(x), PRUNE_CHUNK as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .query_map(params![d, x, d.max(x), PRUNE_CHUNK as i64], |r| r.get(0))?
                         .collect::<rusqlite::Result<_>>()?;
-                    let mut attempts = t.prepare_cached("DELETE FROM attempts WHERE delivery_id = ?1")?;
-                    let mut delivery = t.prepare_cached("DELETE FROM deliveries WHERE rowid = ?1")?;
-                    for (rowid, id) in &old {
-                        attempts.execute([id])?;
-                        delivery.execute([rowid])?;
+                    let mut delivery = t.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?;
+                    for id in &old {
+                        delivery.execute([id])?;
                     }
                     Ok(old.len())
                 })
@@ -666,7 +664,8 @@ impl Store for SqliteStore {
         }
         // Events oldest first, from where the last chunk stopped; those
         // with deliveries or failed routes left stay. (The index on
-        // `received_at` holds the key too, so ties keep their order.)
+        // `received_at` holds the key `(id, source)` too, so ties keep an
+        // order.)
         let mut after: (i64, String, String) = (i64::MIN, String::new(), String::new());
         loop {
             let cursor = after.clone();
@@ -675,10 +674,10 @@ impl Store for SqliteStore {
                 .run(move |t| {
                     let old: Vec<(i64, String, String)> = t
                         .prepare_cached(
-                            "SELECT received_at, source, id FROM events
-                             WHERE (received_at, source, id) > (?1, ?2, ?3) AND received_at < ?4
+                            "SELECT received_at, id, source FROM events
+                             WHERE (received_at, id, source) > (?1, ?2, ?3) AND received_at < ?4
                                AND state = 'processed'
-                             ORDER BY received_at, source, id LIMIT ?5",
+                             ORDER BY received_at, id, source LIMIT ?5",
                         )?
                         .query_map(
                             params![cursor.0, cursor.1, cursor.2, e, PRUNE_CHUNK as i64],
@@ -691,7 +690,7 @@ impl Store for SqliteStore {
                            AND NOT EXISTS (SELECT 1 FROM route_failures WHERE event_source = ?1 AND event_id = ?2)",
                     )?;
                     let mut n = 0;
-                    for (_, source, id) in &old {
+                    for (_, id, source) in &old {
                         n += delete.execute(params![source, id])?;
                     }
                     Ok((n, old.len(), old.last().cloned()))

@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
-use crate::store::{Attempt, Delivery, DeliveryRecord, EventRecord, RouteFailure, RouteOutcome};
+use crate::store::{Delivery, DeliveryRecord, EventRecord, RouteFailure, RouteOutcome};
 
 pub fn headers_json(headers: &[(String, String)]) -> String {
     serde_json::to_string(headers).expect("string pairs serialize")
@@ -208,21 +208,13 @@ pub fn event_record(t: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<Ev
     let mut deliveries = stmt
         .query_map(params![event.source, event.id], delivery_record)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut stmt = t.prepare(
-        "SELECT started_at, duration_ms, status, error, response FROM attempts WHERE delivery_id = ?1 ORDER BY n",
-    )?;
+    let mut stmt = t.prepare("SELECT log FROM deliveries WHERE id = ?1")?;
     for d in &mut deliveries {
-        d.attempt_log = stmt
-            .query_map([&d.id], |r| {
-                Ok(Attempt {
-                    started_at: r.get::<_, i64>(0)? as u64,
-                    duration_ms: r.get::<_, i64>(1)? as u64,
-                    status: r.get(2)?,
-                    error: r.get(3)?,
-                    response: r.get(4)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let log: Option<String> = stmt.query_row([&d.id], |r| r.get(0))?;
+        d.attempt_log = match log {
+            Some(text) => serde_json::from_str(&text).map_err(bad_json)?,
+            None => Vec::new(),
+        };
     }
     let (body, body_base64) = match std::str::from_utf8(&event.body) {
         Ok(s) => (Some(s.to_string()), None),

@@ -92,20 +92,59 @@ const MIGRATIONS: &[Migration] = &[
     Rust(v4_lean_deliveries),
 ];
 
-/// Deliveries store the output event as small JSON metadata plus a BLOB
-/// body (NULL when it is the received event's body, as for a route without
-/// plugins), not as JSON with the body in base64. One time column, `due_at`,
-/// serves both the next attempt (pending, retrying) and the lease's end (in
-/// flight), so one index finds every delivery a claim may take; the two
-/// indexes that only listings used go. Small ones come for dead deliveries
-/// (listing, replay) and for finished ones by time, and events get one by
-/// time: retention then reads only what it deletes.
+/// The hot path's shape. Both tables are rebuilt:
+/// - `events` is keyed `(id, source)`, which also serves lookups by id, so
+///   the separate index on `id` goes.
+/// - `deliveries` keeps its rowid (its rows hold bodies, too big for a
+///   table without one: measured slower). The output event is small JSON
+///   metadata plus a BLOB body (NULL when it is the received event's body,
+///   as for a route without plugins), not JSON with the body in base64. One
+///   time column, `due_at`, serves both the next attempt (pending, retrying)
+///   and the lease's end (in flight), so one index finds every delivery a
+///   claim may take; the indexes only listings used go.
+/// - A delivery's attempts are a JSON list in its row (`log`), which every
+///   attempt rewrites anyway, not rows of a table of their own: one write
+///   and one delete fewer per delivery.
+/// - Small indexes come for dead deliveries (listing, replay), for finished
+///   ones by time and for events by time: retention reads what it deletes.
 fn v4_lean_deliveries(t: &Transaction<'_>) -> rusqlite::Result<()> {
     t.execute_batch(
-        "ALTER TABLE deliveries ADD COLUMN meta TEXT;    -- JSON {id, source, event_type, received_at, headers}
-         ALTER TABLE deliveries ADD COLUMN body BLOB;    -- NULL: the event's own body
-         ALTER TABLE deliveries ADD COLUMN due_at INTEGER;
-         UPDATE deliveries SET due_at = CASE WHEN state = 'in_flight' THEN lease_until ELSE next_attempt_at END;",
+        "CREATE TABLE events_v4 (
+             source      TEXT    NOT NULL,
+             id          TEXT    NOT NULL,
+             event_type  TEXT    NOT NULL,
+             received_at INTEGER NOT NULL,
+             headers     TEXT    NOT NULL,            -- JSON [[name, value], …]
+             body        BLOB    NOT NULL,
+             state       TEXT    NOT NULL,            -- received | processed
+             signed      BLOB,                        -- SHA-256 of the signed content
+             routes      TEXT,                        -- JSON [RouteOutcome, …]
+             PRIMARY KEY (id, source)
+         ) WITHOUT ROWID;
+         INSERT INTO events_v4 SELECT source, id, event_type, received_at, headers, body, state, signed, routes
+             FROM events;
+         DROP TABLE events;
+         ALTER TABLE events_v4 RENAME TO events;
+         CREATE INDEX events_received ON events (received_at) WHERE state = 'received';
+         CREATE UNIQUE INDEX events_signed ON events (source, signed) WHERE signed IS NOT NULL;
+         CREATE INDEX events_time ON events (received_at);
+
+         CREATE TABLE deliveries_v4 (
+             id           TEXT    PRIMARY KEY,
+             event_source TEXT    NOT NULL,
+             event_id     TEXT    NOT NULL,
+             route        TEXT    NOT NULL,
+             target       TEXT    NOT NULL,
+             meta         TEXT    NOT NULL,           -- JSON {id, source, event_type, received_at, headers}
+             body         BLOB,                       -- NULL: the event's own body
+             state        TEXT    NOT NULL,           -- pending | in_flight | retrying | delivered | dead
+             attempts     INTEGER NOT NULL DEFAULT 0,
+             due_at       INTEGER,                    -- ms; next attempt, or the lease's end when in_flight
+             last_error   TEXT,
+             created_at   INTEGER NOT NULL,
+             updated_at   INTEGER NOT NULL,
+             log          TEXT                        -- JSON [Attempt, …], oldest first
+         );",
     )?;
     {
         #[derive(serde::Deserialize)]
@@ -117,18 +156,26 @@ fn v4_lean_deliveries(t: &Transaction<'_>) -> rusqlite::Result<()> {
             headers: Vec<(String, String)>,
             body: String,
         }
-        let mut read = t.prepare("SELECT rowid, payload FROM deliveries")?;
-        let mut write = t.prepare("UPDATE deliveries SET meta = ?2, body = ?3 WHERE rowid = ?1")?;
-        let rows = read
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        for (rowid, payload) in rows {
+        let mut read = t.prepare(
+            "SELECT id, event_source, event_id, route, target, payload, state, attempts,
+                    CASE WHEN state = 'in_flight' THEN lease_until ELSE next_attempt_at END,
+                    last_error, created_at, updated_at,
+                    (SELECT json_group_array(json_object('started_at', started_at, 'duration_ms', duration_ms,
+                                                         'status', status, 'error', error, 'response', response))
+                     FROM (SELECT * FROM attempts a WHERE a.delivery_id = deliveries.id ORDER BY n))
+             FROM deliveries",
+        )?;
+        let mut write = t.prepare(
+            "INSERT INTO deliveries_v4 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        let mut rows = read.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
+            let payload: String = r.get(5)?;
             let bad = |e: String| {
                 rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
-                    Some(format!(
-                        "delivery row {rowid} has an unreadable payload: {e}"
-                    )),
+                    Some(format!("delivery {id} has an unreadable payload: {e}")),
                 )
             };
             let old: Old = serde_json::from_str(&payload).map_err(|e| bad(e.to_string()))?;
@@ -141,21 +188,33 @@ fn v4_lean_deliveries(t: &Transaction<'_>) -> rusqlite::Result<()> {
                 headers: old.headers,
                 body: bytes::Bytes::new(),
             };
-            write.execute(params![rowid, super::rows::meta_json(&event), body])?;
+            write.execute(params![
+                id,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                super::rows::meta_json(&event),
+                body,
+                r.get::<_, String>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, Option<i64>>(8)?,
+                r.get::<_, Option<String>>(9)?,
+                r.get::<_, i64>(10)?,
+                r.get::<_, i64>(11)?,
+                r.get::<_, Option<String>>(12)?,
+            ])?;
         }
     }
     t.execute_batch(
-        "DROP INDEX deliveries_due;
-         DROP INDEX deliveries_leased;
-         DROP INDEX deliveries_state;
-         ALTER TABLE deliveries DROP COLUMN payload;
-         ALTER TABLE deliveries DROP COLUMN next_attempt_at;
-         ALTER TABLE deliveries DROP COLUMN lease_until;
+        "DROP TABLE deliveries;
+         DROP TABLE attempts;
+         ALTER TABLE deliveries_v4 RENAME TO deliveries;
+         CREATE INDEX deliveries_event ON deliveries (event_source, event_id);
          CREATE INDEX deliveries_due ON deliveries (target, due_at)
              WHERE state IN ('pending', 'retrying', 'in_flight');
          CREATE INDEX deliveries_dead ON deliveries (target, updated_at) WHERE state = 'dead';
-         CREATE INDEX deliveries_done ON deliveries (updated_at) WHERE state IN ('delivered', 'dead');
-         CREATE INDEX events_time ON events (received_at);",
+         CREATE INDEX deliveries_done ON deliveries (updated_at) WHERE state IN ('delivered', 'dead');",
     )
 }
 

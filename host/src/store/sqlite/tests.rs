@@ -601,11 +601,22 @@ async fn a_database_from_before_lean_deliveries_keeps_its_deliveries() {
                                        next_attempt_at, created_at, updated_at)
                  VALUES ('d', 's', 'e', 'r', 't',
                          '{"id":"out","source":"s","event_type":"x","received_at":1,"headers":[["h","v"]],"body":"aGVsbG8="}',
-                         'retrying', 2, 0, 1, 1);"#,
+                         'retrying', 2, 0, 1, 1);
+               INSERT INTO attempts (delivery_id, n, started_at, duration_ms, status, error, response)
+                 VALUES ('d', 2, 20, 4, 503, 'second', NULL), ('d', 1, 10, 3, NULL, 'first', 'r');"#,
         )
         .unwrap();
     }
     let store = SqliteStore::open(Some(&path), true, 10).unwrap();
+    let log = &store.event("e").await.unwrap().unwrap().deliveries[0].attempt_log;
+    let errors: Vec<_> = log
+        .iter()
+        .map(|a| (a.started_at, a.status, a.error.as_deref()))
+        .collect();
+    assert_eq!(
+        errors,
+        [(10, None, Some("first")), (20, Some(503), Some("second"))]
+    );
     let d = store.claim("t", Duration::from_secs(30), 1).await.remove(0);
     assert_eq!(
         (

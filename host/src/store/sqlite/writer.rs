@@ -7,10 +7,20 @@
 //! is group commit: under load, many ingests share one fsync, and no caller
 //! hears "done" before its data is committed.
 //!
-//! The thread never checkpoints the WAL itself: a checkpointer thread of
-//! its own, on its own connection, copies the log into the database after
-//! commits (`PASSIVE`, so it never blocks the writer), which keeps that
-//! copying and its fsyncs off the one thread every write waits for.
+//! The thread does not copy the WAL into the database itself: a
+//! checkpointer thread of its own, on its own connection, does that after
+//! commits (`PASSIVE`, so it never blocks the writer), which keeps the
+//! copying and its fsyncs off the one thread every write waits for. But the
+//! log only starts over when a write begins with all of it copied, which
+//! under steady writes never happens by chance (the writer appends while
+//! the checkpointer copies), so the log would grow without end. When it
+//! passes [`WAL_RESET_BYTES`], the checkpointer asks, and the writer copies
+//! the little that arrived since, between two batches; its next write then
+//! starts the log over.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
@@ -35,9 +45,11 @@ pub struct Writer {
 impl Writer {
     /// Start the thread; it runs until every `Writer` clone is dropped.
     /// `checkpoints`: a connection to checkpoint the WAL on, for a file.
-    pub fn start(mut conn: Connection, checkpoints: Option<Connection>) -> Self {
+    pub fn start(mut conn: Connection, checkpoints: Option<(Connection, PathBuf)>) -> Self {
         let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE);
-        let committed = checkpoints.map(start_checkpointer);
+        let reset_wanted = Arc::new(AtomicBool::new(false));
+        let committed =
+            checkpoints.map(|(c, wal)| start_checkpointer(c, wal, reset_wanted.clone()));
         std::thread::Builder::new()
             .name("wasmhook-store".into())
             .spawn(move || {
@@ -50,6 +62,14 @@ impl Writer {
                         }
                     }
                     run_batch(&mut conn, batch);
+                    if reset_wanted.swap(false, Ordering::AcqRel) {
+                        // Only what came since the checkpointer's pass.
+                        if let Err(e) =
+                            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                        {
+                            tracing::warn!("store: WAL checkpoint failed: {e}");
+                        }
+                    }
                     if let Some(committed) = &committed {
                         // Full means a checkpoint is due already.
                         let _ = committed.try_send(());
@@ -60,14 +80,38 @@ impl Writer {
         Writer { jobs }
     }
 
-    /// Run `f` in a transaction on the store thread; resolves after commit.
+    /// Run `f` in a transaction on the store thread, in a savepoint of its
+    /// own (so that if it fails, none of it commits); resolves after commit.
     pub async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.submit(move |t| in_savepoint(t, f)).await
+    }
+
+    /// [`Writer::run`] without the savepoint, for a job that is correct
+    /// even if it fails halfway and is run again: one that only overwrites
+    /// (a savepoint copies every page it touches, so this is cheaper).
+    pub async fn run_idempotent<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.submit(move |t| {
+            f(t).map_err(|e| {
+                tracing::error!("store: {e}");
+                to_store_error(&e)
+            })
+        })
+        .await
+    }
+
+    async fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |t| {
-            let result = t.and_then(|t| in_savepoint(t, f));
+            let result = t.and_then(f);
             Box::new(move |committed: Result<(), StoreError>| {
                 let _ = tx.send(committed.and(result));
             })
@@ -107,9 +151,16 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
 /// committed since the last, so waiting a little makes each one do more.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// A thread that checkpoints the WAL after commits; returns the channel the
-/// writer nudges it on. It ends when the writer does.
-fn start_checkpointer(conn: Connection) -> std::sync::mpsc::SyncSender<()> {
+/// How big the WAL may grow before the writer makes it start over.
+const WAL_RESET_BYTES: u64 = 64 << 20;
+
+/// A thread that checkpoints the WAL at `wal` after commits; returns the
+/// channel the writer nudges it on. It ends when the writer does.
+fn start_checkpointer(
+    conn: Connection,
+    wal: PathBuf,
+    reset_wanted: Arc<AtomicBool>,
+) -> std::sync::mpsc::SyncSender<()> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
     std::thread::Builder::new()
         .name("wasmhook-checkpoint".into())
@@ -118,6 +169,9 @@ fn start_checkpointer(conn: Connection) -> std::sync::mpsc::SyncSender<()> {
                 // PASSIVE: copy what no reader still needs, never wait.
                 if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                     tracing::warn!("store: WAL checkpoint failed: {e}");
+                }
+                if std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_RESET_BYTES) {
+                    reset_wanted.store(true, Ordering::Release);
                 }
                 // A thread of its own, not a runtime's: pausing it holds up
                 // nothing but the next checkpoint.
