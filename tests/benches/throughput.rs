@@ -7,7 +7,8 @@
 //! The load generator and the sink run one thread each (see
 //! `wasmhook_e2e::load`), in this process; the router is its own process
 //! and has the rest of the machine. Bodies are about 1 KiB of JSON. Every
-//! event is acknowledged (202) only after its commit.
+//! event is acknowledged (202) only after its commit. Each run starts after
+//! a `sync`, so none pays for the disk writes of the one before.
 
 use std::time::{Duration, Instant};
 
@@ -54,7 +55,14 @@ struct Scenario<'a> {
     storage_extra: &'a str,
 }
 
+/// Flush what earlier runs left for the disk to write, so that a run's
+/// fsyncs do not queue behind another run's writeback.
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+}
+
 async fn router(sink: &Sink, s: &Scenario<'_>) -> Router {
+    settle();
     let plugins = if s.plugin { REDACT } else { "" };
     let config = format!(
         "[[sources]]\nname = \"s\"\n\n\

@@ -43,8 +43,10 @@ const IDLE_RECHECK: Duration = Duration::from_secs(30);
 /// Rows one retention job deletes: small jobs interleave with ingest's
 /// commits rather than hold the store thread.
 const PRUNE_CHUNK: usize = 500;
-/// The writer's page cache (KiB): the hot end of every index fits.
-const CACHE_KIB: i64 = 32 * 1024;
+/// The writer's page cache (KiB): the hot ends of the tables and indexes
+/// fit. Bigger is not better: SQLite walks the whole cache on some
+/// transaction ends, which at 32 MiB took an eighth of the store thread.
+const CACHE_KIB: i64 = 8 * 1024;
 
 /// An event waiting for the pipeline: only its key is held in memory, so a
 /// backlog costs memory by its length, not by its bodies.
