@@ -42,7 +42,7 @@ use writer::Writer;
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
 /// Rows one retention job deletes: small jobs interleave with ingest's
 /// commits rather than hold the store thread.
-const PRUNE_CHUNK: usize = 500;
+const PRUNE_CHUNK: usize = 100;
 /// The writer's page cache (KiB): the hot ends of the tables and indexes
 /// fit. Bigger is not better: SQLite walks the whole cache on some
 /// transaction ends, which at 32 MiB took an eighth of the store thread.
