@@ -171,9 +171,10 @@ impl TargetWorker {
     }
 
     /// Record an attempt, retrying with backoff while the store fails: the
-    /// delivery stays leased meanwhile, so it is neither lost nor sent
-    /// twice, and if the process stops first, its lease runs out and it is
-    /// attempted again (at least once).
+    /// delivery stays leased meanwhile, so it is not lost. If the outage
+    /// outlasts the lease (or the process stops first), the delivery is
+    /// claimed and attempted again (at least once), and this late record is
+    /// then refused by the store rather than overwriting the newer claim.
     async fn record(&self, delivery: Delivery, attempt: Attempt, next: NextStep) {
         let mut wait = RECORD_RETRY_FIRST;
         loop {

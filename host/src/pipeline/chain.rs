@@ -226,6 +226,7 @@ impl Pipeline {
                     target: target.clone(),
                     event: output.event.clone(),
                     attempts: 0,
+                    lease: 0,
                 });
             }
         }

@@ -53,6 +53,10 @@ pub struct Delivery {
     pub event: Event,
     /// Attempts made so far.
     pub attempts: u32,
+    /// The lease this copy was claimed under (its end, ms; 0 before a
+    /// claim). Recording an attempt checks it: a delivery whose lease ran
+    /// out and was claimed again is not overwritten by the late record.
+    pub lease: u64,
 }
 
 /// A route whose plugins failed on an event. The event is kept with it, so
@@ -300,7 +304,9 @@ pub trait Store: Send + Sync + 'static {
     /// Wait until deliveries to `target` are due, and lease up to `max` of
     /// them (at least one) for `lease`, most overdue first.
     async fn claim(&self, target: &str, lease: Duration, max: usize) -> Vec<Delivery>;
-    /// Record an attempt on a claimed delivery and what comes next.
+    /// Record an attempt on a claimed delivery and what comes next. If its
+    /// lease was lost meanwhile (it ran out, and the delivery was claimed
+    /// again), nothing is recorded: the newer claim's attempt counts.
     async fn finish_attempt(
         &self,
         delivery: Delivery,

@@ -36,6 +36,7 @@ pub fn claim_due(
                 target: target.to_string(),
                 event: event_from_meta(&r.get::<_, String>(3)?, r.get(4)?)?,
                 attempts: r.get(5)?,
+                lease: (now + lease_ms) as u64,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -192,7 +192,8 @@ pub struct Handed {
 }
 
 impl Handed {
-    pub fn fill(&mut self, delivery: Delivery) {
+    pub fn fill(&mut self, mut delivery: Delivery) {
+        delivery.lease = self.lease_until as u64;
         self.delivery = Some(delivery);
     }
 
@@ -243,6 +244,7 @@ mod tests {
                 body: vec![b'x'; body].into(),
             },
             attempts: 0,
+            lease: 0,
         }
     }
 

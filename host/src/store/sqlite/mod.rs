@@ -178,25 +178,49 @@ impl SqliteStore {
         event: &Event,
         processed: Processed,
         now: i64,
-    ) -> rusqlite::Result<Vec<Handed>> {
+    ) -> rusqlite::Result<Ready> {
         let (starts, mut handed) = targets.plan(&processed.deliveries, now);
         let inserted = insert_deliveries(t, event, &processed.deliveries, &starts, now)?;
         insert_failures(t, event, &processed.failures(&event.id), now)?;
-        let mut ready = Vec::new();
+        let mut ready = Ready::default();
         for ((d, slot), new) in processed
             .deliveries
             .into_iter()
             .zip(&mut handed)
             .zip(inserted)
         {
-            // A row that existed already (a deterministic re-run) is not
-            // ours to send: its place is given back.
-            if let (Some(mut h), true) = (slot.take(), new) {
-                h.fill(d);
-                ready.push(h);
+            match (slot.take(), new) {
+                (Some(mut h), true) => {
+                    h.fill(d);
+                    ready.handed.push(h);
+                }
+                // Due in the table: its worker is told after the commit.
+                (None, true) => ready.due.push(d.target),
+                // A row that existed already (a deterministic re-run) is
+                // not ours to send: its place is given back.
+                (_, false) => {}
             }
         }
         Ok(ready)
+    }
+
+    /// After the commit: queue handed deliveries for their workers, then
+    /// wake each worker concerned once.
+    fn hand_over(&self, ready: Ready) {
+        let mut woken: Vec<Arc<handoff::TargetQueue>> = Vec::new();
+        let queues = ready
+            .handed
+            .into_iter()
+            .map(Handed::push)
+            .chain(ready.due.iter().map(|t| self.targets.get(t)));
+        for queue in queues {
+            if !woken.iter().any(|q| Arc::ptr_eq(q, &queue)) {
+                woken.push(queue);
+            }
+        }
+        for q in woken {
+            q.notify.notify_one();
+        }
     }
 
     /// The event waiting for the pipeline at the front, read from the table.
@@ -259,19 +283,12 @@ fn insert_event(
     .map(Some)
 }
 
-/// Queue handed deliveries for their workers (only after the commit), then
-/// wake each worker once.
-fn hand_over(ready: Vec<Handed>) {
-    let mut woken: Vec<Arc<handoff::TargetQueue>> = Vec::new();
-    for h in ready {
-        let queue = h.push();
-        if !woken.iter().any(|q| Arc::ptr_eq(q, &queue)) {
-            woken.push(queue);
-        }
-    }
-    for q in woken {
-        q.notify.notify_one();
-    }
+/// What a committed result hands on: deliveries for their workers'
+/// memory, and the targets that got deliveries due in the table.
+#[derive(Default)]
+struct Ready {
+    handed: Vec<Handed>,
+    due: Vec<String>,
 }
 
 #[async_trait]
@@ -330,7 +347,7 @@ impl Store for SqliteStore {
             .await?;
         match outcome {
             Ok(ready) => {
-                hand_over(ready);
+                self.hand_over(ready);
                 Ok(Accepted::New)
             }
             Err(original) => Ok(Accepted::Duplicate(original)),
@@ -395,7 +412,7 @@ impl Store for SqliteStore {
             })
             .await?;
         self.unfinished.fetch_sub(1, Ordering::AcqRel);
-        hand_over(ready);
+        self.hand_over(ready);
         Ok(())
     }
 
@@ -453,7 +470,7 @@ impl Store for SqliteStore {
                 Ok(ready)
             })
             .await?;
-        hand_over(ready);
+        self.hand_over(ready);
         Ok(())
     }
 
@@ -470,13 +487,13 @@ impl Store for SqliteStore {
                 let name = target.to_string();
                 let lease_ms = lease.as_millis() as i64;
                 let want = max - got.len();
-                let queue = queue.clone();
+                let seen = queue.clone();
                 let claimed = self
                     .writer
                     .run(move |t| {
                         let (due, next) = claim_due(t, &name, now_ms() as i64, lease_ms, want)?;
                         // On the store thread, in order with every insert.
-                        queue.table_seen(next);
+                        seen.table_seen(next);
                         Ok(due)
                     })
                     .await;
@@ -484,10 +501,13 @@ impl Store for SqliteStore {
                     Ok(due) => got.extend(due),
                     Err(e) => {
                         tracing::error!(target, "cannot claim deliveries: {e}; retrying in 1s");
-                        // Whatever the table holds is still due.
-                        self.targets
-                            .get(target)
-                            .due_in_table(now_ms() as i64 + 1_000);
+                        // Whatever the table holds is still due (the failed
+                        // job may have noted otherwise before its commit).
+                        queue.due_in_table(now);
+                        if got.is_empty() {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
                     }
                 }
             }
@@ -517,7 +537,8 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let target = delivery.target.clone();
         let logged = serde_json::to_string(&attempt).expect("an attempt serializes");
-        // One statement: it is all or nothing without a savepoint.
+        // One statement: it is all or nothing without a savepoint, and the
+        // lease check makes running it twice harmless.
         let due = self
             .writer
             .run_idempotent(move |t| {
@@ -527,12 +548,30 @@ impl Store for SqliteStore {
                     NextStep::Retry { after } => ("retrying", Some(now + after.as_millis() as i64)),
                     NextStep::Dead => ("dead", None),
                 };
-                t.prepare_cached(
-                    "UPDATE deliveries SET state = ?2, attempts = ?3, due_at = ?4, last_error = ?5, updated_at = ?6,
-                            log = json_insert(COALESCE(log, '[]'), '$[#]', json(?7))
-                     WHERE id = ?1",
-                )?
-                .execute(params![delivery.id, state, delivery.attempts, due_at, attempt.error, now, logged])?;
+                // Only under the lease it was claimed with: a record that
+                // comes after the lease ran out and the delivery was claimed
+                // again (a long store outage) changes nothing.
+                let n = t
+                    .prepare_cached(
+                        "UPDATE deliveries SET state = ?2, attempts = ?3, due_at = ?4, last_error = ?5, updated_at = ?6,
+                                log = json_insert(COALESCE(log, '[]'), '$[#]', json(?7))
+                         WHERE id = ?1 AND state = 'in_flight' AND due_at = ?8",
+                    )?
+                    .execute(params![
+                        delivery.id,
+                        state,
+                        delivery.attempts,
+                        due_at,
+                        attempt.error,
+                        now,
+                        logged,
+                        delivery.lease as i64
+                    ])?;
+                if n == 0 {
+                    tracing::warn!(delivery_id = %delivery.id,
+                        "the attempt's lease was lost (it ran out and the delivery was claimed again); not recorded");
+                    return Ok(None);
+                }
                 Ok(due_at)
             })
             .await?;

@@ -37,6 +37,7 @@ fn delivery(id: &str, e: &Event) -> Delivery {
         target: "t".into(),
         event: e.clone(),
         attempts: 0,
+        lease: 0,
     }
 }
 
@@ -662,5 +663,61 @@ async fn retention_prunes_in_chunks_until_nothing_old_is_left() {
     assert_eq!(
         store.prune(now_ms() + 1, 0, now_ms() + 1).await.unwrap(),
         Pruned::default()
+    );
+}
+
+#[tokio::test]
+async fn a_record_that_comes_after_its_lease_was_lost_changes_nothing() {
+    let store = SqliteStore::open(None, false, 10).unwrap();
+    store.accept(event("e"), None).await.unwrap();
+    let e = store.next_event().await;
+    store
+        .complete_event(e.clone(), processed(vec![delivery("d", &e)], vec![]))
+        .await
+        .unwrap();
+    // A lease that runs out at once: the delivery is claimed again, as
+    // after a store outage longer than the lease.
+    let first = store.claim("t", Duration::ZERO, 1).await.remove(0);
+    let mut second = store.claim("t", Duration::ZERO, 1).await.remove(0);
+    while second.lease == first.lease {
+        second = store.claim("t", Duration::ZERO, 1).await.remove(0);
+    }
+    let late = Attempt {
+        error: Some("late".into()),
+        ..Attempt::default()
+    };
+    store
+        .finish_attempt(
+            Delivery {
+                attempts: 1,
+                ..first
+            },
+            late,
+            NextStep::Dead,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        state_of(&store, "d").await,
+        "in_flight",
+        "the late record was refused"
+    );
+    store
+        .finish_attempt(
+            Delivery {
+                attempts: 1,
+                ..second
+            },
+            Attempt::default(),
+            NextStep::Delivered,
+        )
+        .await
+        .unwrap();
+    let rec = store.event("e").await.unwrap().unwrap();
+    assert_eq!(rec.deliveries[0].state, "delivered");
+    assert_eq!(
+        rec.deliveries[0].attempt_log.len(),
+        1,
+        "only the current lease's attempt"
     );
 }
