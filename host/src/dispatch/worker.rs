@@ -16,12 +16,7 @@ use super::sender::{Sender, Verdict};
 use crate::config::LiveConfig;
 use crate::event::now_ms;
 use crate::metrics::Metrics;
-use crate::store::{Attempt, Delivery, NextStep, Store};
-
-/// First wait before recording an attempt again; it doubles up to
-/// [`RECORD_RETRY_MAX`].
-const RECORD_RETRY_FIRST: Duration = Duration::from_millis(100);
-const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
+use crate::store::{Attempt, Delivery, NextStep, Store, until_recorded};
 
 /// Owns the per-target workers.
 pub struct Dispatcher {
@@ -176,17 +171,11 @@ impl TargetWorker {
     /// claimed and attempted again (at least once), and this late record is
     /// then refused by the store rather than overwriting the newer claim.
     async fn record(&self, delivery: Delivery, attempt: Attempt, next: NextStep) {
-        let mut wait = RECORD_RETRY_FIRST;
-        loop {
-            let result = self
-                .store
+        until_recorded("the attempt", None, || {
+            self.store
                 .finish_attempt(delivery.clone(), attempt.clone(), next)
-                .await;
-            let Err(e) = result else { return };
-            tracing::error!("could not record the attempt: {e}; retrying in {wait:?}");
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(RECORD_RETRY_MAX);
-        }
+        })
+        .await;
     }
 
     async fn try_once(&self, mut delivery: Delivery) -> (Delivery, Attempt, NextStep) {

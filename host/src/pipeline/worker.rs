@@ -1,7 +1,6 @@
 //! Pulls accepted events from the store and runs them through the pipeline.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -10,12 +9,7 @@ use tracing::Instrument;
 
 use super::chain::{Pipeline, PipelineResult};
 use crate::event::Event;
-use crate::store::Store;
-
-/// First wait before recording a pipeline result again; it doubles up to
-/// [`RECORD_RETRY_MAX`].
-const RECORD_RETRY_FIRST: Duration = Duration::from_millis(100);
-const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
+use crate::store::{Store, until_recorded};
 
 /// Body bytes of the events the pipeline holds in memory at once, in KiB.
 /// The rest wait in the store, which holds only their keys.
@@ -78,34 +72,31 @@ pub fn spawn_pipeline_workers(
     });
 }
 
-/// Record an event's pipeline result, retrying with backoff while the store
-/// fails (a full disk, a locked file): the event was acknowledged, so giving
-/// up would strand it until a restart. Returns `false` only when shutting
-/// down first; the event then stays `received` and resumes at the next start.
+/// Record an event's pipeline result, retrying while the store fails.
+/// Returns `false` only when shutting down first; the event then stays
+/// `received` and resumes at the next start.
 async fn record(
     store: &dyn Store,
     event: Event,
     result: PipelineResult,
     cancel: &CancellationToken,
 ) -> bool {
-    let mut wait = RECORD_RETRY_FIRST;
-    loop {
-        let attempt = store.complete_event(event.clone(), result.clone()).await;
-        let Err(e) = attempt else { return true };
-        tracing::error!("could not record the pipeline result: {e}; retrying in {wait:?}");
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = cancel.cancelled() => {
-                tracing::warn!("shutting down with the pipeline result unrecorded: the event resumes at the next start");
-                return false;
-            }
-        }
-        wait = (wait * 2).min(RECORD_RETRY_MAX);
+    let recorded = until_recorded("the pipeline result", Some(cancel), || {
+        store.complete_event(event.clone(), result.clone())
+    })
+    .await;
+    if !recorded {
+        tracing::warn!(
+            "shutting down with the pipeline result unrecorded: the event resumes at the next start"
+        );
     }
+    recorded
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::store::{Accepted, SqliteStore};
 

@@ -265,6 +265,42 @@ pub struct Pruned {
     pub events: usize,
 }
 
+/// First wait before running a failed store operation again; it doubles up
+/// to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Run `record` until the store takes it, waiting longer after each failure
+/// (a full disk, a locked file): what it records was already acknowledged
+/// or sent, so giving up would strand it until a restart. `what` names it
+/// in the log. Returns `false` only if `cancel` fires first.
+pub async fn until_recorded<F, Fut>(
+    what: &str,
+    cancel: Option<&tokio_util::sync::CancellationToken>,
+    mut record: F,
+) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), StoreError>>,
+{
+    let mut wait = RETRY_FIRST;
+    loop {
+        let Err(e) = record().await else { return true };
+        tracing::error!("could not record {what}: {e}; retrying in {wait:?}");
+        let cancelled = async {
+            match cancel {
+                Some(c) => c.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = cancelled => return false,
+        }
+        wait = (wait * 2).min(RETRY_MAX);
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Take responsibility for a received event. `signed`: the digest of

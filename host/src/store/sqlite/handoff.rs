@@ -44,12 +44,12 @@ pub struct Targets {
 
 impl Targets {
     pub fn get(&self, target: &str) -> Arc<TargetQueue> {
-        self.map
-            .lock()
-            .expect("targets lock poisoned")
-            .entry(target.to_string())
-            .or_insert_with(|| Arc::new(TargetQueue::default()))
-            .clone()
+        let mut map = self.map.lock().expect("targets lock poisoned");
+        // Looked up by `&str` first: no key is allocated on the hot path.
+        if let Some(q) = map.get(target) {
+            return q.clone();
+        }
+        map.entry(target.to_string()).or_default().clone()
     }
 
     /// Where each of `deliveries` starts: leased and reserved here, or due
@@ -105,6 +105,18 @@ struct State {
     known: bool,
 }
 
+impl State {
+    /// Whether the table may hold deliveries due by `now` (unknown counts).
+    fn table_due(&self, now: i64) -> bool {
+        !self.known || self.db_next_due.is_some_and(|at| at <= now)
+    }
+
+    /// Something in the table is due at `at` (ms) or later.
+    fn due_at(&mut self, at: i64) {
+        self.db_next_due = Some(self.db_next_due.map_or(at, |d| d.min(at)));
+    }
+}
+
 impl TargetQueue {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("handoff lock poisoned")
@@ -115,7 +127,7 @@ impl TargetQueue {
     fn reserve(&self, bytes: usize, now: i64) -> Option<i64> {
         let mut s = self.lock();
         let lease = s.lease?;
-        let table_first = !s.known || s.db_next_due.is_some_and(|at| at <= now);
+        let table_first = s.table_due(now);
         let full = s.entries >= HANDOFF_MAX || (s.entries > 0 && s.bytes + bytes > HANDOFF_BYTES);
         if table_first || full {
             return None;
@@ -127,8 +139,7 @@ impl TargetQueue {
 
     /// Something in the table is due at `at` (ms) or later.
     pub fn due_in_table(&self, at: i64) {
-        let mut s = self.lock();
-        s.db_next_due = Some(s.db_next_due.map_or(at, |d| d.min(at)));
+        self.lock().due_at(at);
     }
 
     /// A claim looked at the table: this is when the next one is due there.
@@ -140,8 +151,7 @@ impl TargetQueue {
 
     /// Whether the table may hold deliveries due by `now`.
     pub fn table_due(&self, now: i64) -> bool {
-        let s = self.lock();
-        !s.known || s.db_next_due.is_some_and(|at| at <= now)
+        self.lock().table_due(now)
     }
 
     /// Whether the worker has claimed and found nothing due in the table.
@@ -172,7 +182,7 @@ impl TargetQueue {
             if lease_until - now >= lease.as_millis() as i64 {
                 got.push(d);
             } else {
-                s.db_next_due = Some(s.db_next_due.map_or(lease_until, |at| at.min(lease_until)));
+                s.due_at(lease_until);
             }
         }
         got
@@ -216,10 +226,7 @@ impl Drop for Handed {
             s.entries -= 1;
             s.bytes -= self.bytes;
             // Its row, if any, is leased: due in the table when that ends.
-            s.db_next_due = Some(
-                s.db_next_due
-                    .map_or(self.lease_until, |at| at.min(self.lease_until)),
-            );
+            s.due_at(self.lease_until);
         }
     }
 }
