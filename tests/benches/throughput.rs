@@ -2,7 +2,8 @@
 //! local sink, beside a raw HTTP hop (the load generator straight into the
 //! same sink) measured in the same run. Run with `cargo xtask bench
 //! throughput`; `cargo xtask bench throughput -- raw e2e` runs only those
-//! parts (raw, e2e, rate, flat, backlog).
+//! parts (raw, e2e, rate, flat, backlog); `e2e-memory`, `e2e-fsync` and
+//! `e2e-nofsync` run one storage of `e2e` (for profiling one of them).
 //!
 //! The load generator and the sink run one thread each (see
 //! `wasmhook_e2e::load`), in this process; the router is its own process
@@ -39,6 +40,15 @@ enum Storage {
 }
 
 impl Storage {
+    /// The part name that runs only this storage's e2e runs.
+    fn part(self) -> &'static str {
+        match self {
+            Storage::Memory => "e2e-memory",
+            Storage::Fsync => "e2e-fsync",
+            Storage::NoFsync => "e2e-nofsync",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Storage::Memory => "memory://",
@@ -281,9 +291,13 @@ fn main() {
     );
     rt.block_on(async {
         let raw = raw_hop(&body);
-        if run("e2e") {
-            let mut best = 0f64;
-            for storage in [Storage::Memory, Storage::Fsync, Storage::NoFsync] {
+        let storages: Vec<Storage> = [Storage::Memory, Storage::Fsync, Storage::NoFsync]
+            .into_iter()
+            .filter(|s| run("e2e") || parts.iter().any(|p| p == s.part()))
+            .collect();
+        if !storages.is_empty() {
+            let mut best = None;
+            for &storage in &storages {
                 for plugin in [false, true] {
                     let s = Scenario {
                         storage,
@@ -293,15 +307,17 @@ fn main() {
                     };
                     let rate = end_to_end(s, &body, E2E_EVENTS, raw).await;
                     if storage == Storage::Fsync && plugin {
-                        best = rate;
+                        best = Some(rate);
                     }
                 }
             }
             let again = raw_hop(&body);
-            println!(
-                "sqlite, fsync, redact: {:.3} of the raw hop (raw measured {raw:.0} before and {again:.0} after)",
-                best / raw.max(again),
-            );
+            if let Some(best) = best {
+                println!(
+                    "sqlite, fsync, redact: {:.3} of the raw hop (raw measured {raw:.0} before and {again:.0} after)",
+                    best / raw.max(again),
+                );
+            }
         }
         if run("rate") {
             fixed_rate(5_000, 10, &body).await;
