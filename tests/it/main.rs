@@ -2,6 +2,7 @@
 //! source (`cargo xtask build-plugins`), and a real HTTP target on 127.0.0.1.
 
 mod cli;
+mod cluster;
 mod delivery;
 mod durable;
 mod hostile;

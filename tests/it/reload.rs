@@ -10,7 +10,7 @@ use wasmhook_e2e::{Receiver, Router, Setup, Signal, plugin_wasm};
 
 use crate::WAIT;
 
-fn versioned_route(rx: &Receiver) -> String {
+pub(crate) fn versioned_route(rx: &Receiver) -> String {
     format!(
         "[[sources]]\nname = \"s\"\n\n[[targets]]\nname = \"t\"\nurl = \"{}\"\nmax_in_flight = 64\nretry_schedule = [\"20ms\"]\n\n\
          [[routes]]\nname = \"r\"\nsource = \"s\"\nplugins = [\"versioned\"]\ntargets = [\"t\"]\n",
@@ -39,7 +39,7 @@ async fn start_with_v1(rx: &Receiver, plugins_extra: &str) -> Router {
 }
 
 /// Wait until `GET /api/plugins` shows `name` at the version of `build`.
-async fn wait_version(router: &Router, name: &str, build: &str) -> serde_json::Value {
+pub(crate) async fn wait_version(router: &Router, name: &str, build: &str) -> serde_json::Value {
     let want = sha256_hex(&std::fs::read(plugin_wasm(&format!("versioned-{build}"))).unwrap());
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {

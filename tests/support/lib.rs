@@ -9,7 +9,7 @@ mod router;
 pub mod templates;
 
 pub use receiver::{Behaviour, Received, Receiver};
-pub use router::{ADMIN_TOKEN, Router, Setup, Signal, plugin_wasm};
+pub use router::{ADMIN_TOKEN, Router, Setup, Signal, on_postgres, plugin_wasm};
 
 use std::time::Duration;
 

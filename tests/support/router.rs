@@ -60,6 +60,16 @@ pub struct Setup<'a> {
     pub plugins_extra: &'a str,
     /// `RUST_LOG` for the router (`info` when empty).
     pub log: &'a str,
+    /// `storage.url`, when the test picks it (several routers sharing one
+    /// PostgreSQL database, say).
+    pub storage_url: &'a str,
+}
+
+/// `WASMHOOK_TEST_STORE=postgres`: every router the tests start (that does
+/// not pick its own `storage.url`) gets a new PostgreSQL database, so the
+/// whole suite runs on that store too.
+pub fn on_postgres() -> bool {
+    std::env::var("WASMHOOK_TEST_STORE").is_ok_and(|v| v == "postgres")
 }
 
 /// The admin token every test router is configured with.
@@ -112,7 +122,14 @@ impl Router {
         } else {
             format!("admin_token = \"{ADMIN_TOKEN}\"")
         };
-        let url = if durable {
+        let pg;
+        let url = if !setup.storage_url.is_empty() {
+            setup.storage_url
+        } else if on_postgres() {
+            pg = wasmhook_testpg::database("e2e")
+                .expect("WASMHOOK_TEST_STORE=postgres needs PostgreSQL on this machine");
+            &pg
+        } else if durable {
             "sqlite://data/wasmhook.db"
         } else {
             "memory://"

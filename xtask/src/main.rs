@@ -5,7 +5,9 @@
 //!   test plugins included, to `target/plugins/NAME.wasm` (where tests look).
 //! - `run [ARGS…]`: build-plugins, build, then `wasmhook serve --config wasmhook.toml`.
 //! - `test [ARGS…]`: build-plugins, the plugin tools (below), then
-//!   `cargo test --release --workspace`.
+//!   `cargo test --release --workspace`; then, without ARGS, the end-to-end
+//!   suite again with every router on PostgreSQL (skipped, saying so, where
+//!   PostgreSQL is not installed).
 //!
 //! `run` and `test` share one build: `run` builds with the very command
 //! `test` uses (`cargo test --release --workspace --no-run`), then starts the
@@ -79,6 +81,13 @@ fn main() -> ExitCode {
                 let mut args = TEST_BUILD.to_vec();
                 args.extend(rest.iter().map(String::as_str));
                 cargo(&args)
+            })
+            .and_then(|()| {
+                if rest.is_empty() {
+                    e2e_on_postgres()
+                } else {
+                    Ok(())
+                }
             }),
         "bench" => build_plugins()
             .and_then(|()| plugin_tools())
@@ -150,9 +159,14 @@ fn serve(rest: &[String]) -> Result<(), String> {
 }
 
 fn cargo(args: &[&str]) -> Result<(), String> {
+    cargo_env(args, &[])
+}
+
+fn cargo_env(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(root())
         .status()
         .map_err(|e| format!("cannot run {cargo}: {e}"))?;
@@ -304,6 +318,35 @@ fn template_plugins() -> Result<(), String> {
     }
     eprintln!("xtask: template plugins built into target/plugins/tpl-*.wasm");
     Ok(())
+}
+
+/// The end-to-end suite again, every router on PostgreSQL (a throwaway
+/// server the tests start). Skipped, saying so, without PostgreSQL here;
+/// `WASMHOOK_REQUIRE_POSTGRES=1` (CI) makes that an error.
+fn e2e_on_postgres() -> Result<(), String> {
+    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .chain(
+            std::fs::read_dir("/usr/lib/postgresql")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path().join("bin")),
+        )
+        .any(|d| d.join("initdb").is_file() && d.join("postgres").is_file());
+    if !found {
+        if std::env::var("WASMHOOK_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+            return Err("PostgreSQL is required (WASMHOOK_REQUIRE_POSTGRES=1), but initdb and postgres are not installed".into());
+        }
+        eprintln!(
+            "xtask: skipped: the end-to-end suite on PostgreSQL (initdb and postgres not found)"
+        );
+        return Ok(());
+    }
+    eprintln!("xtask: the end-to-end suite again, on PostgreSQL");
+    cargo_env(
+        &[TEST_BUILD, &["--test", "it"]].concat(),
+        &[("WASMHOOK_TEST_STORE", "postgres")],
+    )
 }
 
 fn build_plugins() -> Result<(), String> {

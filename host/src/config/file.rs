@@ -67,6 +67,8 @@ pub struct RawStorage {
     pub retention: Spanned<Text>,
     pub dead_retention: Spanned<Text>,
     pub dedup_window: Spanned<Text>,
+    pub pool_size: Spanned<u32>,
+    pub poll_interval: Spanned<Text>,
 }
 
 impl Default for RawStorage {
@@ -78,6 +80,8 @@ impl Default for RawStorage {
             retention: Spanned::new(0..0, Text("72h".into())),
             dead_retention: Spanned::new(0..0, Text("30d".into())),
             dedup_window: Spanned::new(0..0, Text("24h".into())),
+            pool_size: Spanned::new(0..0, 16),
+            poll_interval: Spanned::new(0..0, Text("5s".into())),
         }
     }
 }

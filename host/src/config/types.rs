@@ -68,6 +68,11 @@ pub struct StorageConfig {
     pub dead_retention: Duration,
     /// A repeated event id within this window is a duplicate.
     pub dedup_window: Duration,
+    /// PostgreSQL: connections this node keeps open at most.
+    pub pool_size: usize,
+    /// PostgreSQL: how often waiting work is looked for without a notice
+    /// (`LISTEN/NOTIFY` wakes nodes at once; this is the fallback).
+    pub poll_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -118,7 +118,23 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         retention: duration(&raw.storage.retention, "storage.retention")?,
         dead_retention: duration(&raw.storage.dead_retention, "storage.dead_retention")?,
         dedup_window: duration(&raw.storage.dedup_window, "storage.dedup_window")?,
+        pool_size: *raw.storage.pool_size.get_ref() as usize,
+        poll_interval: duration(&raw.storage.poll_interval, "storage.poll_interval")?,
     };
+    if storage.pool_size == 0 {
+        return Err(c.err(
+            Some(raw.storage.pool_size.span()),
+            "storage.pool_size",
+            "must be above 0",
+        ));
+    }
+    if storage.poll_interval.is_zero() {
+        return Err(c.err(
+            Some(raw.storage.poll_interval.span()),
+            "storage.poll_interval",
+            "must be above 0, e.g. \"5s\"",
+        ));
+    }
 
     // [plugins]
     let p = raw.plugins;

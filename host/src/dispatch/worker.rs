@@ -16,7 +16,12 @@ use super::sender::{Sender, Verdict};
 use crate::config::LiveConfig;
 use crate::event::now_ms;
 use crate::metrics::Metrics;
-use crate::store::{Attempt, Delivery, NextStep, Store, until_recorded};
+use crate::store::{Attempt, Delivery, NextStep, Recorded, Store, until_recorded};
+
+/// A lease outlasts the attempt's timeout by this: time to record the
+/// attempt. It is also how long after a node's death (on top of the
+/// timeout) another node takes its deliveries over.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Owns the per-target workers.
 pub struct Dispatcher {
@@ -147,8 +152,10 @@ impl TargetWorker {
         }
     }
 
-    /// How long a claimed delivery is ours: the attempt's timeout and a margin.
-    /// If the process dies mid-attempt, the delivery is due again after it.
+    /// How long a claimed delivery is ours: the attempt's timeout and a margin
+    /// for recording it. If the process dies mid-attempt, the delivery is due
+    /// again after this (at once, for SQLite, when the router restarts; for
+    /// PostgreSQL, another node takes it when it runs out).
     fn lease(&self) -> Duration {
         let timeout = self
             .live
@@ -156,7 +163,7 @@ impl TargetWorker {
             .target(&self.name)
             .map(|t| t.timeout)
             .unwrap_or_default();
-        timeout + Duration::from_secs(30)
+        timeout + LEASE_MARGIN
     }
 
     /// Make one attempt and record it.
@@ -171,11 +178,16 @@ impl TargetWorker {
     /// claimed and attempted again (at least once), and this late record is
     /// then refused by the store rather than overwriting the newer claim.
     async fn record(&self, delivery: Delivery, attempt: Attempt, next: NextStep) {
-        until_recorded("the attempt", None, || {
+        let id = delivery.id.clone();
+        let recorded = until_recorded("the attempt", None, || {
             self.store
                 .finish_attempt(delivery.clone(), attempt.clone(), next)
         })
         .await;
+        if recorded == Some(Recorded::LeaseLost) {
+            tracing::warn!(delivery_id = %id, target = %self.name,
+                "the attempt's lease was lost (it ran out, and the delivery was claimed again): not recorded");
+        }
     }
 
     async fn try_once(&self, mut delivery: Delivery) -> (Delivery, Attempt, NextStep) {

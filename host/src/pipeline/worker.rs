@@ -84,7 +84,8 @@ async fn record(
     let recorded = until_recorded("the pipeline result", Some(cancel), || {
         store.complete_event(event.clone(), result.clone())
     })
-    .await;
+    .await
+    .is_some();
     if !recorded {
         tracing::warn!(
             "shutting down with the pipeline result unrecorded: the event resumes at the next start"

@@ -144,8 +144,15 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         retention: _,
         dead_retention: _,
         dedup_window: _,
+        pool_size,
+        poll_interval,
     } = &old.storage;
     check("storage.url", *url != new.storage.url);
+    check("storage.pool_size", *pool_size != new.storage.pool_size);
+    check(
+        "storage.poll_interval",
+        *poll_interval != new.storage.poll_interval,
+    );
     check(
         "storage.queue_capacity",
         *queue_capacity != new.storage.queue_capacity,

@@ -14,6 +14,8 @@
 mod config;
 mod debounce;
 mod plugins;
+mod pushed;
 
 pub use config::{apply_config, spawn_config_watcher};
 pub use plugins::spawn_plugin_watcher;
+pub use pushed::{Seen, spawn_pushed_plugins, sync_pushed};

@@ -33,8 +33,10 @@ use crate::dispatch::{Dispatcher, Sender};
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, spawn_pipeline_workers, spawn_reruns};
 use crate::plugin::{PluginRegistry, PluginRuntime};
-use crate::reload::{spawn_config_watcher, spawn_plugin_watcher};
-use crate::store::{SqliteStore, Store};
+use crate::reload::{
+    Seen, spawn_config_watcher, spawn_plugin_watcher, spawn_pushed_plugins, sync_pushed,
+};
+use crate::store::{PgOptions, PostgresStore, SqliteStore, Store};
 
 /// How long attempts in flight may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -122,8 +124,23 @@ pub async fn load_plugins(config: &Config) -> anyhow::Result<Arc<PluginRegistry>
     Ok(registry)
 }
 
+/// The store `storage` names, opened.
+pub enum Opened {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PostgresStore>),
+}
+
+impl Opened {
+    pub fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Opened::Sqlite(s) => s.clone(),
+            Opened::Postgres(s) => s.clone(),
+        }
+    }
+}
+
 /// Open the store `storage` names.
-pub fn open_store(storage: &StorageConfig) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_store(storage: &StorageConfig) -> anyhow::Result<Opened> {
     let path = match &storage.url {
         StorageUrl::Sqlite(path) => Some(path.as_path()),
         StorageUrl::Memory => {
@@ -132,21 +149,35 @@ pub fn open_store(storage: &StorageConfig) -> anyhow::Result<Arc<dyn Store>> {
             );
             None
         }
-        StorageUrl::Postgres(_) => anyhow::bail!(
-            "storage.url: PostgreSQL storage is not available in this version yet; use sqlite://PATH"
-        ),
+        StorageUrl::Postgres(url) => {
+            let opts = PgOptions {
+                pool_size: storage.pool_size,
+                poll_interval: storage.poll_interval,
+                capacity: storage.queue_capacity,
+                pipeline_lease: crate::store::PIPELINE_LEASE,
+            };
+            let url = String::from_utf8_lossy(url.expose());
+            let store = PostgresStore::open(&url, opts).await?;
+            return Ok(Opened::Postgres(Arc::new(store)));
+        }
     };
-    Ok(Arc::new(SqliteStore::open(
+    Ok(Opened::Sqlite(Arc::new(SqliteStore::open(
         path,
         storage.fsync,
         storage.queue_capacity,
-    )?))
+    )?)))
 }
 
 /// Run the router until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let store = open_store(&config.storage)?;
+    let opened = open_store(&config.storage).await?;
+    let store = opened.store();
     let registry = load_plugins(&config).await?;
+    // Plugins pushed to the cluster's database, before any event runs.
+    let mut pushed = Seen::new();
+    if let Opened::Postgres(pg) = &opened {
+        sync_pushed(pg, &config.plugins.dir, &registry, &mut pushed).await;
+    }
     for route in &config.routes {
         for step in &route.plugins {
             if registry.get(&step.name).is_none() {
@@ -177,6 +208,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         &tracker,
     );
     spawn_retention(live.clone(), store.clone(), cancel.clone(), &tracker);
+    if let Opened::Postgres(pg) = &opened {
+        spawn_pushed_plugins(
+            pg.clone(),
+            plugins.dir.clone(),
+            registry.clone(),
+            pushed,
+            cancel.clone(),
+            &tracker,
+        );
+    }
     let dispatcher = Arc::new(Dispatcher::new(
         live.clone(),
         store.clone(),
@@ -373,6 +414,8 @@ mod tests {
             retention,
             dead_retention,
             dedup_window,
+            pool_size: 1,
+            poll_interval: Duration::from_secs(1),
         };
         let now = 1_000 * 3_600_000;
         let at = |hours_ago: u64| now - hours_ago * 3_600_000;

@@ -28,8 +28,13 @@
 //! - Each target is claimed on its own: nothing queued for one target waits
 //!   behind another's.
 
+mod codec;
+#[cfg(test)]
+mod conformance;
+mod postgres;
 mod sqlite;
 
+pub use postgres::{PIPELINE_LEASE, PgOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use std::time::Duration;
@@ -179,6 +184,16 @@ pub enum NextStep {
     Dead,
 }
 
+/// What recording an attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Yes,
+    /// The delivery's lease was lost meanwhile (it ran out, and the delivery
+    /// was claimed again, maybe by another node): nothing was written, and
+    /// the newer claim's attempt counts.
+    LeaseLost,
+}
+
 /// Which failed routes to list for re-running.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailedFilter {
@@ -248,6 +263,32 @@ pub struct EventRecord {
     pub deliveries: Vec<DeliveryRecord>,
 }
 
+impl EventRecord {
+    /// The record of `event` as stored, with what happened to it.
+    pub fn new(
+        event: Event,
+        state: String,
+        routes: Option<&str>,
+        failed_routes: Vec<RouteFailure>,
+        deliveries: Vec<DeliveryRecord>,
+    ) -> Self {
+        let (body, body_base64) = codec::body_for_display(&event.body);
+        EventRecord {
+            id: event.id,
+            source: event.source,
+            event_type: event.event_type,
+            received_at: event.received_at,
+            state,
+            headers: event.headers,
+            body,
+            body_base64,
+            routes: codec::routes_from_json(routes),
+            failed_routes,
+            deliveries,
+        }
+    }
+}
+
 /// A page of `GET /api/deliveries`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryQuery {
@@ -273,19 +314,23 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// Run `record` until the store takes it, waiting longer after each failure
 /// (a full disk, a locked file): what it records was already acknowledged
 /// or sent, so giving up would strand it until a restart. `what` names it
-/// in the log. Returns `false` only if `cancel` fires first.
-pub async fn until_recorded<F, Fut>(
+/// in the log. Returns what the store said, or `None` only if `cancel`
+/// fires first.
+pub async fn until_recorded<T, F, Fut>(
     what: &str,
     cancel: Option<&tokio_util::sync::CancellationToken>,
     mut record: F,
-) -> bool
+) -> Option<T>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), StoreError>>,
+    Fut: Future<Output = Result<T, StoreError>>,
 {
     let mut wait = RETRY_FIRST;
     loop {
-        let Err(e) = record().await else { return true };
+        let e = match record().await {
+            Ok(done) => return Some(done),
+            Err(e) => e,
+        };
         tracing::error!("could not record {what}: {e}; retrying in {wait:?}");
         let cancelled = async {
             match cancel {
@@ -295,7 +340,7 @@ where
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = cancelled => return false,
+            () = cancelled => return None,
         }
         wait = (wait * 2).min(RETRY_MAX);
     }
@@ -348,7 +393,7 @@ pub trait Store: Send + Sync + 'static {
         delivery: Delivery,
         attempt: Attempt,
         next: NextStep,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Recorded, StoreError>;
     async fn stats(&self) -> Result<QueueStats, StoreError>;
 
     // The admin API.

@@ -1,5 +1,6 @@
-//! `wasmhook plugin new | build | run`: a plugin author's loop, in any of
-//! the three languages, with no wasmhook checkout.
+//! `wasmhook plugin new | build | run | push`: a plugin author's loop, in
+//! any of the three languages, with no wasmhook checkout; `push` deploys to
+//! a cluster.
 //!
 //! `new` scaffolds from templates compiled into the binary (`templates.rs`),
 //! `build` turns a project of any language into a `.wasm` and can deploy it
@@ -8,6 +9,7 @@
 
 mod build;
 mod new;
+mod push;
 mod run;
 mod templates;
 
@@ -15,6 +17,7 @@ use clap::{Subcommand, ValueEnum};
 
 pub use build::BuildArgs;
 pub use new::NewArgs;
+pub use push::PushArgs;
 pub use run::RunArgs;
 
 #[derive(Debug, Subcommand)]
@@ -28,6 +31,9 @@ pub enum PluginCommand {
     /// Build the plugin project in DIR, whatever its language. The last line
     /// printed is the path of the .wasm.
     Build(BuildArgs),
+    /// Store a plugin in the shared PostgreSQL database: every node of the
+    /// cluster loads it, and swaps it when a newer version is pushed.
+    Push(PushArgs),
 }
 
 /// The languages a plugin can be written in.
@@ -66,5 +72,6 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<std::process::ExitCod
         PluginCommand::Run(args) => run::run(args).await,
         PluginCommand::New(args) => new::new(args),
         PluginCommand::Build(args) => build::build(args),
+        PluginCommand::Push(args) => push::push(args).await,
     }
 }

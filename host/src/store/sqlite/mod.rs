@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 
 use super::{
     Accepted, Attempt, Delivery, DeliveryQuery, DeliveryRecord, EventRecord, FailedFilter,
-    NextStep, Processed, Pruned, QueueStats, RouteFailure, Store, StoreError,
+    NextStep, Processed, Pruned, QueueStats, Recorded, RouteFailure, Store, StoreError, codec,
 };
 use crate::event::{Event, now_ms};
 use claim::claim_due;
@@ -259,7 +259,7 @@ fn insert_event(
             event.id,
             event.event_type,
             event.received_at as i64,
-            rows::headers_json(&event.headers),
+            codec::headers_json(&event.headers),
             event.body.as_ref(),
             if routes.is_some() { "processed" } else { "received" },
             signed.as_ref().map(|s| s.as_slice()),
@@ -334,7 +334,7 @@ impl Store for SqliteStore {
         signed: Option<[u8; 32]>,
         processed: Processed,
     ) -> Result<Accepted, StoreError> {
-        let routes = rows::routes_json(&processed.routes);
+        let routes = codec::routes_json(&processed.routes);
         let targets = self.targets.clone();
         let outcome = self
             .writer
@@ -397,7 +397,7 @@ impl Store for SqliteStore {
     }
 
     async fn complete_event(&self, event: Event, processed: Processed) -> Result<(), StoreError> {
-        let routes = rows::routes_json(&processed.routes);
+        let routes = codec::routes_json(&processed.routes);
         let targets = self.targets.clone();
         let ready = self
             .writer
@@ -534,7 +534,7 @@ impl Store for SqliteStore {
         delivery: Delivery,
         attempt: Attempt,
         next: NextStep,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Recorded, StoreError> {
         let target = delivery.target.clone();
         let logged = serde_json::to_string(&attempt).expect("an attempt serializes");
         // One statement: it is all or nothing without a savepoint, and the
@@ -568,18 +568,21 @@ impl Store for SqliteStore {
                         delivery.lease as i64
                     ])?;
                 if n == 0 {
-                    tracing::warn!(delivery_id = %delivery.id,
-                        "the attempt's lease was lost (it ran out and the delivery was claimed again); not recorded");
-                    return Ok(None);
+                    return Ok(Err(Recorded::LeaseLost));
                 }
-                Ok(due_at)
+                Ok(Ok(due_at))
             })
             .await?;
-        if let Some(at) = due {
-            // The target's claim may be sleeping on a later time.
-            self.due_in_table(&target, at);
+        match due {
+            Err(lost) => Ok(lost),
+            Ok(due) => {
+                if let Some(at) = due {
+                    // The target's claim may be sleeping on a later time.
+                    self.due_in_table(&target, at);
+                }
+                Ok(Recorded::Yes)
+            }
         }
-        Ok(())
     }
 
     async fn stats(&self) -> Result<QueueStats, StoreError> {

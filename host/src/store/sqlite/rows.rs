@@ -1,16 +1,9 @@
 //! Rows ↔ types.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
-use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
-use crate::store::{Delivery, DeliveryRecord, EventRecord, RouteFailure, RouteOutcome};
-
-pub fn headers_json(headers: &[(String, String)]) -> String {
-    serde_json::to_string(headers).expect("string pairs serialize")
-}
+use crate::store::{Delivery, DeliveryRecord, EventRecord, RouteFailure, RouteOutcome, codec};
 
 fn bad_json(e: serde_json::Error) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
@@ -25,52 +18,14 @@ pub fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
         id: r.get(1)?,
         event_type: r.get(2)?,
         received_at: r.get::<_, i64>(3)? as u64,
-        headers: serde_json::from_str(&headers).map_err(bad_json)?,
+        headers: codec::headers_from_json(&headers).map_err(bad_json)?,
         body: body.into(),
     })
-}
-
-/// A delivery's output event but for its body, as stored (`meta`).
-#[derive(Deserialize)]
-struct Meta {
-    id: String,
-    source: String,
-    event_type: String,
-    received_at: u64,
-    headers: Vec<(String, String)>,
-}
-
-/// What [`Meta`] reads back, written without copying the event.
-pub fn meta_json(e: &Event) -> String {
-    #[derive(Serialize)]
-    struct MetaRef<'a> {
-        id: &'a str,
-        source: &'a str,
-        event_type: &'a str,
-        received_at: u64,
-        headers: &'a [(String, String)],
-    }
-    serde_json::to_string(&MetaRef {
-        id: &e.id,
-        source: &e.source,
-        event_type: &e.event_type,
-        received_at: e.received_at,
-        headers: &e.headers,
-    })
-    .expect("metadata serializes")
 }
 
 /// The output event from `meta` and its body.
 pub fn event_from_meta(meta: &str, body: Vec<u8>) -> rusqlite::Result<Event> {
-    let m: Meta = serde_json::from_str(meta).map_err(bad_json)?;
-    Ok(Event {
-        id: m.id,
-        source: m.source,
-        event_type: m.event_type,
-        received_at: m.received_at,
-        headers: m.headers,
-        body: body.into(),
-    })
+    codec::event_from_meta(meta, body).map_err(bad_json)
 }
 
 /// Where a new delivery starts: due now in the table, or already leased
@@ -111,7 +66,7 @@ pub fn insert_deliveries(
             event.id,
             d.route,
             d.target,
-            meta_json(&d.event),
+            codec::meta_json(&d.event),
             body,
             state,
             due_at,
@@ -216,33 +171,13 @@ pub fn event_record(t: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<Ev
             None => Vec::new(),
         };
     }
-    let (body, body_base64) = match std::str::from_utf8(&event.body) {
-        Ok(s) => (Some(s.to_string()), None),
-        Err(_) => (None, Some(STANDARD.encode(&event.body))),
-    };
-    Ok(Some(EventRecord {
-        id: event.id,
-        source: event.source,
-        event_type: event.event_type,
-        received_at: event.received_at,
+    Ok(Some(EventRecord::new(
+        event,
         state,
-        routes: routes_from_json(routes.as_deref()),
-        headers: event.headers,
-        body,
-        body_base64,
+        routes.as_deref(),
         failed_routes,
         deliveries,
-    }))
-}
-
-pub fn routes_json(routes: &[RouteOutcome]) -> String {
-    serde_json::to_string(routes).expect("route outcomes serialise")
-}
-
-/// The stored outcomes; a row from before they were kept has none.
-fn routes_from_json(text: Option<&str>) -> Vec<RouteOutcome> {
-    text.and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or_default()
+    )))
 }
 
 /// After a re-run of `route` (or of every route, for the unrouted `*`):
@@ -261,12 +196,13 @@ pub fn replace_route_outcomes(
         )
         .optional()?
         .flatten();
-    let mut routes = routes_from_json(stored.as_deref());
-    routes.retain(|o| o.route != route && !new.iter().any(|n| n.route == o.route));
-    routes.extend(new.iter().cloned());
     t.execute(
         "UPDATE events SET routes = ?3 WHERE source = ?1 AND id = ?2",
-        params![event.source, event.id, routes_json(&routes)],
+        params![
+            event.source,
+            event.id,
+            codec::merge_rerun(stored.as_deref(), route, new)
+        ],
     )?;
     Ok(())
 }

@@ -194,7 +194,7 @@ fn v4_lean_deliveries(t: &Transaction<'_>) -> rusqlite::Result<()> {
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, String>(4)?,
-                super::rows::meta_json(&event),
+                crate::store::codec::meta_json(&event),
                 body,
                 r.get::<_, String>(6)?,
                 r.get::<_, i64>(7)?,

@@ -1,0 +1,428 @@
+//! What every [`Store`] must do, run against each of them: SQLite (in
+//! memory) and PostgreSQL (a throwaway server, see `wasmhook-testpg`; skipped
+//! with a line saying so where the machine has none).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::event::{Event, now_ms};
+
+pub fn processed(deliveries: Vec<Delivery>, failures: Vec<RouteFailure>) -> Processed {
+    let routes = failures
+        .into_iter()
+        .map(|f| RouteOutcome {
+            route: f.route,
+            result: RouteResult::Failed {
+                plugin: f.plugin,
+                error: f.reason,
+                waiting_for: f.waiting_for,
+            },
+        })
+        .collect();
+    Processed { deliveries, routes }
+}
+
+pub fn event(id: &str) -> Event {
+    Event {
+        id: id.into(),
+        source: "s".into(),
+        event_type: "t".into(),
+        received_at: now_ms(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: bytes::Bytes::from_static(b"{\"n\":1}"),
+    }
+}
+
+pub fn delivery(id: &str, e: &Event) -> Delivery {
+    Delivery {
+        id: id.into(),
+        event_id: e.id.clone(),
+        route: "r".into(),
+        target: "t".into(),
+        event: e.clone(),
+        attempts: 0,
+        lease: 0,
+    }
+}
+
+async fn duplicates_are_recognised_and_events_flow_to_claims(store: Arc<dyn Store>) {
+    assert_eq!(
+        store.accept(event("e1"), None).await.unwrap(),
+        Accepted::New
+    );
+    assert_eq!(
+        store.accept(event("e1"), None).await.unwrap(),
+        Accepted::Duplicate("e1".into())
+    );
+    let e = store.next_event().await;
+    store
+        .complete_event(e.clone(), processed(vec![delivery("d1", &e)], vec![]))
+        .await
+        .unwrap();
+    // A re-run of the same deterministic route makes no second delivery.
+    store
+        .record_rerun(e.clone(), "r", processed(vec![delivery("d1", &e)], vec![]))
+        .await
+        .unwrap();
+    let d = store.claim("t", Duration::from_secs(30), 1).await.remove(0);
+    assert_eq!(
+        (d.id.as_str(), d.event.body.as_ref()),
+        ("d1", &b"{\"n\":1}"[..])
+    );
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.in_flight, stats.pending_deliveries), (1, 0));
+    let attempt = Attempt {
+        status: Some(200),
+        ..Attempt::default()
+    };
+    store
+        .finish_attempt(Delivery { attempts: 1, ..d }, attempt, NextStep::Delivered)
+        .await
+        .unwrap();
+    let rec = store.event("e1").await.unwrap().unwrap();
+    assert_eq!(rec.state, "processed");
+    assert_eq!(rec.deliveries[0].state, "delivered");
+    assert_eq!(rec.deliveries[0].attempt_log[0].status, Some(200));
+}
+
+async fn a_full_pipeline_backlog_refuses_new_events(store: Arc<dyn Store>) {
+    store.accept(event("a"), None).await.unwrap();
+    store.accept(event("b"), None).await.unwrap();
+    assert_eq!(store.accept(event("c"), None).await, Err(StoreError::Full));
+    // Taken by the pipeline is not done: it still counts until recorded.
+    let a = store.next_event().await;
+    assert_eq!(store.accept(event("c"), None).await, Err(StoreError::Full));
+    store
+        .complete_event(a, processed(vec![], vec![]))
+        .await
+        .unwrap();
+    assert_eq!(store.accept(event("c"), None).await, Ok(Accepted::New));
+}
+
+async fn failures_wait_for_their_plugin_and_prune_keeps_what_is_young(store: Arc<dyn Store>) {
+    store.accept(event("e"), None).await.unwrap();
+    let e = store.next_event().await;
+    let failure = RouteFailure {
+        event_id: "e".into(),
+        route: "r".into(),
+        plugin: Some("p".into()),
+        reason: "plugin p is not loaded".into(),
+        waiting_for: Some("p".into()),
+    };
+    store
+        .complete_event(e.clone(), processed(vec![], vec![failure]))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .failed_routes(FailedFilter::WaitingFor("q".into()))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let waiting = store
+        .failed_routes(FailedFilter::WaitingFor("p".into()))
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 1);
+    // Nothing is old enough to prune; the failed route keeps its event.
+    let p = store.prune(0, 0, now_ms() + 1).await.unwrap();
+    assert_eq!(p, Pruned::default());
+    store
+        .record_rerun(e.clone(), "r", processed(vec![delivery("d", &e)], vec![]))
+        .await
+        .unwrap();
+    assert_eq!(store.stats().await.unwrap().failed_routes, 0);
+    let d = store.claim("t", Duration::from_secs(30), 1).await.remove(0);
+    store
+        .finish_attempt(
+            Delivery { attempts: 1, ..d },
+            Attempt::default(),
+            NextStep::Delivered,
+        )
+        .await
+        .unwrap();
+    let p = store.prune(now_ms() + 1, 0, now_ms() + 1).await.unwrap();
+    assert_eq!(
+        p,
+        Pruned {
+            deliveries: 1,
+            events: 1
+        }
+    );
+    assert!(store.event("e").await.unwrap().is_none());
+}
+
+async fn prune_takes_only_finished_work_past_retention_and_then_an_id_is_new_again(
+    store: Arc<dyn Store>,
+) {
+    for id in ["delivered", "dead", "retrying"] {
+        store.accept(event(id), None).await.unwrap();
+        let e = store.next_event().await;
+        store
+            .complete_event(
+                e.clone(),
+                processed(vec![delivery(&format!("d-{id}"), &e)], vec![]),
+            )
+            .await
+            .unwrap();
+    }
+    let claimed = store.claim("t", Duration::from_secs(30), 3).await;
+    assert_eq!(claimed.len(), 3);
+    for d in claimed {
+        let next = match d.id.as_str() {
+            "d-delivered" => NextStep::Delivered,
+            "d-dead" => NextStep::Dead,
+            _ => NextStep::Retry {
+                after: Duration::from_secs(3600),
+            },
+        };
+        store
+            .finish_attempt(Delivery { attempts: 1, ..d }, Attempt::default(), next)
+            .await
+            .unwrap();
+    }
+    let before = now_ms() - 60_000;
+    let after = now_ms() + 1;
+    let exists = |id: &'static str| {
+        let store = &store;
+        async move { store.event(id).await.unwrap().is_some() }
+    };
+
+    // Nothing is older than the cutoffs yet.
+    assert_eq!(
+        store.prune(before, before, before).await.unwrap(),
+        Pruned::default()
+    );
+    // Past the delivered retention: the delivered delivery, then its event.
+    assert_eq!(
+        store.prune(after, before, after).await.unwrap(),
+        Pruned {
+            deliveries: 1,
+            events: 1
+        }
+    );
+    assert!(!exists("delivered").await);
+    assert!(exists("dead").await, "dead work has its own retention");
+    // Past the dead retention too.
+    assert_eq!(
+        store.prune(after, after, after).await.unwrap(),
+        Pruned {
+            deliveries: 1,
+            events: 1
+        }
+    );
+    assert!(!exists("dead").await);
+    // Work still to do is never pruned, whatever its age.
+    assert!(exists("retrying").await);
+    assert_eq!(store.stats().await.unwrap().pending_deliveries, 1);
+
+    // Dedup lasts as long as the event is kept: a pruned id is new again.
+    assert_eq!(
+        store.accept(event("delivered"), None).await,
+        Ok(Accepted::New)
+    );
+    assert_eq!(
+        store.accept(event("retrying"), None).await,
+        Ok(Accepted::Duplicate("retrying".into()))
+    );
+}
+
+async fn the_same_signed_content_under_another_id_is_a_duplicate(store: Arc<dyn Store>) {
+    let signed = Some([7u8; 32]);
+    assert_eq!(
+        store.accept(event("first"), signed).await,
+        Ok(Accepted::New)
+    );
+    // A replay with a fresh unsigned id header.
+    assert_eq!(
+        store.accept(event("replayed"), signed).await,
+        Ok(Accepted::Duplicate("first".into()))
+    );
+    // Other content is another event; unsigned events never collide on it.
+    assert_eq!(
+        store.accept(event("second"), Some([8u8; 32])).await,
+        Ok(Accepted::New)
+    );
+    assert_eq!(store.accept(event("u1"), None).await, Ok(Accepted::New));
+    assert_eq!(store.accept(event("u2"), None).await, Ok(Accepted::New));
+    // The same id with other content is still a duplicate of that id.
+    assert_eq!(
+        store.accept(event("second"), Some([9u8; 32])).await,
+        Ok(Accepted::Duplicate("second".into()))
+    );
+}
+
+async fn what_each_route_did_is_kept_and_a_rerun_replaces_its_own(store: Arc<dyn Store>) {
+    store.accept(event("e"), None).await.unwrap();
+    let e = store.next_event().await;
+    let dropped = RouteOutcome {
+        route: "pushes".into(),
+        result: RouteResult::Dropped {
+            plugin: "filter".into(),
+            reason: "type star is not allowed".into(),
+            dropped: Vec::new(),
+        },
+    };
+    let failed = RouteOutcome {
+        route: "r".into(),
+        result: RouteResult::Failed {
+            plugin: Some("p".into()),
+            error: "plugin p is not loaded".into(),
+            waiting_for: Some("p".into()),
+        },
+    };
+    let mut first = processed(vec![], vec![]);
+    first.routes = vec![dropped.clone(), failed];
+    store.complete_event(e.clone(), first).await.unwrap();
+    let rec = store.event("e").await.unwrap().unwrap();
+    assert_eq!(rec.routes[0], dropped);
+    assert!(matches!(rec.routes[1].result, RouteResult::Failed { .. }));
+    // The failed route is kept to re-run, the dropped one is not.
+    let waiting = store
+        .failed_routes(FailedFilter::WaitingFor("p".into()))
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(rec.failed_routes.len(), 1);
+
+    let emitted = RouteOutcome {
+        route: "r".into(),
+        result: RouteResult::Emitted {
+            outputs: 1,
+            targets: vec!["t".into()],
+            dropped: Vec::new(),
+        },
+    };
+    let mut rerun = processed(vec![delivery("d", &e)], vec![]);
+    rerun.routes = vec![emitted.clone()];
+    store.record_rerun(e.clone(), "r", rerun).await.unwrap();
+    let rec = store.event("e").await.unwrap().unwrap();
+    assert_eq!(
+        rec.routes,
+        [dropped, emitted],
+        "the re-run replaced only its route"
+    );
+    let json = serde_json::to_value(&rec.routes).unwrap();
+    assert_eq!(json[0]["outcome"], "dropped");
+    assert_eq!(json[0]["reason"], "type star is not allowed");
+    assert_eq!(json[1]["outcome"], "emitted");
+    assert_eq!(json[1]["targets"], serde_json::json!(["t"]));
+}
+
+async fn a_record_that_comes_after_its_lease_was_lost_changes_nothing(store: Arc<dyn Store>) {
+    store.accept(event("e"), None).await.unwrap();
+    let e = store.next_event().await;
+    store
+        .complete_event(e.clone(), processed(vec![delivery("d", &e)], vec![]))
+        .await
+        .unwrap();
+    // A lease that runs out at once: the delivery is claimed again, as
+    // after a store outage longer than the lease.
+    let first = store.claim("t", Duration::ZERO, 1).await.remove(0);
+    let mut second = store.claim("t", Duration::ZERO, 1).await.remove(0);
+    while second.lease == first.lease {
+        second = store.claim("t", Duration::ZERO, 1).await.remove(0);
+    }
+    let late = Attempt {
+        error: Some("late".into()),
+        ..Attempt::default()
+    };
+    assert_eq!(
+        store
+            .finish_attempt(
+                Delivery {
+                    attempts: 1,
+                    ..first
+                },
+                late,
+                NextStep::Dead,
+            )
+            .await,
+        Ok(Recorded::LeaseLost)
+    );
+    let rec = store.event("e").await.unwrap().unwrap();
+    assert_eq!(
+        rec.deliveries[0].state, "in_flight",
+        "the late record was refused"
+    );
+    store
+        .finish_attempt(
+            Delivery {
+                attempts: 1,
+                ..second
+            },
+            Attempt::default(),
+            NextStep::Delivered,
+        )
+        .await
+        .unwrap();
+    let rec = store.event("e").await.unwrap().unwrap();
+    assert_eq!(rec.deliveries[0].state, "delivered");
+    assert_eq!(
+        rec.deliveries[0].attempt_log.len(),
+        1,
+        "only the current lease's attempt"
+    );
+}
+
+/// Each test, once per store, with the store's pipeline capacity.
+macro_rules! for_each_store {
+    ($($name:ident($capacity:expr)),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name(super::sqlite($capacity)).await
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    if let Some(store) = super::postgres(stringify!($name), $capacity).await {
+                        super::$name(store).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+fn sqlite(capacity: usize) -> Arc<dyn Store> {
+    Arc::new(SqliteStore::open(None, false, capacity).unwrap())
+}
+
+/// Options for test stores. The poll is long, so a test that passes shows
+/// that notices woke the waiters.
+pub fn pg_options(capacity: usize) -> PgOptions {
+    PgOptions {
+        pool_size: 8,
+        poll_interval: Duration::from_secs(30),
+        capacity,
+        pipeline_lease: PIPELINE_LEASE,
+    }
+}
+
+/// A PostgreSQL store on a new database; `None` when there is no
+/// PostgreSQL here (the test then passes as skipped, and says so).
+pub async fn postgres(test: &str, capacity: usize) -> Option<Arc<dyn Store>> {
+    let url = wasmhook_testpg::database(test)?;
+    Some(Arc::new(
+        PostgresStore::open(&url, pg_options(capacity))
+            .await
+            .unwrap(),
+    ))
+}
+
+for_each_store!(
+    duplicates_are_recognised_and_events_flow_to_claims(10),
+    a_full_pipeline_backlog_refuses_new_events(2),
+    failures_wait_for_their_plugin_and_prune_keeps_what_is_young(10),
+    prune_takes_only_finished_work_past_retention_and_then_an_id_is_new_again(10),
+    the_same_signed_content_under_another_id_is_a_duplicate(10),
+    what_each_route_did_is_kept_and_a_rerun_replaces_its_own(10),
+    a_record_that_comes_after_its_lease_was_lost_changes_nothing(10),
+);

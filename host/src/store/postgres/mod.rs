@@ -1,0 +1,954 @@
+//! [`Store`] on PostgreSQL, for several routers sharing one queue.
+//!
+//! - Every piece of work is claimed with `FOR UPDATE SKIP LOCKED` under a
+//!   lease on the database's clock: due deliveries (with a token per claim,
+//!   which `finish_attempt` must match), events waiting for their routes,
+//!   and failed routes being re-run. A node that dies mid-way has its work
+//!   taken over by the others once the lease runs out.
+//! - Deduplication is the table's unique keys: the same event sent to two
+//!   nodes at once is one row, and the second insert answers "duplicate".
+//! - Commits that make work `pg_notify`; each node `LISTEN`s (`listen.rs`)
+//!   and wakes its own waiters, and polls only as a fallback.
+//! - New deliveries go to the table as due (there is no in-memory hand-off
+//!   as in the SQLite store yet): the worker of whichever node claims first
+//!   sends them.
+
+mod connect;
+mod listen;
+mod schema;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+
+use super::{
+    Accepted, Attempt, Delivery, DeliveryQuery, DeliveryRecord, EventRecord, FailedFilter,
+    NextStep, Processed, Pruned, QueueStats, Recorded, RouteFailure, Store, StoreError, codec,
+};
+use crate::event::Event;
+pub use listen::Wake;
+
+/// How long a node may run an event's routes (or re-run a failed route)
+/// before another node may take it over.
+pub const PIPELINE_LEASE: Duration = Duration::from_secs(60);
+/// The count of events waiting for their routes, which `queue_capacity`
+/// bounds, is read again after this.
+const BACKLOG_RECOUNT: Duration = Duration::from_millis(250);
+/// Rows one retention statement deletes.
+const PRUNE_CHUNK: i64 = 1000;
+
+/// The connection and wake-up settings (`[storage]`).
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    pub pool_size: usize,
+    /// Waiters look at the tables at least this often, notices or not.
+    pub poll_interval: Duration,
+    /// Most events waiting for their routes before `accept` says Full.
+    pub capacity: usize,
+    /// The lease on an event whose routes run, or a failed route being
+    /// re-run ([`PIPELINE_LEASE`]).
+    pub pipeline_lease: Duration,
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+    opts: PgOptions,
+    wake: Arc<Wake>,
+    /// Events waiting for their routes, as last counted, plus this node's
+    /// accepts since.
+    backlog: Mutex<(Option<Instant>, usize)>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        Some(c) if *c == SqlState::DISK_FULL || *c == SqlState::OUT_OF_MEMORY => StoreError::Full,
+        _ => match e.as_db_error() {
+            Some(db) => StoreError::Unavailable(format!("PostgreSQL: {}", db.message())),
+            None => StoreError::Unavailable(format!("PostgreSQL: {e}")),
+        },
+    }
+}
+
+fn bad_row(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("a stored row is unreadable: {e}"))
+}
+
+/// `source, id, event_type, received_at, headers, body` from column `at` on.
+fn event_at(r: &Row, at: usize) -> Result<Event, StoreError> {
+    let headers: String = r.get(at + 4);
+    Ok(Event {
+        source: r.get(at),
+        id: r.get(at + 1),
+        event_type: r.get(at + 2),
+        received_at: r.get::<_, i64>(at + 3) as u64,
+        headers: codec::headers_from_json(&headers).map_err(bad_row)?,
+        body: r.get::<_, Vec<u8>>(at + 5).into(),
+    })
+}
+
+const EVENT_COLUMNS: &str = "source, id, event_type, received_at, headers, body";
+
+const DELIVERY_RECORD: &str = "id, event_id, event_source, route, target, state, attempts,
+    CASE WHEN state IN ('pending', 'retrying') THEN due_at END, last_error, created_at, updated_at";
+
+fn delivery_record(r: &Row) -> DeliveryRecord {
+    DeliveryRecord {
+        id: r.get(0),
+        event_id: r.get(1),
+        source: r.get(2),
+        route: r.get(3),
+        target: r.get(4),
+        state: r.get(5),
+        attempts: r.get::<_, i32>(6) as u32,
+        next_attempt_at: r.get::<_, Option<i64>>(7).map(|v| v as u64),
+        last_error: r.get(8),
+        created_at: r.get::<_, i64>(9) as u64,
+        updated_at: r.get::<_, i64>(10) as u64,
+        attempt_log: Vec::new(),
+    }
+}
+
+impl PostgresStore {
+    /// Connect, migrate (under the migration lock) and start listening.
+    pub async fn open(url: &str, opts: PgOptions) -> anyhow::Result<Self> {
+        let (config, tls) = connect::config(url)?;
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(opts.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot set up the PostgreSQL pool: {e}"))?;
+        {
+            let mut client = pool
+                .get()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL (storage.url): {e}"))?;
+            schema::migrate(&mut client).await?;
+        }
+        let wake = Arc::new(Wake::default());
+        let listener = tokio::spawn(listen::run(config, tls, wake.clone()));
+        Ok(PostgresStore {
+            pool,
+            opts,
+            wake,
+            backlog: Mutex::new((None, 0)),
+            listener,
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => pg(e),
+            e => unavailable(format!("PostgreSQL: {e}")),
+        })
+    }
+
+    /// Count this accept against `queue_capacity`: the events waiting for
+    /// their routes across the cluster, recounted every
+    /// [`BACKLOG_RECOUNT`], plus this node's accepts since.
+    async fn reserve(&self) -> Result<(), StoreError> {
+        let stale = {
+            let b = self.backlog.lock().expect("backlog lock poisoned");
+            b.0.is_none_or(|at| at.elapsed() >= BACKLOG_RECOUNT)
+        };
+        if stale {
+            let n: i64 = self
+                .client()
+                .await?
+                .query_one("SELECT count(*) FROM events WHERE state = 'received'", &[])
+                .await
+                .map_err(pg)?
+                .get(0);
+            *self.backlog.lock().expect("backlog lock poisoned") =
+                (Some(Instant::now()), n as usize);
+        }
+        let mut b = self.backlog.lock().expect("backlog lock poisoned");
+        if b.1 >= self.opts.capacity {
+            return Err(StoreError::Full);
+        }
+        b.1 += 1;
+        Ok(())
+    }
+
+    /// The id of the stored event `event` duplicates.
+    async fn original(
+        &self,
+        c: &tokio_postgres::Client,
+        event: &Event,
+        signed: Option<[u8; 32]>,
+    ) -> Result<String, StoreError> {
+        let signed = signed.map(|s| s.to_vec());
+        let row = c
+            .query_opt(
+                "SELECT id FROM events WHERE source = $1 AND (id = $2 OR signed = $3)
+                 ORDER BY id = $2 DESC LIMIT 1",
+                &[&event.source, &event.id, &signed],
+            )
+            .await
+            .map_err(pg)?;
+        // Gone between the two statements (pruned): it was a duplicate all
+        // the same.
+        Ok(row.map_or_else(|| event.id.clone(), |r| r.get(0)))
+    }
+
+    /// Wake this node's workers for `targets` (other nodes hear the
+    /// `pg_notify` sent in the commit).
+    fn wake_targets(&self, targets: &[String]) {
+        for t in targets {
+            self.wake.target(t).notify_one();
+        }
+    }
+
+    /// Wait for `notify` or `wait`, whichever comes first.
+    async fn nap(notify: &tokio::sync::Notify, wait: Duration) {
+        tokio::select! {
+            () = notify.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+
+    /// Store a plugin for every node to load (`wasmhook plugin push`).
+    /// Returns its new version.
+    pub async fn push_plugin(&self, name: &str, wasm: &[u8]) -> Result<i64, StoreError> {
+        use sha2::Digest as _;
+        let sha = sha2::Sha256::digest(wasm)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>();
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "WITH p AS (
+                     INSERT INTO plugins (name, version, sha256, wasm, pushed_at)
+                     VALUES ($1, 1, $2, $3, wasmhook_now_ms())
+                     ON CONFLICT (name) DO UPDATE SET version = plugins.version + 1,
+                         sha256 = excluded.sha256, wasm = excluded.wasm, pushed_at = excluded.pushed_at
+                     RETURNING version)
+                 SELECT version, pg_notify('wasmhook_plugins', $1) FROM p",
+                &[&name, &sha, &wasm],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.get(0))
+    }
+
+    /// Pushed plugins newer than the versions in `seen` (name → version).
+    pub async fn pushed_plugins(
+        &self,
+        seen: &std::collections::HashMap<String, i64>,
+    ) -> Result<Vec<(String, i64, Vec<u8>)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT name, version FROM plugins ORDER BY name", &[])
+            .await
+            .map_err(pg)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (name, version): (String, i64) = (r.get(0), r.get(1));
+            if seen.get(&name).is_some_and(|v| *v >= version) {
+                continue;
+            }
+            let wasm: Option<Vec<u8>> = self
+                .client()
+                .await?
+                .query_opt(
+                    "SELECT wasm FROM plugins WHERE name = $1 AND version = $2",
+                    &[&name, &version],
+                )
+                .await
+                .map_err(pg)?
+                .map(|r| r.get(0));
+            if let Some(wasm) = wasm {
+                out.push((name, version, wasm));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Wait until a plugin may have been pushed (or the poll interval).
+    pub async fn plugins_changed(&self) {
+        Self::nap(&self.wake.plugins, self.opts.poll_interval).await
+    }
+}
+
+/// How long to wait for something due in `next` ms (if anything is), but
+/// never longer than `poll`.
+fn until(next: Option<i64>, poll: Duration) -> Duration {
+    next.map_or(poll, |ms| Duration::from_millis(ms.max(1) as u64).min(poll))
+}
+
+/// Insert the deliveries and failed routes of `processed` for `event` in
+/// `t`, and `pg_notify` the targets that got deliveries. Returns them.
+async fn insert_result(
+    t: &deadpool_postgres::Transaction<'_>,
+    event: &Event,
+    processed: &Processed,
+) -> Result<Vec<String>, StoreError> {
+    let mut targets: Vec<String> = Vec::new();
+    if !processed.deliveries.is_empty() {
+        let insert = t
+            .prepare_cached(
+                "INSERT INTO deliveries (id, event_source, event_id, route, target, meta, body, state,
+                                         attempts, due_at, created_at, updated_at)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, 'pending', 0, n, n, n FROM wasmhook_now_ms() n
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .await
+            .map_err(pg)?;
+        for d in &processed.deliveries {
+            // The received body is stored once, with the event.
+            let body = (d.event.body != event.body).then_some(d.event.body.as_ref());
+            let n = t
+                .execute(
+                    &insert,
+                    &[
+                        &d.id,
+                        &event.source,
+                        &event.id,
+                        &d.route,
+                        &d.target,
+                        &codec::meta_json(&d.event),
+                        &body,
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+            if n == 1 && !targets.contains(&d.target) {
+                targets.push(d.target.clone());
+            }
+        }
+    }
+    let failures = processed.failures(&event.id);
+    if !failures.is_empty() {
+        let insert = t
+            .prepare_cached(
+                "INSERT INTO route_failures (event_source, event_id, route, plugin, reason, waiting_for, failed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, wasmhook_now_ms())
+                 ON CONFLICT (event_source, event_id, route) DO UPDATE SET plugin = excluded.plugin,
+                     reason = excluded.reason, waiting_for = excluded.waiting_for,
+                     failed_at = excluded.failed_at, lease_until = NULL",
+            )
+            .await
+            .map_err(pg)?;
+        for f in &failures {
+            t.execute(
+                &insert,
+                &[
+                    &event.source,
+                    &event.id,
+                    &f.route,
+                    &f.plugin,
+                    &f.reason,
+                    &f.waiting_for,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        }
+    }
+    for target in &targets {
+        t.execute("SELECT pg_notify('wasmhook_due', $1)", &[target])
+            .await
+            .map_err(pg)?;
+    }
+    Ok(targets)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn accept(&self, event: Event, signed: Option<[u8; 32]>) -> Result<Accepted, StoreError> {
+        self.reserve().await?;
+        let c = self.client().await?;
+        let insert = c
+            .prepare_cached(
+                "WITH e AS (
+                     INSERT INTO events (source, id, event_type, received_at, headers, body, state, signed)
+                     VALUES ($1, $2, $3, $4, $5, $6, 'received', $7) ON CONFLICT DO NOTHING RETURNING 1)
+                 SELECT pg_notify('wasmhook_events', '') FROM e",
+            )
+            .await
+            .map_err(pg)?;
+        let signed_bytes = signed.map(|s| s.to_vec());
+        let inserted = c
+            .query(
+                &insert,
+                &[
+                    &event.source,
+                    &event.id,
+                    &event.event_type,
+                    &(event.received_at as i64),
+                    &codec::headers_json(&event.headers),
+                    &event.body.as_ref(),
+                    &signed_bytes,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        if inserted.is_empty() {
+            return Ok(Accepted::Duplicate(
+                self.original(&c, &event, signed).await?,
+            ));
+        }
+        self.wake.events.notify_one();
+        Ok(Accepted::New)
+    }
+
+    async fn accept_processed(
+        &self,
+        event: Event,
+        signed: Option<[u8; 32]>,
+        processed: Processed,
+    ) -> Result<Accepted, StoreError> {
+        let mut c = self.client().await?;
+        let t = c.transaction().await.map_err(pg)?;
+        let insert = t
+            .prepare_cached(
+                "INSERT INTO events (source, id, event_type, received_at, headers, body, state, signed, routes)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'processed', $7, $8) ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(pg)?;
+        let signed_bytes = signed.map(|s| s.to_vec());
+        let n = t
+            .execute(
+                &insert,
+                &[
+                    &event.source,
+                    &event.id,
+                    &event.event_type,
+                    &(event.received_at as i64),
+                    &codec::headers_json(&event.headers),
+                    &event.body.as_ref(),
+                    &signed_bytes,
+                    &codec::routes_json(&processed.routes),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        if n == 0 {
+            t.rollback().await.map_err(pg)?;
+            return Ok(Accepted::Duplicate(
+                self.original(&c, &event, signed).await?,
+            ));
+        }
+        let targets = insert_result(&t, &event, &processed).await?;
+        t.commit().await.map_err(pg)?;
+        self.wake_targets(&targets);
+        Ok(Accepted::New)
+    }
+
+    async fn next_event(&self) -> Event {
+        loop {
+            let woken = self.wake.events.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let claimed = async {
+                let c = self.client().await?;
+                let claim = c
+                    .prepare_cached(&format!(
+                        "UPDATE events SET lease_until = wasmhook_now_ms() + $1
+                         WHERE (id, source) = (
+                             SELECT id, source FROM events
+                             WHERE state = 'received' AND (lease_until IS NULL OR lease_until <= wasmhook_now_ms())
+                             ORDER BY received_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+                         RETURNING {EVENT_COLUMNS}"
+                    ))
+                    .await
+                    .map_err(pg)?;
+                let lease = self.opts.pipeline_lease.as_millis() as i64;
+                if let Some(r) = c.query_opt(&claim, &[&lease]).await.map_err(pg)? {
+                    return event_at(&r, 0).map(Ok);
+                }
+                // None free: when does a lease held by a node run out?
+                let next: Option<i64> = c
+                    .query_one(
+                        "SELECT MIN(lease_until) - wasmhook_now_ms() FROM events WHERE state = 'received'",
+                        &[],
+                    )
+                    .await
+                    .map_err(pg)?
+                    .get(0);
+                Ok(Err(next))
+            }
+            .await;
+            match claimed {
+                Ok(Ok(event)) => return event,
+                Ok(Err(next)) => {
+                    let wait = until(next, self.opts.poll_interval);
+                    tokio::select! {
+                        () = &mut woken => {}
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("cannot claim an event for the pipeline: {e}; retrying in 1s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    async fn complete_event(&self, event: Event, processed: Processed) -> Result<(), StoreError> {
+        let mut c = self.client().await?;
+        let t = c.transaction().await.map_err(pg)?;
+        let targets = insert_result(&t, &event, &processed).await?;
+        t.execute(
+            "UPDATE events SET state = 'processed', routes = $3, lease_until = NULL
+             WHERE source = $1 AND id = $2",
+            &[
+                &event.source,
+                &event.id,
+                &codec::routes_json(&processed.routes),
+            ],
+        )
+        .await
+        .map_err(pg)?;
+        t.commit().await.map_err(pg)?;
+        {
+            // One fewer waiting, until the next recount says how many.
+            let mut b = self.backlog.lock().expect("backlog lock poisoned");
+            b.1 = b.1.saturating_sub(1);
+        }
+        self.wake_targets(&targets);
+        Ok(())
+    }
+
+    async fn failed_routes(
+        &self,
+        filter: FailedFilter,
+    ) -> Result<Vec<(Event, RouteFailure)>, StoreError> {
+        let (clause, key) = match &filter {
+            FailedFilter::WaitingFor(p) => ("waiting_for = $1", p.clone()),
+            FailedFilter::Event(id) => ("event_id = $1", id.clone()),
+        };
+        let c = self.client().await?;
+        // Leased, so that of the nodes loading the same plugin, one re-runs
+        // each route.
+        let rows = c
+            .query(
+                &format!(
+                    "WITH p AS (
+                         SELECT event_source, event_id, route FROM route_failures
+                         WHERE {clause} AND (lease_until IS NULL OR lease_until <= wasmhook_now_ms())
+                         FOR UPDATE SKIP LOCKED)
+                     UPDATE route_failures f SET lease_until = wasmhook_now_ms() + $2
+                     FROM p, events e
+                     WHERE f.event_source = p.event_source AND f.event_id = p.event_id AND f.route = p.route
+                       AND e.source = f.event_source AND e.id = f.event_id
+                     RETURNING e.source, e.id, e.event_type, e.received_at, e.headers, e.body,
+                               f.route, f.plugin, f.reason, f.waiting_for, f.failed_at"
+                ),
+                &[&key, &(self.opts.pipeline_lease.as_millis() as i64)],
+            )
+            .await
+            .map_err(pg)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let event = event_at(r, 0)?;
+            let failure = RouteFailure {
+                event_id: event.id.clone(),
+                route: r.get(6),
+                plugin: r.get(7),
+                reason: r.get(8),
+                waiting_for: r.get(9),
+            };
+            out.push((r.get::<_, i64>(10), event, failure));
+        }
+        out.sort_by_key(|(at, ..)| *at);
+        Ok(out.into_iter().map(|(_, e, f)| (e, f)).collect())
+    }
+
+    async fn record_rerun(
+        &self,
+        event: Event,
+        route: &str,
+        processed: Processed,
+    ) -> Result<(), StoreError> {
+        let mut c = self.client().await?;
+        let t = c.transaction().await.map_err(pg)?;
+        t.execute(
+            "DELETE FROM route_failures WHERE event_source = $1 AND event_id = $2 AND route = $3",
+            &[&event.source, &event.id, &route],
+        )
+        .await
+        .map_err(pg)?;
+        let targets = insert_result(&t, &event, &processed).await?;
+        let stored: Option<String> = t
+            .query_opt(
+                "SELECT routes FROM events WHERE source = $1 AND id = $2 FOR UPDATE",
+                &[&event.source, &event.id],
+            )
+            .await
+            .map_err(pg)?
+            .and_then(|r| r.get(0));
+        t.execute(
+            "UPDATE events SET routes = $3 WHERE source = $1 AND id = $2",
+            &[
+                &event.source,
+                &event.id,
+                &codec::merge_rerun(stored.as_deref(), route, &processed.routes),
+            ],
+        )
+        .await
+        .map_err(pg)?;
+        t.commit().await.map_err(pg)?;
+        self.wake_targets(&targets);
+        Ok(())
+    }
+
+    async fn claim(&self, target: &str, lease: Duration, max: usize) -> Vec<Delivery> {
+        let notify = self.wake.target(target);
+        let max = max.max(1) as i64;
+        let lease_ms = lease.as_millis() as i64;
+        loop {
+            let woken = notify.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let claimed = async {
+                let c = self.client().await?;
+                let claim = c
+                    .prepare_cached(
+                        "WITH due AS (
+                             SELECT id FROM deliveries
+                             WHERE target = $1 AND state IN ('pending', 'retrying', 'in_flight')
+                               AND due_at <= wasmhook_now_ms()
+                             ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                         UPDATE deliveries d SET state = 'in_flight', due_at = wasmhook_now_ms() + $3,
+                             lease = nextval('wasmhook_leases'), updated_at = wasmhook_now_ms()
+                         FROM due WHERE d.id = due.id
+                         RETURNING d.id, d.event_id, d.route, d.meta,
+                             COALESCE(d.body, (SELECT e.body FROM events e
+                                               WHERE e.source = d.event_source AND e.id = d.event_id)),
+                             d.attempts, d.lease",
+                    )
+                    .await
+                    .map_err(pg)?;
+                let rows = c
+                    .query(&claim, &[&target, &max, &lease_ms])
+                    .await
+                    .map_err(pg)?;
+                let mut got = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let body: Option<Vec<u8>> = r.get(4);
+                    got.push(Delivery {
+                        id: r.get(0),
+                        event_id: r.get(1),
+                        route: r.get(2),
+                        target: target.to_string(),
+                        event: codec::event_from_meta(r.get(3), body.unwrap_or_default())
+                            .map_err(bad_row)?,
+                        attempts: r.get::<_, i32>(5) as u32,
+                        lease: r.get::<_, i64>(6) as u64,
+                    });
+                }
+                if !got.is_empty() {
+                    return Ok((got, None));
+                }
+                // Nothing due: how long until something is (on the
+                // database's clock).
+                let next: Option<i64> = c
+                    .query_one(
+                        "SELECT MIN(due_at) - wasmhook_now_ms() FROM deliveries
+                         WHERE target = $1 AND state IN ('pending', 'retrying', 'in_flight')",
+                        &[&target],
+                    )
+                    .await
+                    .map_err(pg)?
+                    .get(0);
+                Ok::<_, StoreError>((got, next))
+            }
+            .await;
+            let wait = match claimed {
+                Ok((got, _)) if !got.is_empty() => return got,
+                Ok((_, next)) => until(next, self.opts.poll_interval),
+                Err(e) => {
+                    tracing::error!(target, "cannot claim deliveries: {e}; retrying in 1s");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                () = &mut woken => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn finish_attempt(
+        &self,
+        delivery: Delivery,
+        attempt: Attempt,
+        next: NextStep,
+    ) -> Result<Recorded, StoreError> {
+        let logged = serde_json::to_string(&attempt).expect("an attempt serializes");
+        let (state, after) = match next {
+            NextStep::Delivered => ("delivered", None),
+            NextStep::Retry { after } => ("retrying", Some(after.as_millis() as i64)),
+            NextStep::Dead => ("dead", None),
+        };
+        let c = self.client().await?;
+        let update = c
+            .prepare_cached(
+                "UPDATE deliveries SET state = $2, attempts = $3,
+                     due_at = wasmhook_now_ms() + $4::bigint, lease = NULL,
+                     last_error = $5, updated_at = wasmhook_now_ms(),
+                     log = COALESCE(log, '[]'::jsonb) || jsonb_build_array($6::text::jsonb)
+                 WHERE id = $1 AND state = 'in_flight' AND lease = $7",
+            )
+            .await
+            .map_err(pg)?;
+        let n = c
+            .execute(
+                &update,
+                &[
+                    &delivery.id,
+                    &state,
+                    &(delivery.attempts as i32),
+                    &after,
+                    &attempt.error,
+                    &logged,
+                    &(delivery.lease as i64),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        if n == 0 {
+            return Ok(Recorded::LeaseLost);
+        }
+        if after.is_some() {
+            // The target's claim may be sleeping on a later time.
+            self.wake.target(&delivery.target).notify_one();
+        }
+        Ok(Recorded::Yes)
+    }
+
+    async fn stats(&self) -> Result<QueueStats, StoreError> {
+        let r = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT (SELECT count(*) FROM events WHERE state = 'received'),
+                        count(*) FILTER (WHERE state IN ('pending', 'retrying')),
+                        count(*) FILTER (WHERE state = 'in_flight'),
+                        count(*) FILTER (WHERE state = 'dead'),
+                        (SELECT count(*) FROM route_failures)
+                 FROM deliveries WHERE state IN ('pending', 'retrying', 'in_flight', 'dead')",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        let n = |i: usize| r.get::<_, i64>(i) as usize;
+        Ok(QueueStats {
+            awaiting_pipeline: n(0),
+            pending_deliveries: n(1),
+            in_flight: n(2),
+            dead: n(3),
+            failed_routes: n(4),
+            capacity: self.opts.capacity,
+        })
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        let c = self.client().await?;
+        let Some(r) = c
+            .query_opt(
+                &format!(
+                    "SELECT {EVENT_COLUMNS}, state, routes FROM events WHERE id = $1
+                     ORDER BY received_at LIMIT 1"
+                ),
+                &[&id],
+            )
+            .await
+            .map_err(pg)?
+        else {
+            return Ok(None);
+        };
+        let event = event_at(&r, 0)?;
+        let state: String = r.get(6);
+        let routes: Option<String> = r.get(7);
+        let failed_routes = c
+            .query(
+                "SELECT route, plugin, reason, waiting_for FROM route_failures
+                 WHERE event_source = $1 AND event_id = $2 ORDER BY failed_at, route",
+                &[&event.source, &event.id],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| RouteFailure {
+                event_id: event.id.clone(),
+                route: r.get(0),
+                plugin: r.get(1),
+                reason: r.get(2),
+                waiting_for: r.get(3),
+            })
+            .collect();
+        let mut deliveries = Vec::new();
+        for r in c
+            .query(
+                &format!(
+                    "SELECT {DELIVERY_RECORD}, log::text FROM deliveries
+                     WHERE event_source = $1 AND event_id = $2 ORDER BY created_at, id"
+                ),
+                &[&event.source, &event.id],
+            )
+            .await
+            .map_err(pg)?
+        {
+            let mut d = delivery_record(&r);
+            if let Some(log) = r.get::<_, Option<String>>(11) {
+                d.attempt_log = serde_json::from_str(&log).map_err(bad_row)?;
+            }
+            deliveries.push(d);
+        }
+        Ok(Some(EventRecord::new(
+            event,
+            state,
+            routes.as_deref(),
+            failed_routes,
+            deliveries,
+        )))
+    }
+
+    async fn deliveries(&self, q: DeliveryQuery) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {DELIVERY_RECORD} FROM deliveries
+                     WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR target = $2)
+                       AND ($3::text IS NULL OR id > $3)
+                     ORDER BY id LIMIT $4"
+                ),
+                &[&q.state, &q.target, &q.after, &(q.limit as i64)],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows.iter().map(delivery_record).collect())
+    }
+
+    async fn retry_delivery(&self, id: &str) -> Result<bool, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "WITH d AS (
+                     UPDATE deliveries SET state = 'pending', attempts = 0, due_at = wasmhook_now_ms(),
+                         lease = NULL, updated_at = wasmhook_now_ms()
+                     WHERE id = $1 AND state != 'in_flight' RETURNING target)
+                 SELECT target, pg_notify('wasmhook_due', target) FROM d",
+                &[&id],
+            )
+            .await
+            .map_err(pg)?;
+        if let Some(r) = &row {
+            self.wake.target(r.get(0)).notify_one();
+        }
+        Ok(row.is_some())
+    }
+
+    async fn replay_target(&self, target: &str, since: Option<u64>) -> Result<usize, StoreError> {
+        let r = self
+            .client()
+            .await?
+            .query_one(
+                "WITH d AS (
+                     UPDATE deliveries SET state = 'pending', attempts = 0, due_at = wasmhook_now_ms(),
+                         updated_at = wasmhook_now_ms()
+                     WHERE target = $1 AND state = 'dead' AND updated_at >= $2 RETURNING 1),
+                 n AS (SELECT count(*) AS n FROM d)
+                 SELECT n, CASE WHEN n > 0 THEN pg_notify('wasmhook_due', $1) END::text FROM n",
+                &[&target, &(since.unwrap_or(0) as i64)],
+            )
+            .await
+            .map_err(pg)?;
+        let n = r.get::<_, i64>(0) as usize;
+        if n > 0 {
+            self.wake.target(target).notify_one();
+        }
+        Ok(n)
+    }
+
+    async fn prune(
+        &self,
+        delivered_before: u64,
+        dead_before: u64,
+        events_before: u64,
+    ) -> Result<Pruned, StoreError> {
+        let (d, x, e) = (
+            delivered_before as i64,
+            dead_before as i64,
+            events_before as i64,
+        );
+        let c = self.client().await?;
+        let mut pruned = Pruned::default();
+        // In chunks, each its own statement: short locks, short
+        // transactions.
+        loop {
+            let n = c
+                .execute(
+                    "DELETE FROM deliveries WHERE id IN (
+                         SELECT id FROM deliveries
+                         WHERE state IN ('delivered', 'dead') AND updated_at < greatest($1::bigint, $2::bigint)
+                           AND ((state = 'delivered' AND updated_at < $1) OR (state = 'dead' AND updated_at < $2))
+                         LIMIT $3)",
+                    &[&d, &x, &PRUNE_CHUNK],
+                )
+                .await
+                .map_err(pg)?;
+            pruned.deliveries += n as usize;
+            if (n as i64) < PRUNE_CHUNK {
+                break;
+            }
+        }
+        loop {
+            let n = c
+                .execute(
+                    "DELETE FROM events WHERE (id, source) IN (
+                         SELECT id, source FROM events v
+                         WHERE received_at < $1 AND state = 'processed'
+                           AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                           WHERE d.event_source = v.source AND d.event_id = v.id)
+                           AND NOT EXISTS (SELECT 1 FROM route_failures f
+                                           WHERE f.event_source = v.source AND f.event_id = v.id)
+                         LIMIT $2)",
+                    &[&e, &PRUNE_CHUNK],
+                )
+                .await
+                .map_err(pg)?;
+            pruned.events += n as usize;
+            if (n as i64) < PRUNE_CHUNK {
+                break;
+            }
+        }
+        Ok(pruned)
+    }
+}
+
+#[cfg(test)]
+mod tests;

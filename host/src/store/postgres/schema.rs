@@ -1,0 +1,158 @@
+//! The PostgreSQL schema and its versioned migrations.
+//!
+//! - The version is the one row of `wasmhook_schema`. Each step runs in one
+//!   transaction with the version bump.
+//! - Migrations run under an advisory lock, so nodes that start together
+//!   take turns: the first migrates, the others find the work done.
+//! - Steps only ever append; a database newer than this binary is refused.
+//! - The shapes follow the SQLite store's (version 4 there), so the two
+//!   mean the same thing row for row. What only a shared database needs:
+//!   lease tokens, leases on events and failed routes (so exactly one node
+//!   runs each), and pushed plugins.
+
+use anyhow::{Context, bail};
+use tokio_postgres::Client;
+
+/// Held while migrating: "wasmhook" in ASCII.
+const MIGRATION_LOCK: i64 = 0x7761_736d_686f_6f6b;
+
+const MIGRATIONS: &[&str] = &[
+    // 1
+    r#"
+    -- Every lease and due time is on the database's clock, so nodes whose
+    -- clocks differ still agree on when a lease ran out.
+    CREATE FUNCTION wasmhook_now_ms() RETURNS bigint LANGUAGE sql VOLATILE
+        AS $$ SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;
+
+    -- Each claim of a delivery takes a new token; an attempt is recorded
+    -- only under the token it was claimed with.
+    CREATE SEQUENCE wasmhook_leases;
+
+    CREATE TABLE events (
+        source      text    NOT NULL,
+        id          text    NOT NULL,
+        event_type  text    NOT NULL,
+        received_at bigint  NOT NULL,
+        headers     text    NOT NULL,            -- JSON [[name, value], …]
+        body        bytea   NOT NULL,
+        state       text    NOT NULL,            -- received | processed
+        signed      bytea,                       -- SHA-256 of the signed content
+        routes      text,                        -- JSON [RouteOutcome, …]
+        lease_until bigint,                      -- ms; a node is running its routes
+        PRIMARY KEY (id, source)
+    );
+    CREATE INDEX events_received ON events (received_at) WHERE state = 'received';
+    CREATE UNIQUE INDEX events_signed ON events (source, signed) WHERE signed IS NOT NULL;
+    CREATE INDEX events_time ON events (received_at);
+
+    CREATE TABLE deliveries (
+        id           text    PRIMARY KEY,
+        event_source text    NOT NULL,
+        event_id     text    NOT NULL,
+        route        text    NOT NULL,
+        target       text    NOT NULL,
+        meta         text    NOT NULL,           -- JSON {id, source, event_type, received_at, headers}
+        body         bytea,                      -- NULL: the event's own body
+        state        text    NOT NULL,           -- pending | in_flight | retrying | delivered | dead
+        attempts     integer NOT NULL DEFAULT 0,
+        due_at       bigint,                     -- ms; next attempt, or the lease's end when in_flight
+        lease        bigint,                     -- the claim's token, when in_flight
+        last_error   text,
+        created_at   bigint  NOT NULL,
+        updated_at   bigint  NOT NULL,
+        log          jsonb                       -- [Attempt, …], oldest first
+    );
+    CREATE INDEX deliveries_event ON deliveries (event_source, event_id);
+    CREATE INDEX deliveries_due ON deliveries (target, due_at)
+        WHERE state IN ('pending', 'retrying', 'in_flight');
+    CREATE INDEX deliveries_dead ON deliveries (target, updated_at) WHERE state = 'dead';
+    CREATE INDEX deliveries_done ON deliveries (updated_at) WHERE state IN ('delivered', 'dead');
+
+    CREATE TABLE route_failures (
+        event_source text    NOT NULL,
+        event_id     text    NOT NULL,
+        route        text    NOT NULL,
+        plugin       text,
+        reason       text    NOT NULL,
+        waiting_for  text,
+        failed_at    bigint  NOT NULL,
+        lease_until  bigint,                     -- ms; a node is re-running it
+        PRIMARY KEY (event_source, event_id, route)
+    );
+    CREATE INDEX route_failures_waiting ON route_failures (waiting_for) WHERE waiting_for IS NOT NULL;
+    CREATE INDEX route_failures_event ON route_failures (event_id);
+
+    -- `wasmhook plugin push`: every node loads these, newest version wins.
+    CREATE TABLE plugins (
+        name      text   PRIMARY KEY,
+        version   bigint NOT NULL,
+        sha256    text   NOT NULL,
+        wasm      bytea  NOT NULL,
+        pushed_at bigint NOT NULL
+    );
+    "#,
+];
+
+/// The version this binary writes.
+pub const VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Bring the database up to [`VERSION`], under the migration lock.
+pub async fn migrate(client: &mut Client) -> anyhow::Result<()> {
+    migrate_to(client, VERSION).await
+}
+
+/// Migrate up to `target` only (tests build old databases with this).
+pub async fn migrate_to(client: &mut Client, target: i32) -> anyhow::Result<()> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .context("cannot take the migration lock")?;
+    let result = run(client, target).await;
+    // Also released when the session ends, should this fail.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    result
+}
+
+async fn run(client: &mut Client, target: i32) -> anyhow::Result<()> {
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS wasmhook_schema (version integer NOT NULL)")
+        .await
+        .context("cannot create the schema version table")?;
+    let row = client
+        .query_opt("SELECT version FROM wasmhook_schema", &[])
+        .await?;
+    let current: i32 = match row {
+        Some(r) => r.get(0),
+        None => {
+            client
+                .execute("INSERT INTO wasmhook_schema (version) VALUES (0)", &[])
+                .await?;
+            0
+        }
+    };
+    if current > VERSION {
+        bail!(
+            "the database's schema is version {current}, newer than this wasmhook (version {VERSION}): \
+             run a newer wasmhook, or point storage.url at another database"
+        );
+    }
+    for (n, step) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(current as usize)
+        .take((target - current).max(0) as usize)
+    {
+        let version = n as i32 + 1;
+        let t = client.transaction().await?;
+        t.batch_execute(step)
+            .await
+            .with_context(|| format!("schema migration {version} failed"))?;
+        t.execute("UPDATE wasmhook_schema SET version = $1", &[&version])
+            .await?;
+        t.commit().await?;
+        tracing::info!(version, "migrated the PostgreSQL schema");
+    }
+    Ok(())
+}

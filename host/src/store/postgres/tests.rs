@@ -1,0 +1,293 @@
+//! What only a shared database must do: several nodes (stores on one
+//! database) claim each piece of work once, take over a dead node's work
+//! when its lease runs out, deduplicate across nodes, wake each other, and
+//! migrate once when they start together. The single-store contract is in
+//! `store::conformance`, run here too.
+
+use std::collections::HashSet;
+
+use super::*;
+use crate::store::conformance::{delivery, event, pg_options, processed};
+
+/// `n` nodes on one new database; `None` without PostgreSQL (skipped).
+async fn nodes(test: &str, n: usize, opts: PgOptions) -> Option<(String, Vec<Arc<PostgresStore>>)> {
+    let url = wasmhook_testpg::database(test)?;
+    let mut stores = Vec::new();
+    for _ in 0..n {
+        stores.push(Arc::new(
+            PostgresStore::open(&url, opts.clone()).await.unwrap(),
+        ));
+    }
+    Some((url, stores))
+}
+
+async fn sql(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// An event with `n` deliveries to target `t`, committed at ingest.
+async fn with_deliveries(store: &PostgresStore, id: &str, n: usize) {
+    let e = event(id);
+    let ds = (0..n)
+        .map(|i| delivery(&format!("{id}-d{i}"), &e))
+        .collect();
+    store
+        .accept_processed(e.clone(), None, processed(ds, vec![]))
+        .await
+        .unwrap();
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_claim_every_delivery_exactly_once() {
+    let Some((_, n)) = nodes("two_nodes_claim", 2, pg_options(100)).await else {
+        return;
+    };
+    with_deliveries(&n[0], "e", 300).await;
+    let claimers: Vec<_> = (0..6)
+        .map(|i| {
+            let store = n[i % 2].clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                // Until a claim finds nothing for a while: all taken.
+                while let Ok(batch) = tokio::time::timeout(
+                    Duration::from_millis(300),
+                    store.claim("t", Duration::from_secs(60), 7),
+                )
+                .await
+                {
+                    got.extend(batch.into_iter().map(|d| d.id));
+                }
+                got
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for c in claimers {
+        all.extend(c.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 300, "every delivery claimed");
+    assert_eq!(unique.len(), 300, "none claimed twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_nodes_deliveries_are_taken_over_when_its_lease_runs_out() {
+    let Some((_, n)) = nodes("takeover", 2, pg_options(100)).await else {
+        return;
+    };
+    with_deliveries(&n[0], "e", 1).await;
+    // Node 0 claims and then hangs (or dies) mid-attempt.
+    let first = n[0]
+        .claim("t", Duration::from_millis(300), 1)
+        .await
+        .remove(0);
+    // Node 1's worker is waiting already: it takes the delivery once the
+    // lease has run out, on the database's clock.
+    let second = tokio::time::timeout(WAIT, n[1].claim("t", Duration::from_secs(60), 1))
+        .await
+        .expect("node 1 took the delivery over")
+        .remove(0);
+    assert_eq!(second.id, first.id);
+    assert_ne!(second.lease, first.lease, "a new claim has a new token");
+    // Node 0 wakes up and records its attempt: the lease is gone.
+    assert_eq!(
+        n[0].finish_attempt(
+            Delivery {
+                attempts: 1,
+                ..first
+            },
+            Attempt::default(),
+            NextStep::Dead
+        )
+        .await,
+        Ok(Recorded::LeaseLost)
+    );
+    assert_eq!(
+        n[1].finish_attempt(
+            Delivery {
+                attempts: 1,
+                ..second
+            },
+            Attempt::default(),
+            NextStep::Delivered
+        )
+        .await,
+        Ok(Recorded::Yes)
+    );
+    let rec = n[1].event("e").await.unwrap().unwrap();
+    assert_eq!(rec.deliveries[0].state, "delivered");
+    assert_eq!(rec.deliveries[0].attempt_log.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_event_at_two_nodes_at_once_is_one_event() {
+    let Some((_, n)) = nodes("same_event", 2, pg_options(1000)).await else {
+        return;
+    };
+    for round in 0..20 {
+        let id = format!("e{round}");
+        let (a, b) = (n[0].clone(), n[1].clone());
+        let (ea, eb) = (event(&id), event(&id));
+        let d = delivery(&format!("{id}-d"), &ea);
+        let (ra, rb) = tokio::join!(
+            tokio::spawn(async move {
+                a.accept_processed(ea, None, processed(vec![d], vec![]))
+                    .await
+            }),
+            tokio::spawn(async move { b.accept(eb, None).await }),
+        );
+        let results = [ra.unwrap().unwrap(), rb.unwrap().unwrap()];
+        let new = results.iter().filter(|r| **r == Accepted::New).count();
+        assert_eq!(new, 1, "round {round}: {results:?}");
+        assert!(results.contains(&Accepted::Duplicate(id.clone())));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_waiting_for_its_routes_runs_on_one_node_and_moves_on_if_that_node_dies() {
+    let opts = PgOptions {
+        pipeline_lease: Duration::from_millis(500),
+        ..pg_options(100)
+    };
+    let Some((_, n)) = nodes("pipeline_claims", 2, opts).await else {
+        return;
+    };
+    // Node 1's pipeline is waiting; the event arrives at node 0: the notice
+    // wakes node 1 at once (its poll is 30 s).
+    let waiting = {
+        let b = n[1].clone();
+        tokio::spawn(async move { b.next_event().await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    n[0].accept(event("e"), None).await.unwrap();
+    let taken = tokio::time::timeout(WAIT, waiting)
+        .await
+        .expect("woken")
+        .unwrap();
+    assert_eq!(taken.id, "e");
+    // While node 1 holds it, node 0 does not get it …
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), n[0].next_event())
+            .await
+            .is_err()
+    );
+    // … but node 1 dies without completing it: once the lease runs out,
+    // node 0 runs it.
+    let again = tokio::time::timeout(WAIT, n[0].next_event())
+        .await
+        .expect("taken over");
+    assert_eq!(again.id, "e");
+    n[0].complete_event(again, processed(vec![delivery("d", &taken)], vec![]))
+        .await
+        .unwrap();
+    assert_eq!(n[1].stats().await.unwrap().awaiting_pipeline, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_delivery_wakes_a_worker_on_another_node() {
+    let Some((_, n)) = nodes("wakes", 2, pg_options(100)).await else {
+        return;
+    };
+    let waiting = {
+        let b = n[1].clone();
+        tokio::spawn(async move { b.claim("t", Duration::from_secs(60), 1).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    with_deliveries(&n[0], "e", 1).await;
+    let got = tokio::time::timeout(WAIT, waiting)
+        .await
+        .expect("the notice woke node 1 (its poll is 30 s)")
+        .unwrap();
+    assert_eq!(got[0].id, "e-d0");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_routes_are_re_run_by_one_node() {
+    let Some((_, n)) = nodes("reruns", 2, pg_options(100)).await else {
+        return;
+    };
+    for i in 0..10 {
+        let e = event(&format!("e{i}"));
+        let failure = RouteFailure {
+            event_id: e.id.clone(),
+            route: "r".into(),
+            plugin: Some("p".into()),
+            reason: "plugin p is not loaded".into(),
+            waiting_for: Some("p".into()),
+        };
+        n[0].accept_processed(e, None, processed(vec![], vec![failure]))
+            .await
+            .unwrap();
+    }
+    // Both nodes load plugin p at once and ask what to re-run.
+    let (a, b) = tokio::join!(
+        n[0].failed_routes(FailedFilter::WaitingFor("p".into())),
+        n[1].failed_routes(FailedFilter::WaitingFor("p".into())),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 10, "each failure went to one node");
+    let ids: HashSet<_> = a.iter().chain(&b).map(|(e, _)| e.id.clone()).collect();
+    assert_eq!(ids.len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_starting_together_migrate_once_and_a_newer_database_is_refused() {
+    let Some(url) = wasmhook_testpg::database("migrations") else {
+        return;
+    };
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PostgresStore::open(&url, pg_options(10)).await.map(|_| ()) })
+        })
+        .collect();
+    for o in opens {
+        o.await.unwrap().unwrap();
+    }
+    let client = sql(&url).await;
+    let v: i32 = client
+        .query_one("SELECT version FROM wasmhook_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, schema::VERSION);
+    let rows = client
+        .query("SELECT * FROM wasmhook_schema", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+
+    client
+        .execute("UPDATE wasmhook_schema SET version = version + 1", &[])
+        .await
+        .unwrap();
+    let err = PostgresStore::open(&url, pg_options(10))
+        .await
+        .err()
+        .expect("a newer database is refused")
+        .to_string();
+    assert!(err.contains("newer than this wasmhook"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_database_is_a_clear_error_at_start() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://u@127.0.0.1:{port}/db?sslmode=disable");
+    let err = PostgresStore::open(&url, pg_options(10))
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
+}
