@@ -22,9 +22,16 @@ use std::time::{Duration, Instant};
 pub struct Server {
     pub port: u16,
     _dir: tempfile::TempDir,
-    _child: Child,
-    /// Closing this (at process exit) stops the server.
-    _lifeline: Mutex<ChildStdin>,
+    child: Child,
+    /// Closing this (on drop, or at process exit) stops the server.
+    lifeline: Mutex<Option<ChildStdin>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.lifeline.lock().map(|mut l| l.take()));
+        let _ = self.child.wait();
+    }
 }
 
 static SERVER: OnceLock<Option<Server>> = OnceLock::new();
@@ -63,7 +70,10 @@ fn as_pg_user(program: &Path) -> Command {
     }
 }
 
-fn start() -> Result<Server, String> {
+/// Start a server of one's own (dropping it stops it). `durable`: with
+/// fsync and synchronous commits on, as in production (for benchmarks);
+/// else without them, which tests need not pay for.
+pub fn start(durable: bool) -> Result<Server, String> {
     let bin =
         bin_dir().ok_or("initdb and postgres are not on the PATH nor in /usr/lib/postgresql")?;
     let dir = tempfile::Builder::new()
@@ -101,9 +111,14 @@ fn start() -> Result<Server, String> {
         .port();
     // The shell starts postgres, then waits for its stdin to close (the
     // test process ended) and stops it.
+    let fast = if durable {
+        ""
+    } else {
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    };
     let script = format!(
-        "{postgres} -D {data} -p {port} -k {sock} -h 127.0.0.1 -c fsync=off -c synchronous_commit=off \
-         -c full_page_writes=off -c max_connections=400 -c shared_buffers=64MB & pid=$!; \
+        "{postgres} -D {data} -p {port} -k {sock} -h 127.0.0.1 {fast} \
+         -c max_connections=400 -c shared_buffers=128MB & pid=$!; \
          cat >/dev/null; kill -INT $pid; wait $pid",
         postgres = bin.join("postgres").display(),
         data = data.display(),
@@ -144,8 +159,8 @@ fn start() -> Result<Server, String> {
     Ok(Server {
         port,
         _dir: dir,
-        _child: child,
-        _lifeline: Mutex::new(stdin),
+        child,
+        lifeline: Mutex::new(Some(stdin)),
     })
 }
 
@@ -153,7 +168,7 @@ fn start() -> Result<Server, String> {
 /// when this machine has no PostgreSQL and CI did not ask for it.
 pub fn server() -> Option<&'static Server> {
     SERVER
-        .get_or_init(|| match start() {
+        .get_or_init(|| match start(false) {
             Ok(s) => Some(s),
             Err(why) => {
                 if std::env::var("WASMHOOK_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
@@ -175,39 +190,46 @@ pub fn database(test: &str) -> Option<String> {
         );
         return None;
     };
-    let name = format!(
-        "t{}_{}",
-        std::process::id(),
-        NEXT_DB.fetch_add(1, Ordering::Relaxed)
-    );
-    let admin = format!(
-        "host=127.0.0.1 port={} user=postgres dbname=postgres",
-        server.port
-    );
-    let create = format!("CREATE DATABASE {name}");
-    // On a thread of its own: the caller may be inside a runtime already.
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-                .await
-                .expect("connect to the test PostgreSQL");
-            let conn = tokio::spawn(conn);
-            client
-                .batch_execute(&create)
-                .await
-                .expect("create a test database");
-            drop(client);
-            let _ = conn.await;
+    Some(server.database())
+}
+
+impl Server {
+    /// A new, empty database on this server, as a `postgres://` URL.
+    pub fn database(&self) -> String {
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        );
+        let create = format!("CREATE DATABASE {name}");
+        // On a thread of its own: the caller may be inside a runtime already.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+                    .await
+                    .expect("connect to the test PostgreSQL");
+                let conn = tokio::spawn(conn);
+                client
+                    .batch_execute(&create)
+                    .await
+                    .expect("create a test database");
+                drop(client);
+                let _ = conn.await;
+            })
         })
-    })
-    .join()
-    .expect("creating the test database panicked");
-    Some(format!(
-        "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
-        server.port
-    ))
+        .join()
+        .expect("creating the test database panicked");
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
+            self.port
+        )
+    }
 }

@@ -2,8 +2,11 @@
 //! local sink, beside a raw HTTP hop (the load generator straight into the
 //! same sink) measured in the same run. Run with `cargo xtask bench
 //! throughput`; `cargo xtask bench throughput -- raw e2e` runs only those
-//! parts (raw, e2e, rate, flat, backlog); `e2e-memory`, `e2e-fsync` and
-//! `e2e-nofsync` run one storage of `e2e` (for profiling one of them).
+//! parts (raw, e2e, postgres, rate, flat, backlog); `e2e-memory`,
+//! `e2e-fsync` and `e2e-nofsync` run one storage of `e2e` (for profiling
+//! one of them). `postgres` runs a throwaway PostgreSQL server (fsync on)
+//! and one router on it, then two sharing it (each fed by a generator
+//! thread of its own, half the senders each), beside SQLite with fsync.
 //!
 //! The load generator and the sink run one thread each (see
 //! `wasmhook_e2e::load`), in this process; the router is its own process
@@ -37,6 +40,8 @@ enum Storage {
     Memory,
     Fsync,
     NoFsync,
+    /// PostgreSQL (fsync on), with this many routers sharing it.
+    Postgres(usize),
 }
 
 impl Storage {
@@ -46,6 +51,7 @@ impl Storage {
             Storage::Memory => "e2e-memory",
             Storage::Fsync => "e2e-fsync",
             Storage::NoFsync => "e2e-nofsync",
+            Storage::Postgres(_) => "postgres",
         }
     }
 
@@ -54,12 +60,16 @@ impl Storage {
             Storage::Memory => "memory://",
             Storage::Fsync => "sqlite, fsync",
             Storage::NoFsync => "sqlite, no fsync",
+            Storage::Postgres(1) => "postgres, 1 node",
+            Storage::Postgres(_) => "postgres, 2 nodes",
         }
     }
 }
 
 struct Scenario<'a> {
     storage: Storage,
+    /// The database, for `Storage::Postgres`.
+    pg_url: &'a str,
     plugin: bool,
     target_extra: &'a str,
     storage_extra: &'a str,
@@ -91,6 +101,7 @@ async fn router(sink: &Sink, s: &Scenario<'_>) -> Router {
         plugins: if s.plugin { &["redact"] } else { &[] },
         durable: s.storage != Storage::Memory,
         storage_extra: &format!("{fsync}{}", s.storage_extra),
+        storage_url: s.pg_url,
         // Per-event lines at `info` are not what is measured here.
         log: "warn,wasmhook::server=info",
         ..Setup::default()
@@ -132,14 +143,42 @@ fn raw_hop(body: &str) -> f64 {
     rate
 }
 
-/// A closed loop of `n` events; returns delivered/s.
+/// A closed loop of `n` events; returns delivered/s. With several
+/// PostgreSQL nodes, each gets an equal share of the events and senders
+/// (from one generator thread per node).
 async fn end_to_end(s: Scenario<'_>, body: &str, n: u64, raw: f64) -> f64 {
     let sink = Sink::start();
-    let router = router(&sink, &s).await;
-    let url = router.url("/ingest/s");
+    let nodes = match s.storage {
+        Storage::Postgres(k) => k,
+        _ => 1,
+    };
+    let mut routers = Vec::new();
+    for _ in 0..nodes {
+        routers.push(router(&sink, &s).await);
+    }
+    let pace = Pace::Closed {
+        connections: SENDERS / nodes,
+    };
     let start = Instant::now();
-    let report = ingest(url, body, n, CLOSED).await;
-    check(&report, "ingest");
+    // Each node's generator on its thread, all at once.
+    let running: Vec<_> = routers
+        .iter()
+        .map(|r| {
+            let (url, body) = (r.url("/ingest/s"), body.to_string());
+            let share = n / nodes as u64;
+            tokio::task::spawn_blocking(move || load::send(&url, &body, share, pace, 202))
+        })
+        .collect();
+    let mut reports = Vec::new();
+    for r in running {
+        let report = r.await.unwrap();
+        check(&report, "ingest");
+        reports.push(report);
+    }
+    let report = reports
+        .into_iter()
+        .max_by_key(|r| r.elapsed)
+        .expect("one node at least");
     assert!(
         sink.wait_for(n, Duration::from_secs(600)).await,
         "only {} of {n} delivered",
@@ -168,6 +207,7 @@ async fn end_to_end(s: Scenario<'_>, body: &str, n: u64, raw: f64) -> f64 {
 async fn fixed_rate(per_second: u64, seconds: u64, body: &str) {
     let sink = Sink::start();
     let s = Scenario {
+        pg_url: "",
         storage: Storage::Fsync,
         plugin: true,
         target_extra: "",
@@ -204,6 +244,7 @@ async fn fixed_rate(per_second: u64, seconds: u64, body: &str) {
 async fn flat(n: u64, body: &str) {
     let sink = Sink::start();
     let s = Scenario {
+        pg_url: "",
         storage: Storage::Fsync,
         plugin: true,
         target_extra: "",
@@ -254,6 +295,7 @@ async fn backlog(n: u64) {
     let sink = Sink::start();
     sink.answer(503);
     let s = Scenario {
+        pg_url: "",
         storage: Storage::Fsync,
         plugin: false,
         target_extra: "retry_schedule = [\"1h\"]",
@@ -300,6 +342,7 @@ fn main() {
             for &storage in &storages {
                 for plugin in [false, true] {
                     let s = Scenario {
+                        pg_url: "",
                         storage,
                         plugin,
                         target_extra: "",
@@ -317,6 +360,28 @@ fn main() {
                     "sqlite, fsync, redact: {:.3} of the raw hop (raw measured {raw:.0} before and {again:.0} after)",
                     best / raw.max(again),
                 );
+            }
+        }
+        if run("postgres") {
+            // Fsync on, as the SQLite figure beside it.
+            match wasmhook_testpg::start(true) {
+                Ok(server) => {
+                    for storage in [Storage::Fsync, Storage::Postgres(1), Storage::Postgres(2)] {
+                        let url = match storage {
+                            Storage::Postgres(_) => server.database(),
+                            _ => String::new(),
+                        };
+                        let s = Scenario {
+                            pg_url: &url,
+                            storage,
+                            plugin: true,
+                            target_extra: "",
+                            storage_extra: "",
+                        };
+                        end_to_end(s, &body, E2E_EVENTS, raw).await;
+                    }
+                }
+                Err(why) => println!("postgres: skipped ({why})"),
             }
         }
         if run("rate") {

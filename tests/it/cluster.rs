@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use wasmhook_e2e::stream::Stream;
 use wasmhook_e2e::{Behaviour, Receiver, Router, Setup, Signal};
 
 use crate::WAIT;
@@ -170,7 +171,8 @@ async fn a_pushed_plugin_is_loaded_by_every_node_and_a_new_push_swaps_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn plugin_push_refuses_a_broken_plugin_and_a_config_without_postgres() {
     let rx = Receiver::start().await;
-    let local = Router::start(&config(&rx, 1000), &[], "").await;
+    // A router on its own store (also when the suite runs on PostgreSQL).
+    let local = node(&config(&rx, 1000), "memory://").await;
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("versioned.wasm");
     std::fs::copy(wasmhook_e2e::plugin_wasm("versioned-v1"), &good).unwrap();
@@ -187,4 +189,110 @@ async fn plugin_push_refuses_a_broken_plugin_and_a_config_without_postgres() {
     let (ok, out) = push(&broken, a.config_path());
     assert!(!ok);
     assert!(out.contains("not pushed"), "{out}");
+}
+
+/// Two routers on one database, a stream of events sent to both, and one of
+/// them killed (`kill -9`) three times during it. The first two times it
+/// is restarted at once; the third time only once the survivor has
+/// delivered everything, which it can only do by taking over the dead
+/// node's leased deliveries.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_one_node_three_times_loses_no_acknowledged_event() {
+    const EVENTS: usize = 2_000;
+    const SENDERS: usize = 16;
+    const MAX_IN_FLIGHT: usize = 16;
+    let Some(url) = wasmhook_testpg::database("two_node_crash") else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    // Slow answers keep attempts in flight when a node dies.
+    rx.set("t", Behaviour::Slow(20));
+    let config = format!(
+        "[[sources]]\nname = \"s\"\n\n\
+         [[targets]]\nname = \"t\"\nurl = \"{}\"\ntimeout_ms = 3000\nmax_in_flight = {MAX_IN_FLIGHT}\nretry_schedule = [\"50ms\"]\n\n\
+         [[routes]]\nname = \"r\"\nsource = \"s\"\ntargets = [\"t\"]\n",
+        rx.url("t")
+    );
+    let mut victim = node(&config, &url).await;
+    let survivor = node(&config, &url).await;
+    let stream = Stream::start(
+        vec![victim.url(""), survivor.url("")],
+        EVENTS,
+        SENDERS,
+        "c2",
+    );
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut pids = HashSet::from([victim.pid()]);
+    for kill in 1..=3 {
+        stream.reached(kill * EVENTS / 4).await;
+        if kill < 3 {
+            victim.restart().await;
+            pids.insert(victim.pid());
+            stream.bases.lock().unwrap()[0] = victim.url("");
+        } else {
+            victim.signal(Signal::KILL);
+        }
+    }
+    let acked = stream.finish().await;
+    assert!(
+        acked.len() > EVENTS / 2,
+        "most acknowledged: {}",
+        acked.len()
+    );
+
+    // With the victim dead, the survivor delivers everything: its own, and
+    // the victim's once their leases run out (timeout 3 s + 5 s).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let left: i64 = db
+            .query_one(
+                "SELECT count(*) FROM deliveries WHERE state <> 'delivered'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let got: HashSet<i64> = rx
+            .on("t")
+            .iter()
+            .map(|r| r.json()["i"].as_i64().unwrap())
+            .collect();
+        if left == 0 && acked.iter().all(|i| got.contains(i)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{left} deliveries not delivered, {} acknowledged events missing",
+            acked.iter().filter(|i| !got.contains(i)).count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And it restarts a third time, into a cluster with nothing left to do.
+    victim.restart().await;
+    pids.insert(victim.pid());
+    assert_eq!(pids.len(), 4, "three kills, four processes");
+
+    let all: Vec<i64> = rx
+        .on("t")
+        .iter()
+        .map(|r| r.json()["i"].as_i64().unwrap())
+        .collect();
+    let unique: HashSet<i64> = all.iter().copied().collect();
+    let duplicates = all.len() - unique.len();
+    println!(
+        "two-node crash test: {EVENTS} sent, {} acknowledged, 3 kill -9s, {} deliveries of {} events ({:.2}% duplicates)",
+        acked.len(),
+        all.len(),
+        unique.len(),
+        duplicates as f64 * 100.0 / unique.len() as f64
+    );
+    // A duplicate is an attempt in flight on the victim when it died: at
+    // most its max_in_flight per kill.
+    assert!(
+        duplicates <= 3 * MAX_IN_FLIGHT,
+        "{duplicates} duplicates from 3 kills with max_in_flight = {MAX_IN_FLIGHT}"
+    );
 }

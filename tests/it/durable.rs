@@ -1,10 +1,9 @@
 //! Durable delivery: nothing acknowledged is ever lost.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use wasmhook_e2e::stream::Stream;
 use wasmhook_e2e::{Behaviour, Receiver, Router, Setup};
 
 use crate::WAIT;
@@ -69,42 +68,7 @@ async fn kill_9_three_times_while_streaming_loses_no_acknowledged_event() {
         ..Setup::default()
     })
     .await;
-    let base = Arc::new(Mutex::new(router.url("")));
-    let next = Arc::new(AtomicUsize::new(0));
-    let acked = Arc::new(Mutex::new(HashSet::new()));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-
-    let mut senders = Vec::new();
-    for _ in 0..SENDERS {
-        let (base, next, acked, client) =
-            (base.clone(), next.clone(), acked.clone(), client.clone());
-        senders.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= EVENTS {
-                    return;
-                }
-                // Like a real sender: retry (same id) until acknowledged.
-                for _ in 0..500 {
-                    let url = format!("{}/ingest/s", base.lock().unwrap());
-                    let sent = client
-                        .post(url)
-                        .header("webhook-id", format!("crash-{i}"))
-                        .body(format!("{{\"i\":{i}}}"))
-                        .send()
-                        .await;
-                    if sent.is_ok_and(|r| r.status().as_u16() == 202) {
-                        acked.lock().unwrap().insert(i as i64);
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-        }));
-    }
+    let stream = Stream::start(vec![router.url("")], EVENTS, SENDERS, "crash");
     // Kill at pseudo-random points of the stream (a fixed-seed LCG keeps the
     // test reproducible), restarting after each.
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
@@ -115,19 +79,13 @@ async fn kill_9_three_times_while_streaming_loses_no_acknowledged_event() {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let at = (kills + 1) * EVENTS / 4 + (seed >> 33) as usize % (EVENTS / 8);
-        while next.load(Ordering::Relaxed) < at {
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        stream.reached(at).await;
         router.restart().await;
         pids.insert(router.pid());
-        *base.lock().unwrap() = router.url("");
+        stream.bases.lock().unwrap()[0] = router.url("");
         kills += 1;
     }
-    for s in senders {
-        s.await.unwrap();
-    }
-    let acked: HashSet<i64> = acked.lock().unwrap().clone();
+    let acked = stream.finish().await;
     assert!(
         acked.len() > EVENTS / 2,
         "most events were acknowledged: {}",

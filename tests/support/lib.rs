@@ -6,6 +6,7 @@ pub use router::binary;
 pub mod load;
 mod receiver;
 mod router;
+pub mod stream;
 pub mod templates;
 
 pub use receiver::{Behaviour, Received, Receiver};

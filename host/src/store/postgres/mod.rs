@@ -302,81 +302,129 @@ fn until(next: Option<i64>, poll: Duration) -> Duration {
     next.map_or(poll, |ms| Duration::from_millis(ms.max(1) as u64).min(poll))
 }
 
-/// Insert the deliveries and failed routes of `processed` for `event` in
-/// `t`, and `pg_notify` the targets that got deliveries. Returns them.
-async fn insert_result(
-    t: &deadpool_postgres::Transaction<'_>,
-    event: &Event,
-    processed: &Processed,
-) -> Result<Vec<String>, StoreError> {
-    let mut targets: Vec<String> = Vec::new();
-    if !processed.deliveries.is_empty() {
-        let insert = t
-            .prepare_cached(
-                "INSERT INTO deliveries (id, event_source, event_id, route, target, meta, body, state,
-                                         attempts, due_at, created_at, updated_at)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, 'pending', 0, n, n, n FROM wasmhook_now_ms() n
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .await
-            .map_err(pg)?;
-        for d in &processed.deliveries {
-            // The received body is stored once, with the event.
-            let body = (d.event.body != event.body).then_some(d.event.body.as_ref());
-            let n = t
-                .execute(
-                    &insert,
-                    &[
-                        &d.id,
-                        &event.source,
-                        &event.id,
-                        &d.route,
-                        &d.target,
-                        &codec::meta_json(&d.event),
-                        &body,
-                    ],
-                )
-                .await
-                .map_err(pg)?;
-            if n == 1 && !targets.contains(&d.target) {
-                targets.push(d.target.clone());
+/// How a result statement finds its event row (the CTE `e`, which yields
+/// `source, id`): parameters `$10` on are the head's.
+#[derive(Clone, Copy)]
+enum Head {
+    /// `accept_processed`: insert the event, processed; a duplicate inserts
+    /// nothing, and then nothing else is either.
+    Insert,
+    /// `complete_event`: mark the received event processed.
+    Complete,
+    /// `record_rerun`: the event as it is.
+    Existing,
+}
+
+impl Head {
+    fn sql(self) -> &'static str {
+        match self {
+            Head::Insert => {
+                "INSERT INTO events (source, id, event_type, received_at, headers, body, state, signed, routes)
+                 VALUES ($10, $11, $12, $13, $14, $15, 'processed', $16, $17) ON CONFLICT DO NOTHING
+                 RETURNING source, id"
             }
+            Head::Complete => {
+                "UPDATE events SET state = 'processed', routes = $12, lease_until = NULL
+                 WHERE source = $10 AND id = $11 RETURNING source, id"
+            }
+            Head::Existing => "SELECT source, id FROM events WHERE source = $10 AND id = $11",
         }
     }
-    let failures = processed.failures(&event.id);
-    if !failures.is_empty() {
-        let insert = t
-            .prepare_cached(
-                "INSERT INTO route_failures (event_source, event_id, route, plugin, reason, waiting_for, failed_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, wasmhook_now_ms())
-                 ON CONFLICT (event_source, event_id, route) DO UPDATE SET plugin = excluded.plugin,
-                     reason = excluded.reason, waiting_for = excluded.waiting_for,
-                     failed_at = excluded.failed_at, lease_until = NULL",
-            )
-            .await
-            .map_err(pg)?;
-        for f in &failures {
-            t.execute(
-                &insert,
-                &[
-                    &event.source,
-                    &event.id,
-                    &f.route,
-                    &f.plugin,
-                    &f.reason,
-                    &f.waiting_for,
-                ],
-            )
-            .await
-            .map_err(pg)?;
+}
+
+/// One statement for a pipeline result: the event row (`head`), its
+/// deliveries and failed routes (as arrays, `$1`–`$9`), and a `pg_notify`
+/// per target that got deliveries. One round trip, and atomic without a
+/// transaction. Yields one row: whether the event row was there (0 or 1),
+/// and the targets notified.
+fn result_sql(head: Head) -> String {
+    format!(
+        "WITH e AS ({head}),
+         d AS (
+             INSERT INTO deliveries (id, event_source, event_id, route, target, meta, body, state,
+                                     attempts, due_at, created_at, updated_at)
+             SELECT x.id, e.source, e.id, x.route, x.target, x.meta, x.body, 'pending', 0, n, n, n
+             FROM e, wasmhook_now_ms() n,
+                  unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[]) AS x(id, route, target, meta, body)
+             ON CONFLICT (id) DO NOTHING RETURNING target),
+         f AS (
+             INSERT INTO route_failures (event_source, event_id, route, plugin, reason, waiting_for, failed_at)
+             SELECT e.source, e.id, y.route, y.plugin, y.reason, y.waiting_for, wasmhook_now_ms()
+             FROM e, unnest($6::text[], $7::text[], $8::text[], $9::text[]) AS y(route, plugin, reason, waiting_for)
+             ON CONFLICT (event_source, event_id, route) DO UPDATE SET plugin = excluded.plugin,
+                 reason = excluded.reason, waiting_for = excluded.waiting_for,
+                 failed_at = excluded.failed_at, lease_until = NULL
+             RETURNING 1),
+         t AS (SELECT DISTINCT target FROM d)
+         SELECT (SELECT count(*) FROM e),
+                ARRAY(SELECT target FROM t WHERE pg_notify('wasmhook_due', target) IS NOT NULL),
+                (SELECT count(*) FROM f)",
+        head = head.sql()
+    )
+}
+
+/// `processed` as the arrays [`result_sql`] takes.
+struct ResultRows {
+    ids: Vec<String>,
+    routes: Vec<String>,
+    targets: Vec<String>,
+    metas: Vec<String>,
+    bodies: Vec<Option<Vec<u8>>>,
+    failed_routes: Vec<String>,
+    plugins: Vec<Option<String>>,
+    reasons: Vec<String>,
+    waiting_for: Vec<Option<String>>,
+}
+
+impl ResultRows {
+    fn new(event: &Event, processed: &Processed) -> Self {
+        let d = &processed.deliveries;
+        let failures = processed.failures(&event.id);
+        ResultRows {
+            ids: d.iter().map(|d| d.id.clone()).collect(),
+            routes: d.iter().map(|d| d.route.clone()).collect(),
+            targets: d.iter().map(|d| d.target.clone()).collect(),
+            metas: d.iter().map(|d| codec::meta_json(&d.event)).collect(),
+            // The received body is stored once, with the event.
+            bodies: d
+                .iter()
+                .map(|d| (d.event.body != event.body).then(|| d.event.body.to_vec()))
+                .collect(),
+            failed_routes: failures.iter().map(|f| f.route.clone()).collect(),
+            plugins: failures.iter().map(|f| f.plugin.clone()).collect(),
+            reasons: failures.iter().map(|f| f.reason.clone()).collect(),
+            waiting_for: failures.into_iter().map(|f| f.waiting_for).collect(),
         }
     }
-    for target in &targets {
-        t.execute("SELECT pg_notify('wasmhook_due', $1)", &[target])
-            .await
-            .map_err(pg)?;
+
+    fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        vec![
+            &self.ids,
+            &self.routes,
+            &self.targets,
+            &self.metas,
+            &self.bodies,
+            &self.failed_routes,
+            &self.plugins,
+            &self.reasons,
+            &self.waiting_for,
+        ]
     }
-    Ok(targets)
+}
+
+/// Run a result statement (`statement`, prepared from [`result_sql`]);
+/// `Some(targets notified)`, or `None` when the event row was not there (a
+/// duplicate, for [`Head::Insert`]).
+async fn write_result(
+    c: &impl tokio_postgres::GenericClient,
+    statement: &tokio_postgres::Statement,
+    rows: &ResultRows,
+    head_params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Option<Vec<String>>, StoreError> {
+    let mut params = rows.params();
+    params.extend_from_slice(head_params);
+    let r = c.query_one(statement, &params).await.map_err(pg)?;
+    Ok((r.get::<_, i64>(0) > 0).then(|| r.get(1)))
 }
 
 #[async_trait]
@@ -424,42 +472,38 @@ impl Store for PostgresStore {
         signed: Option<[u8; 32]>,
         processed: Processed,
     ) -> Result<Accepted, StoreError> {
-        let mut c = self.client().await?;
-        let t = c.transaction().await.map_err(pg)?;
-        let insert = t
-            .prepare_cached(
-                "INSERT INTO events (source, id, event_type, received_at, headers, body, state, signed, routes)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'processed', $7, $8) ON CONFLICT DO NOTHING",
-            )
-            .await
-            .map_err(pg)?;
+        let c = self.client().await?;
+        let rows = ResultRows::new(&event, &processed);
         let signed_bytes = signed.map(|s| s.to_vec());
-        let n = t
-            .execute(
-                &insert,
-                &[
-                    &event.source,
-                    &event.id,
-                    &event.event_type,
-                    &(event.received_at as i64),
-                    &codec::headers_json(&event.headers),
-                    &event.body.as_ref(),
-                    &signed_bytes,
-                    &codec::routes_json(&processed.routes),
-                ],
-            )
+        let statement = c
+            .prepare_cached(&result_sql(Head::Insert))
             .await
             .map_err(pg)?;
-        if n == 0 {
-            t.rollback().await.map_err(pg)?;
-            return Ok(Accepted::Duplicate(
+        let written = write_result(
+            &**c,
+            &statement,
+            &rows,
+            &[
+                &event.source,
+                &event.id,
+                &event.event_type,
+                &(event.received_at as i64),
+                &codec::headers_json(&event.headers),
+                &event.body.as_ref(),
+                &signed_bytes,
+                &codec::routes_json(&processed.routes),
+            ],
+        )
+        .await?;
+        match written {
+            Some(targets) => {
+                self.wake_targets(&targets);
+                Ok(Accepted::New)
+            }
+            None => Ok(Accepted::Duplicate(
                 self.original(&c, &event, signed).await?,
-            ));
+            )),
         }
-        let targets = insert_result(&t, &event, &processed).await?;
-        t.commit().await.map_err(pg)?;
-        self.wake_targets(&targets);
-        Ok(Accepted::New)
     }
 
     async fn next_event(&self) -> Event {
@@ -514,21 +558,22 @@ impl Store for PostgresStore {
     }
 
     async fn complete_event(&self, event: Event, processed: Processed) -> Result<(), StoreError> {
-        let mut c = self.client().await?;
-        let t = c.transaction().await.map_err(pg)?;
-        let targets = insert_result(&t, &event, &processed).await?;
-        t.execute(
-            "UPDATE events SET state = 'processed', routes = $3, lease_until = NULL
-             WHERE source = $1 AND id = $2",
-            &[
-                &event.source,
-                &event.id,
-                &codec::routes_json(&processed.routes),
-            ],
+        let c = self.client().await?;
+        let rows = ResultRows::new(&event, &processed);
+        let routes = codec::routes_json(&processed.routes);
+        let statement = c
+            .prepare_cached(&result_sql(Head::Complete))
+            .await
+            .map_err(pg)?;
+        let targets = write_result(
+            &**c,
+            &statement,
+            &rows,
+            &[&event.source, &event.id, &routes],
         )
-        .await
-        .map_err(pg)?;
-        t.commit().await.map_err(pg)?;
+        .await?
+        // Gone (pruned by hand, say): nothing is left to record.
+        .unwrap_or_default();
         {
             // One fewer waiting, until the next recount says how many.
             let mut b = self.backlog.lock().expect("backlog lock poisoned");
@@ -597,7 +642,14 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        let targets = insert_result(&t, &event, &processed).await?;
+        let rows = ResultRows::new(&event, &processed);
+        let statement = t
+            .prepare_cached(&result_sql(Head::Existing))
+            .await
+            .map_err(pg)?;
+        let targets = write_result(&*t, &statement, &rows, &[&event.source, &event.id])
+            .await?
+            .unwrap_or_default();
         let stored: Option<String> = t
             .query_opt(
                 "SELECT routes FROM events WHERE source = $1 AND id = $2 FOR UPDATE",
@@ -631,20 +683,30 @@ impl Store for PostgresStore {
             woken.as_mut().enable();
             let claimed = async {
                 let c = self.client().await?;
+                // One round trip: the claimed rows, or when there are none,
+                // one row saying how long until something is due (on the
+                // database's clock).
                 let claim = c
                     .prepare_cached(
                         "WITH due AS (
                              SELECT id FROM deliveries
                              WHERE target = $1 AND state IN ('pending', 'retrying', 'in_flight')
                                AND due_at <= wasmhook_now_ms()
-                             ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-                         UPDATE deliveries d SET state = 'in_flight', due_at = wasmhook_now_ms() + $3,
-                             lease = nextval('wasmhook_leases'), updated_at = wasmhook_now_ms()
-                         FROM due WHERE d.id = due.id
-                         RETURNING d.id, d.event_id, d.route, d.meta,
-                             COALESCE(d.body, (SELECT e.body FROM events e
-                                               WHERE e.source = d.event_source AND e.id = d.event_id)),
-                             d.attempts, d.lease",
+                             ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+                         claimed AS (
+                             UPDATE deliveries d SET state = 'in_flight', due_at = wasmhook_now_ms() + $3,
+                                 lease = nextval('wasmhook_leases'), updated_at = wasmhook_now_ms()
+                             FROM due WHERE d.id = due.id
+                             RETURNING d.id, d.event_id, d.route, d.meta,
+                                 COALESCE(d.body, (SELECT e.body FROM events e
+                                                   WHERE e.source = d.event_source AND e.id = d.event_id)) AS body,
+                                 d.attempts, d.lease)
+                         SELECT id, event_id, route, meta, body, attempts, lease, NULL::bigint FROM claimed
+                         UNION ALL
+                         SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                (SELECT MIN(due_at) - wasmhook_now_ms() FROM deliveries
+                                 WHERE target = $1 AND state IN ('pending', 'retrying', 'in_flight'))
+                         WHERE NOT EXISTS (SELECT 1 FROM claimed)",
                     )
                     .await
                     .map_err(pg)?;
@@ -653,10 +715,15 @@ impl Store for PostgresStore {
                     .await
                     .map_err(pg)?;
                 let mut got = Vec::with_capacity(rows.len());
+                let mut next = None;
                 for r in &rows {
+                    let Some(id) = r.get::<_, Option<String>>(0) else {
+                        next = r.get::<_, Option<i64>>(7);
+                        continue;
+                    };
                     let body: Option<Vec<u8>> = r.get(4);
                     got.push(Delivery {
-                        id: r.get(0),
+                        id,
                         event_id: r.get(1),
                         route: r.get(2),
                         target: target.to_string(),
@@ -666,20 +733,6 @@ impl Store for PostgresStore {
                         lease: r.get::<_, i64>(6) as u64,
                     });
                 }
-                if !got.is_empty() {
-                    return Ok((got, None));
-                }
-                // Nothing due: how long until something is (on the
-                // database's clock).
-                let next: Option<i64> = c
-                    .query_one(
-                        "SELECT MIN(due_at) - wasmhook_now_ms() FROM deliveries
-                         WHERE target = $1 AND state IN ('pending', 'retrying', 'in_flight')",
-                        &[&target],
-                    )
-                    .await
-                    .map_err(pg)?
-                    .get(0);
                 Ok::<_, StoreError>((got, next))
             }
             .await;
