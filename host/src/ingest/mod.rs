@@ -168,15 +168,19 @@ pub async fn ingest(
     }
 }
 
-/// How long ingest runs an event's routes itself before leaving them to
-/// the pipeline. Within it, the event and its deliveries commit in one
-/// transaction and the deliveries go straight to their targets' workers;
-/// past it (a slow plugin, or every plugin slot busy), the bare event is
-/// stored `received` and the pipeline runs its routes from the start.
+/// How long ingest waits for an event's routes before answering. Within
+/// it, the event and its deliveries commit in one transaction and the
+/// deliveries go straight to their targets' workers; past it (a slow
+/// plugin, or every plugin slot busy), the bare event is stored `received`
+/// and answered, and the routes go on in the background and record their
+/// result when done (no plugin runs twice for it), within the pipeline's
+/// memory bound for bodies (past it, the pipeline runs them again from the
+/// start instead). If the process dies first, the event's routes run again
+/// from the start, like any event accepted and not yet processed.
 pub const INLINE_BUDGET: Duration = Duration::from_millis(100);
 
 /// Hand `event` to the store, with its routes' result when they run
-/// within [`INLINE_BUDGET`].
+/// within [`INLINE_BUDGET`], else before they finish.
 async fn intake(
     store: Arc<dyn Store>,
     pipeline: Option<Arc<Pipeline>>,
@@ -186,20 +190,44 @@ async fn intake(
     let Some(pipeline) = pipeline else {
         return store.accept(event, signed).await;
     };
-    match tokio::time::timeout(INLINE_BUDGET, pipeline.process(&event)).await {
-        Ok(result) => {
-            let waiting = crate::pipeline::waiting_for(&result);
-            let accepted = store.accept_processed(event, signed, result).await?;
-            if accepted == Accepted::New && !waiting.is_empty() {
-                crate::pipeline::rerun_if_loaded(&pipeline, store.as_ref(), &waiting).await;
+    let mut running = {
+        let (pipeline, event) = (pipeline.clone(), event.clone());
+        Box::pin(async move { pipeline.process(&event).await })
+    };
+    let result = tokio::select! {
+        r = &mut running => r,
+        () = tokio::time::sleep(INLINE_BUDGET) => {
+            // Committed `received` first, so nothing is lost; then the
+            // routes go on where they are (no plugin runs twice), and their
+            // result is recorded when they finish.
+            // Without room in memory to go on, the bare event waits in the
+            // store and the pipeline runs its routes again from the start.
+            let Some(held) = pipeline.try_hold(&event) else {
+                tracing::debug!("routes still running after {INLINE_BUDGET:?}: left to the pipeline");
+                return store.accept(event, signed).await;
+            };
+            tracing::debug!("routes still running after {INLINE_BUDGET:?}: answered, and they go on");
+            let accepted = store.accept_running(event.clone(), signed).await?;
+            if accepted == Accepted::New {
+                let span = tracing::Span::current();
+                tokio::spawn(
+                    async move {
+                        let result = running.await;
+                        crate::pipeline::conclude(&pipeline, store.as_ref(), event, result, None).await;
+                        drop(held);
+                    }
+                    .instrument(span),
+                );
             }
-            Ok(accepted)
+            return Ok(accepted);
         }
-        Err(_) => {
-            tracing::debug!("routes still running after {INLINE_BUDGET:?}: left to the pipeline");
-            store.accept(event, signed).await
-        }
+    };
+    let waiting = crate::pipeline::waiting_for(&result);
+    let accepted = store.accept_processed(event, signed, result).await?;
+    if accepted == Accepted::New && !waiting.is_empty() {
+        crate::pipeline::rerun_if_loaded(&pipeline, store.as_ref(), &waiting).await;
     }
+    Ok(accepted)
 }
 
 /// The event for a request on `source`, or why the request is malformed.

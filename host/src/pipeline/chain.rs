@@ -18,7 +18,16 @@ pub struct Pipeline {
     live: LiveConfig,
     registry: Arc<PluginRegistry>,
     metrics: Arc<Metrics>,
+    /// KiB of bodies of events held in memory while their routes run past
+    /// ingest: the pipeline's own, and those ingest goes on with after its
+    /// budget. Bounded by [`IN_MEMORY_KIB`].
+    held: Arc<tokio::sync::Semaphore>,
 }
+
+/// Body bytes of the events whose routes run past ingest that are held in
+/// memory at once, in KiB. The rest wait in the store, which holds only
+/// their keys.
+pub const IN_MEMORY_KIB: usize = 64 * 1024;
 
 /// Why a route failed on an event.
 struct Failure {
@@ -39,7 +48,29 @@ impl Pipeline {
             live,
             registry,
             metrics,
+            held: Arc::new(tokio::sync::Semaphore::new(IN_MEMORY_KIB)),
         }
+    }
+
+    fn kib(event: &Event) -> u32 {
+        (event.body.len() / 1024 + 1).min(IN_MEMORY_KIB) as u32
+    }
+
+    /// A place in memory for `event` while its routes run, waiting for one.
+    pub async fn hold(&self, event: &Event) -> tokio::sync::OwnedSemaphorePermit {
+        self.held
+            .clone()
+            .acquire_many_owned(Self::kib(event))
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// A place in memory for `event` if there is one now.
+    pub fn try_hold(&self, event: &Event) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.held
+            .clone()
+            .try_acquire_many_owned(Self::kib(event))
+            .ok()
     }
 
     /// Run every matching route on a newly received event.

@@ -24,4 +24,4 @@ mod worker;
 
 pub use chain::{Pipeline, PipelineResult, UNROUTED};
 pub use rerun::{rerun_if_loaded, rerun_route, rerun_waiting, spawn_reruns, waiting_for};
-pub use worker::spawn_pipeline_workers;
+pub use worker::{conclude, spawn_pipeline_workers};

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -11,17 +10,13 @@ use super::chain::{Pipeline, PipelineResult};
 use crate::event::Event;
 use crate::store::{Store, until_recorded};
 
-/// Body bytes of the events the pipeline holds in memory at once, in KiB.
-/// The rest wait in the store, which holds only their keys.
-const IN_MEMORY_KIB: usize = 64 * 1024;
-
 /// Takes the events the store queued for the pipeline (those whose routes
 /// did not run within the ingest request, and those a restart resumes).
 ///
 /// The store bounds how many there are (an event counts against
 /// `queue_capacity` until its result is recorded), plugin calls are bounded
 /// per plugin and in all by the plugin runtime, and the bodies held in
-/// memory by [`IN_MEMORY_KIB`]. Within that, an event waits only for the
+/// memory by [`super::chain::IN_MEMORY_KIB`] (shared with ingest). Within that, an event waits only for the
 /// plugins its own routes need: a saturated plugin never holds up a route
 /// without plugins, nor a route whose plugins have room.
 pub fn spawn_pipeline_workers(
@@ -31,16 +26,14 @@ pub fn spawn_pipeline_workers(
     tracker: &TaskTracker,
 ) {
     let tasks = tracker.clone();
-    let memory = Arc::new(Semaphore::new(IN_MEMORY_KIB));
     tracker.spawn(async move {
         loop {
             let event = tokio::select! {
                 e = store.next_event() => e,
                 () = cancel.cancelled() => return,
             };
-            let kib = (event.body.len() / 1024 + 1).min(IN_MEMORY_KIB) as u32;
             let held = tokio::select! {
-                p = memory.clone().acquire_many_owned(kib) => p.expect("the semaphore is never closed"),
+                p = pipeline.hold(&event) => p,
                 () = cancel.cancelled() => return,
             };
             let (pipeline, store, cancel) = (pipeline.clone(), store.clone(), cancel.clone());
@@ -54,22 +47,36 @@ pub fn spawn_pipeline_workers(
                         // resumes at the next start.
                         () = cancel.cancelled() => return,
                     };
-                    let waiting = super::waiting_for(&result);
-                    tracing::debug!(
-                        deliveries = result.deliveries.len(),
-                        routes = result.routes.len(),
-                        "pipeline done"
-                    );
-                    if !record(store.as_ref(), event, result, &cancel).await {
-                        return;
-                    }
+                    conclude(&pipeline, store.as_ref(), event, result, Some(&cancel)).await;
                     drop(held);
-                    super::rerun_if_loaded(&pipeline, store.as_ref(), &waiting).await;
                 }
                 .instrument(span),
             );
         }
     });
+}
+
+/// After the routes of an event the store holds `received` have run:
+/// record the result (retrying while the store fails), then re-run what
+/// waits for a plugin that loaded meanwhile. Stops early only if `cancel`
+/// fires (shutdown); the event then stays `received` and resumes at the
+/// next start. `None`: record whatever happens (the caller cannot stop).
+pub async fn conclude(
+    pipeline: &Pipeline,
+    store: &dyn Store,
+    event: Event,
+    result: PipelineResult,
+    cancel: Option<&CancellationToken>,
+) {
+    let waiting = super::waiting_for(&result);
+    tracing::debug!(
+        deliveries = result.deliveries.len(),
+        routes = result.routes.len(),
+        "pipeline done"
+    );
+    if record(store, event, result, cancel).await {
+        super::rerun_if_loaded(pipeline, store, &waiting).await;
+    }
 }
 
 /// Record an event's pipeline result, retrying while the store fails.
@@ -79,9 +86,9 @@ async fn record(
     store: &dyn Store,
     event: Event,
     result: PipelineResult,
-    cancel: &CancellationToken,
+    cancel: Option<&CancellationToken>,
 ) -> bool {
-    let recorded = until_recorded("the pipeline result", Some(cancel), || {
+    let recorded = until_recorded("the pipeline result", cancel, || {
         store.complete_event(event.clone(), result.clone())
     })
     .await
@@ -136,7 +143,7 @@ mod tests {
                     task_store.as_ref(),
                     event,
                     PipelineResult::default(),
-                    &cancel,
+                    Some(&cancel),
                 )
                 .await
             });

@@ -367,6 +367,37 @@ async fn a_record_that_comes_after_its_lease_was_lost_changes_nothing(store: Arc
     );
 }
 
+async fn an_event_accepted_running_is_not_run_again_by_the_pipeline(store: Arc<dyn Store>) {
+    let e = event("slow");
+    assert_eq!(
+        store.accept_running(e.clone(), None).await,
+        Ok(Accepted::New)
+    );
+    assert_eq!(
+        store.accept_running(e.clone(), None).await,
+        Ok(Accepted::Duplicate("slow".into()))
+    );
+    // It counts as waiting, but the pipeline is not given it.
+    assert_eq!(store.stats().await.unwrap().awaiting_pipeline, 1);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), store.next_event())
+            .await
+            .is_err(),
+        "the pipeline got an event its ingest is still running"
+    );
+    store
+        .complete_event(e.clone(), processed(vec![delivery("d", &e)], vec![]))
+        .await
+        .unwrap();
+    assert_eq!(store.stats().await.unwrap().awaiting_pipeline, 0);
+    assert_eq!(
+        store.event("slow").await.unwrap().unwrap().state,
+        "processed"
+    );
+    let d = store.claim("t", Duration::from_secs(30), 1).await;
+    assert_eq!(d[0].id, "d");
+}
+
 /// Each test, once per store, with the store's pipeline capacity.
 macro_rules! for_each_store {
     ($($name:ident($capacity:expr)),* $(,)?) => {
@@ -418,6 +449,7 @@ pub async fn postgres(test: &str, capacity: usize) -> Option<Arc<dyn Store>> {
 }
 
 for_each_store!(
+    an_event_accepted_running_is_not_run_again_by_the_pipeline(10),
     duplicates_are_recognised_and_events_flow_to_claims(10),
     a_full_pipeline_backlog_refuses_new_events(2),
     failures_wait_for_their_plugin_and_prune_keeps_what_is_young(10),

@@ -31,6 +31,8 @@
 mod codec;
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod model;
 mod postgres;
 mod sqlite;
 
@@ -352,6 +354,17 @@ pub trait Store: Send + Sync + 'static {
     /// what a verified sender signed; an event with the same one within the
     /// dedup window is a duplicate, whatever its id.
     async fn accept(&self, event: Event, signed: Option<[u8; 32]>) -> Result<Accepted, StoreError>;
+    /// As `accept`, for an event whose routes this process is running
+    /// already (ingest ran out of its budget midway and goes on): it is not
+    /// handed to the pipeline, and the caller records its result with
+    /// `complete_event`. Should the process die first, the event is run
+    /// again like any other accepted one (at the next start, or by another
+    /// node once its lease runs out).
+    async fn accept_running(
+        &self,
+        event: Event,
+        signed: Option<[u8; 32]>,
+    ) -> Result<Accepted, StoreError>;
     /// Take responsibility for an event whose routes already ran, within
     /// the ingest request: the event, its deliveries and its failed routes
     /// commit in one transaction, and `Ok` means all are durable. The event

@@ -193,6 +193,58 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// `accept`, and with `running` `accept_running`: the event is then
+    /// leased to this node (for the pipeline lease), so no other node runs
+    /// it unless this one dies.
+    async fn accept_event(
+        &self,
+        event: Event,
+        signed: Option<[u8; 32]>,
+        running: bool,
+    ) -> Result<Accepted, StoreError> {
+        self.reserve().await?;
+        let c = self.client().await?;
+        let insert = c
+            .prepare_cached(
+                "WITH e AS (
+                     INSERT INTO events (source, id, event_type, received_at, headers, body, state, signed,
+                                         lease_until)
+                     VALUES ($1, $2, $3, $4, $5, $6, 'received', $7, wasmhook_now_ms() + $8::bigint)
+                     ON CONFLICT DO NOTHING RETURNING 1)
+                 SELECT pg_notify(CASE WHEN $8::bigint IS NULL THEN 'wasmhook_events' ELSE 'wasmhook_running' END, '')
+                 FROM e",
+            )
+            .await
+            .map_err(pg)?;
+        let signed_bytes = signed.map(|s| s.to_vec());
+        let lease = running.then_some(self.opts.pipeline_lease.as_millis() as i64);
+        let inserted = c
+            .query(
+                &insert,
+                &[
+                    &event.source,
+                    &event.id,
+                    &event.event_type,
+                    &(event.received_at as i64),
+                    &codec::headers_json(&event.headers),
+                    &event.body.as_ref(),
+                    &signed_bytes,
+                    &lease,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        if inserted.is_empty() {
+            return Ok(Accepted::Duplicate(
+                self.original(&c, &event, signed).await?,
+            ));
+        }
+        if !running {
+            self.wake.events.notify_one();
+        }
+        Ok(Accepted::New)
+    }
+
     /// The id of the stored event `event` duplicates.
     async fn original(
         &self,
@@ -430,40 +482,15 @@ async fn write_result(
 #[async_trait]
 impl Store for PostgresStore {
     async fn accept(&self, event: Event, signed: Option<[u8; 32]>) -> Result<Accepted, StoreError> {
-        self.reserve().await?;
-        let c = self.client().await?;
-        let insert = c
-            .prepare_cached(
-                "WITH e AS (
-                     INSERT INTO events (source, id, event_type, received_at, headers, body, state, signed)
-                     VALUES ($1, $2, $3, $4, $5, $6, 'received', $7) ON CONFLICT DO NOTHING RETURNING 1)
-                 SELECT pg_notify('wasmhook_events', '') FROM e",
-            )
-            .await
-            .map_err(pg)?;
-        let signed_bytes = signed.map(|s| s.to_vec());
-        let inserted = c
-            .query(
-                &insert,
-                &[
-                    &event.source,
-                    &event.id,
-                    &event.event_type,
-                    &(event.received_at as i64),
-                    &codec::headers_json(&event.headers),
-                    &event.body.as_ref(),
-                    &signed_bytes,
-                ],
-            )
-            .await
-            .map_err(pg)?;
-        if inserted.is_empty() {
-            return Ok(Accepted::Duplicate(
-                self.original(&c, &event, signed).await?,
-            ));
-        }
-        self.wake.events.notify_one();
-        Ok(Accepted::New)
+        self.accept_event(event, signed, false).await
+    }
+
+    async fn accept_running(
+        &self,
+        event: Event,
+        signed: Option<[u8; 32]>,
+    ) -> Result<Accepted, StoreError> {
+        self.accept_event(event, signed, true).await
     }
 
     async fn accept_processed(

@@ -223,6 +223,50 @@ impl SqliteStore {
         }
     }
 
+    /// `accept`, and with `queue` false `accept_running`: the event counts
+    /// against the capacity either way until `complete_event`.
+    async fn accept_event(
+        &self,
+        event: Event,
+        signed: Option<[u8; 32]>,
+        queue: bool,
+    ) -> Result<Accepted, StoreError> {
+        // Reserve a place before the commit, so concurrent accepts cannot
+        // overshoot the capacity; a duplicate or a failure gives it back.
+        if self
+            .unfinished
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return Err(StoreError::Full);
+        }
+        let key = Waiting {
+            source: event.source.clone(),
+            id: event.id.clone(),
+        };
+        let duplicate_of = self
+            .writer
+            .run(move |t| insert_event(t, &event, signed, None))
+            .await
+            .inspect_err(|_| {
+                self.unfinished.fetch_sub(1, Ordering::AcqRel);
+            })?;
+        if let Some(id) = duplicate_of {
+            self.unfinished.fetch_sub(1, Ordering::AcqRel);
+            return Ok(Accepted::Duplicate(id));
+        }
+        if queue {
+            self.pipeline
+                .lock()
+                .expect("pipeline lock poisoned")
+                .push_back(key);
+            self.pipeline_ready.notify_one();
+        }
+        Ok(Accepted::New)
+    }
+
     /// The event waiting for the pipeline at the front, read from the table.
     async fn load(&self, key: &Waiting) -> Result<Option<Event>, StoreError> {
         let key = key.clone();
@@ -294,38 +338,15 @@ struct Ready {
 #[async_trait]
 impl Store for SqliteStore {
     async fn accept(&self, event: Event, signed: Option<[u8; 32]>) -> Result<Accepted, StoreError> {
-        // Reserve a place before the commit, so concurrent accepts cannot
-        // overshoot the capacity; a duplicate or a failure gives it back.
-        if self
-            .unfinished
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.capacity).then_some(n + 1)
-            })
-            .is_err()
-        {
-            return Err(StoreError::Full);
-        }
-        let key = Waiting {
-            source: event.source.clone(),
-            id: event.id.clone(),
-        };
-        let duplicate_of = self
-            .writer
-            .run(move |t| insert_event(t, &event, signed, None))
-            .await
-            .inspect_err(|_| {
-                self.unfinished.fetch_sub(1, Ordering::AcqRel);
-            })?;
-        if let Some(id) = duplicate_of {
-            self.unfinished.fetch_sub(1, Ordering::AcqRel);
-            return Ok(Accepted::Duplicate(id));
-        }
-        self.pipeline
-            .lock()
-            .expect("pipeline lock poisoned")
-            .push_back(key);
-        self.pipeline_ready.notify_one();
-        Ok(Accepted::New)
+        self.accept_event(event, signed, true).await
+    }
+
+    async fn accept_running(
+        &self,
+        event: Event,
+        signed: Option<[u8; 32]>,
+    ) -> Result<Accepted, StoreError> {
+        self.accept_event(event, signed, false).await
     }
 
     async fn accept_processed(
