@@ -117,3 +117,23 @@ fn a_missing_env_var_is_named() {
     );
     assert!(stderr.contains("wasmhook.toml:8"), "{stderr}");
 }
+
+#[test]
+fn the_cluster_example_passes_check() {
+    // examples/cluster.toml, as README's "Running several routers" runs it
+    // (its plugins are the examples `cargo xtask build-plugins` builds).
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmhook"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "error")
+        .env("WASMHOOK_LISTEN", "127.0.0.1:8081")
+        .env(
+            "WASMHOOK_DATABASE_URL",
+            "postgres://wasmhook:secret@127.0.0.1:5432/wasmhook?sslmode=disable",
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+}
