@@ -190,6 +190,9 @@ async fn intake(
     let Some(pipeline) = pipeline else {
         return store.accept(event, signed).await;
     };
+    // Shared with the routes, not copied: the usual path (done within the
+    // budget) gets it back whole, and only the slow one copies it.
+    let event = Arc::new(event);
     let mut running = {
         let (pipeline, event) = (pipeline.clone(), event.clone());
         Box::pin(async move { pipeline.process(&event).await })
@@ -197,22 +200,22 @@ async fn intake(
     let result = tokio::select! {
         r = &mut running => r,
         () = tokio::time::sleep(INLINE_BUDGET) => {
-            // Committed `received` first, so nothing is lost; then the
-            // routes go on where they are (no plugin runs twice), and their
-            // result is recorded when they finish.
-            // Without room in memory to go on, the bare event waits in the
-            // store and the pipeline runs its routes again from the start.
+            // The bare event is committed `received` first, so nothing is
+            // lost; then the routes go on where they are (no plugin runs
+            // twice) and record their result when they finish. Without room
+            // in memory for that, the pipeline runs them again instead.
             let Some(held) = pipeline.try_hold(&event) else {
                 tracing::debug!("routes still running after {INLINE_BUDGET:?}: left to the pipeline");
-                return store.accept(event, signed).await;
+                return store.accept(Event::clone(&event), signed).await;
             };
             tracing::debug!("routes still running after {INLINE_BUDGET:?}: answered, and they go on");
-            let accepted = store.accept_running(event.clone(), signed).await?;
+            let accepted = store.accept_running(Event::clone(&event), signed).await?;
             if accepted == Accepted::New {
                 let span = tracing::Span::current();
                 tokio::spawn(
                     async move {
                         let result = running.await;
+                        let event = Arc::unwrap_or_clone(event);
                         crate::pipeline::conclude(&pipeline, store.as_ref(), event, result, None).await;
                         drop(held);
                     }
@@ -222,6 +225,9 @@ async fn intake(
             return Ok(accepted);
         }
     };
+    // The routes are done and dropped theirs: this is the only reference.
+    drop(running);
+    let event = Arc::unwrap_or_clone(event);
     let waiting = crate::pipeline::waiting_for(&result);
     let accepted = store.accept_processed(event, signed, result).await?;
     if accepted == Accepted::New && !waiting.is_empty() {

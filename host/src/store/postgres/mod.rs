@@ -88,6 +88,40 @@ fn bad_row(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("a stored row is unreadable: {e}"))
 }
 
+/// An event's own columns as an insert takes them: `source, id,
+/// event_type, received_at, headers, body, signed`, in that order.
+struct EventColumns<'a> {
+    event: &'a Event,
+    body: &'a [u8],
+    received_at: i64,
+    headers: String,
+    signed: Option<Vec<u8>>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn new(event: &'a Event, signed: Option<[u8; 32]>) -> Self {
+        EventColumns {
+            event,
+            body: event.body.as_ref(),
+            received_at: event.received_at as i64,
+            headers: codec::headers_json(&event.headers),
+            signed: signed.map(|s| s.to_vec()),
+        }
+    }
+
+    fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        vec![
+            &self.event.source,
+            &self.event.id,
+            &self.event.event_type,
+            &self.received_at,
+            &self.headers,
+            &self.body,
+            &self.signed,
+        ]
+    }
+}
+
 /// `source, id, event_type, received_at, headers, body` from column `at` on.
 fn event_at(r: &Row, at: usize) -> Result<Event, StoreError> {
     let headers: String = r.get(at + 4);
@@ -216,24 +250,11 @@ impl PostgresStore {
             )
             .await
             .map_err(pg)?;
-        let signed_bytes = signed.map(|s| s.to_vec());
         let lease = running.then_some(self.opts.pipeline_lease.as_millis() as i64);
-        let inserted = c
-            .query(
-                &insert,
-                &[
-                    &event.source,
-                    &event.id,
-                    &event.event_type,
-                    &(event.received_at as i64),
-                    &codec::headers_json(&event.headers),
-                    &event.body.as_ref(),
-                    &signed_bytes,
-                    &lease,
-                ],
-            )
-            .await
-            .map_err(pg)?;
+        let columns = EventColumns::new(&event, signed);
+        let mut params = columns.params();
+        params.push(&lease);
+        let inserted = c.query(&insert, &params).await.map_err(pg)?;
         if inserted.is_empty() {
             return Ok(Accepted::Duplicate(
                 self.original(&c, &event, signed).await?,
@@ -313,9 +334,8 @@ impl PostgresStore {
         &self,
         seen: &std::collections::HashMap<String, i64>,
     ) -> Result<Vec<(String, i64, Vec<u8>)>, StoreError> {
-        let rows = self
-            .client()
-            .await?
+        let c = self.client().await?;
+        let rows = c
             .query("SELECT name, version FROM plugins ORDER BY name", &[])
             .await
             .map_err(pg)?;
@@ -325,9 +345,7 @@ impl PostgresStore {
             if seen.get(&name).is_some_and(|v| *v >= version) {
                 continue;
             }
-            let wasm: Option<Vec<u8>> = self
-                .client()
-                .await?
+            let wasm: Option<Vec<u8>> = c
                 .query_opt(
                     "SELECT wasm FROM plugins WHERE name = $1 AND version = $2",
                     &[&name, &version],
@@ -389,7 +407,15 @@ impl Head {
 /// per target that got deliveries. One round trip, and atomic without a
 /// transaction. Yields one row: whether the event row was there (0 or 1),
 /// and the targets notified.
-fn result_sql(head: Head) -> String {
+fn result_sql(head: Head) -> &'static str {
+    // Built once per head: this is on every event's path.
+    static SQL: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
+        [Head::Insert, Head::Complete, Head::Existing].map(build_result_sql)
+    });
+    &SQL[head as usize]
+}
+
+fn build_result_sql(head: Head) -> String {
     format!(
         "WITH e AS ({head}),
          d AS (
@@ -501,27 +527,15 @@ impl Store for PostgresStore {
     ) -> Result<Accepted, StoreError> {
         let c = self.client().await?;
         let rows = ResultRows::new(&event, &processed);
-        let signed_bytes = signed.map(|s| s.to_vec());
         let statement = c
-            .prepare_cached(&result_sql(Head::Insert))
+            .prepare_cached(result_sql(Head::Insert))
             .await
             .map_err(pg)?;
-        let written = write_result(
-            &**c,
-            &statement,
-            &rows,
-            &[
-                &event.source,
-                &event.id,
-                &event.event_type,
-                &(event.received_at as i64),
-                &codec::headers_json(&event.headers),
-                &event.body.as_ref(),
-                &signed_bytes,
-                &codec::routes_json(&processed.routes),
-            ],
-        )
-        .await?;
+        let columns = EventColumns::new(&event, signed);
+        let routes = codec::routes_json(&processed.routes);
+        let mut params = columns.params();
+        params.push(&routes);
+        let written = write_result(&**c, &statement, &rows, &params).await?;
         match written {
             Some(targets) => {
                 self.wake_targets(&targets);
@@ -589,7 +603,7 @@ impl Store for PostgresStore {
         let rows = ResultRows::new(&event, &processed);
         let routes = codec::routes_json(&processed.routes);
         let statement = c
-            .prepare_cached(&result_sql(Head::Complete))
+            .prepare_cached(result_sql(Head::Complete))
             .await
             .map_err(pg)?;
         let targets = write_result(
@@ -671,7 +685,7 @@ impl Store for PostgresStore {
         .map_err(pg)?;
         let rows = ResultRows::new(&event, &processed);
         let statement = t
-            .prepare_cached(&result_sql(Head::Existing))
+            .prepare_cached(result_sql(Head::Existing))
             .await
             .map_err(pg)?;
         let targets = write_result(&*t, &statement, &rows, &[&event.source, &event.id])
