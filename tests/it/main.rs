@@ -3,6 +3,7 @@
 
 mod cli;
 mod cluster;
+mod dashboard;
 mod delivery;
 mod durable;
 mod hostile;

@@ -3,6 +3,7 @@
 
 pub use router::binary;
 
+pub mod browser;
 pub mod load;
 mod receiver;
 mod router;

@@ -188,14 +188,24 @@ impl Router {
         self.api_call(reqwest::Method::POST, path).await
     }
 
+    /// POST `body` as JSON to an admin API path with the admin token.
+    pub async fn api_post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.api_request(
+            self.client
+                .post(self.url(path))
+                .header("content-type", "application/json")
+                .body(body.to_string()),
+        )
+        .await
+    }
+
     async fn api_call(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
-        let resp = self
-            .client
-            .request(method, self.url(path))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
+        self.api_request(self.client.request(method, self.url(path)))
             .await
-            .unwrap();
+    }
+
+    async fn api_request(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let resp = request.bearer_auth(ADMIN_TOKEN).send().await.unwrap();
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.unwrap_or_default();
         (

@@ -15,8 +15,10 @@
 //! host crate alone, unlike a workspace test build, and so compile wasmtime
 //! a second time (about 5 minutes on 2 cores).
 //! - `bench [NAME [-- ARGS…]]`: build-plugins, the template plugins, then the
-//!   benchmarks (plugin_call, languages, throughput, reload), or just NAME,
-//!   with ARGS passed to it (`bench throughput -- e2e rate`).
+//!   benchmarks (plugin_call, languages, admin_pages, throughput, reload), or
+//!   just NAME, with ARGS passed to it (`bench throughput -- e2e rate`).
+//! - `screenshots`: the dashboard's browser test, saving a screenshot of
+//!   each page into `docs/screenshots/` (for the README).
 //!
 //! The tests build JavaScript and Python plugins from the templates, as an
 //! author would, so `test` and `bench` first make sure of their tools:
@@ -56,6 +58,7 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 const BENCHES: &[(&str, &str)] = &[
     ("wasmhook", "plugin_call"),
     ("wasmhook", "languages"),
+    ("wasmhook", "admin_pages"),
     ("wasmhook-e2e", "throughput"),
     ("wasmhook-e2e", "reload"),
 ];
@@ -89,6 +92,23 @@ fn main() -> ExitCode {
                     Ok(())
                 }
             }),
+        "screenshots" => build_plugins().and_then(|()| {
+            let dir = root().join("docs/screenshots");
+            cargo_env(
+                &[
+                    TEST_BUILD,
+                    &["--test", "it", "--", "dashboard::the_dashboard_finds"],
+                ]
+                .concat(),
+                &[
+                    (
+                        "WASMHOOK_SCREENSHOTS",
+                        dir.to_str().unwrap_or("docs/screenshots"),
+                    ),
+                    ("WASMHOOK_REQUIRE_BROWSER", "1"),
+                ],
+            )
+        }),
         "bench" => build_plugins()
             .and_then(|()| plugin_tools())
             .and_then(|()| template_plugins())
@@ -113,7 +133,7 @@ fn main() -> ExitCode {
             }),
         _ => {
             eprintln!(
-                "usage: cargo xtask <build-plugins | run [ARGS…] | test [ARGS…] | bench [NAME [-- ARGS…]]>"
+                "usage: cargo xtask <build-plugins | run [ARGS…] | test [ARGS…] | bench [NAME [-- ARGS…]] | screenshots>"
             );
             return ExitCode::from(2);
         }

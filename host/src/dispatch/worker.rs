@@ -213,7 +213,8 @@ impl TargetWorker {
         let started = tokio::time::Instant::now();
         let (verdict, reply) = self.sender.attempt(target, &delivery).await;
         delivery.attempts += 1;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let took = started.elapsed();
+        let elapsed_ms = took.as_millis() as u64;
         let (next, error) = match verdict {
             Verdict::Success => {
                 tracing::info!(status = reply.status, elapsed_ms, "delivered");
@@ -247,7 +248,7 @@ impl TargetWorker {
                 (NextStep::Dead, Some(error))
             }
         };
-        self.metrics.attempt(&self.name, next);
+        self.metrics.attempt(&self.name, next, took);
         let attempt = Attempt {
             started_at,
             duration_ms: elapsed_ms,

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::config::{EventTypeRule, Source};
 use crate::event::{Event, now_ms};
-use crate::server::{AppState, error};
+use crate::server::{AppState, Tailed, error};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,6 +116,13 @@ pub async fn ingest(
         }
     };
     let id = event.id.clone();
+    // Copied only while someone watches the live tail.
+    let tailed = state.tail.watched().then(|| Tailed {
+        id: id.clone(),
+        source: source.name.clone(),
+        event_type: event.event_type.clone(),
+        received_at: event.received_at,
+    });
     let untyped = event.event_type.is_empty() && source.event_type != EventTypeRule::Default;
     let span = tracing::info_span!("ingest", event_id = %id, source = %source.name);
     // On a task of its own: if the sender hangs up mid-commit, the handler
@@ -129,6 +136,9 @@ pub async fn ingest(
     match accepted {
         Ok(Accepted::New) => {
             state.metrics.event_received(&source.name);
+            if let Some(t) = tailed {
+                state.tail.publish(t);
+            }
             if untyped {
                 state.metrics.event_untyped(&source.name);
                 tracing::info!(

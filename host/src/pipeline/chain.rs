@@ -174,6 +174,7 @@ impl Pipeline {
                 .ok_or_else(|| fail(PluginError::NotLoaded(step.name.clone()), None))?;
             let mut next = Vec::new();
             for input in current {
+                let started = tokio::time::Instant::now();
                 let outcome = self
                     .registry
                     .runtime()
@@ -181,16 +182,17 @@ impl Pipeline {
                     .await;
                 // A new version on trial is rolled back if it breaks on its
                 // first calls; routes it broke wait for the verdict.
+                let took = started.elapsed();
                 let held = self.registry.record_call(&plugin, outcome.as_ref().err());
                 match outcome {
                     Ok(Outcome::Drop { reason }) => {
-                        self.metrics.plugin_call(&step.name, "drop");
+                        self.metrics.plugin_call(&step.name, "drop", took);
                         self.metrics.route_dropped(&route.name);
                         tracing::info!(route = %route.name, plugin = %step.name, "dropped: {reason}");
                         note_drop(&mut drops, &step.name, reason);
                     }
                     Ok(Outcome::Emit(outputs)) => {
-                        self.metrics.plugin_call(&step.name, "emit");
+                        self.metrics.plugin_call(&step.name, "emit", took);
                         // An output that names no targets keeps what an
                         // earlier plugin in the chain named.
                         next.extend(outputs.into_iter().map(|mut o| {
@@ -201,7 +203,7 @@ impl Pipeline {
                         }));
                     }
                     Err(e) => {
-                        self.metrics.plugin_call(&step.name, e.kind());
+                        self.metrics.plugin_call(&step.name, e.kind(), took);
                         return Err(fail(e, held));
                     }
                 }

@@ -38,6 +38,15 @@ pub struct CallState {
     pub ticks_left: u64,
     pub timed_out: bool,
     log_lines: u32,
+    /// Set to keep this call's `log` lines as well as logging them.
+    pub logs: Option<Vec<LogLine>>,
+}
+
+/// One `log` call of a plugin.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct LogLine {
+    pub level: &'static str,
+    pub message: String,
 }
 
 impl CallState {
@@ -62,6 +71,7 @@ impl CallState {
             ticks_left: ticks,
             timed_out: false,
             log_lines: 0,
+            logs: None,
         }
     }
 
@@ -157,6 +167,19 @@ impl wasmhook::plugin::host::Host for CallState {
             }
             message.truncate(cut);
             message.push('…');
+        }
+        if let Some(logs) = &mut self.logs {
+            let name = match level {
+                Level::Trace => "trace",
+                Level::Debug => "debug",
+                Level::Info => "info",
+                Level::Warn => "warn",
+                Level::Error => "error",
+            };
+            logs.push(LogLine {
+                level: name,
+                message: message.clone(),
+            });
         }
         let (plugin, event_id) = (&*self.plugin, &self.event_id);
         match level {

@@ -32,6 +32,7 @@ mod warm;
 
 pub use error::{LoadError, PluginError};
 pub use footprint::{Footprint, Toolchain};
+pub use host::LogLine;
 pub use registry::{LoadReport, PluginRegistry, PluginStatus, plugin_name};
-pub use runtime::{CompiledPlugin, PluginRuntime};
+pub use runtime::{CompiledPlugin, PluginRuntime, TryRun};
 pub use trial::{TRIAL_CALLS, trial_marker};

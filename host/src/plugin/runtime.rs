@@ -15,7 +15,7 @@ use super::failure::{
     check_component_header, failure_summary, is_copy_budget_exhausted, load_hint, trap_summary,
 };
 use super::footprint::{Footprint, Toolchain};
-use super::host::{CallState, Plugin, PluginPre, from_wire, to_wire};
+use super::host::{CallState, LogLine, Plugin, PluginPre, from_wire, to_wire};
 use super::pool::{PoolSlots, Reservation, pooling_config};
 use super::warm::{Warm, WarmInstances};
 use crate::config::PluginLimits;
@@ -24,6 +24,23 @@ use crate::event::{Event, Outcome};
 /// How often the epoch ticker advances the engine's epoch. Every tick, a
 /// running guest yields to tokio and one tick of its deadline is used up.
 const TICK: Duration = Duration::from_millis(2);
+
+/// What one [`PluginRuntime::try_run`] did.
+#[derive(Debug)]
+pub struct TryRun {
+    pub outcome: Result<Outcome, PluginError>,
+    /// The `log` calls, in order, as the log has them (capped the same way).
+    pub logs: Vec<LogLine>,
+    /// What it wrote to stdout and stderr (capped).
+    pub printed: String,
+    pub took: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Captured {
+    logs: Vec<LogLine>,
+    printed: String,
+}
 
 /// A plugin compiled and linked, ready to instantiate per event.
 pub struct CompiledPlugin {
@@ -279,7 +296,35 @@ impl PluginRuntime {
             return result;
         }
         let room = self.pool.reserve(&plugin.footprint).await;
-        self.call_fresh(plugin, room, event, config).await
+        self.call_fresh(plugin, room, event, config, None).await
+    }
+
+    /// Run `plugin` once on `event`, in a fresh instance within the same
+    /// limits as [`Self::invoke`], and keep what it logged and printed:
+    /// the admin API's "try it". Nothing is recorded anywhere.
+    pub async fn try_run(
+        &self,
+        plugin: &CompiledPlugin,
+        event: &Event,
+        config: Arc<[(String, String)]>,
+    ) -> TryRun {
+        let _share = plugin
+            .calls
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
+        let room = self.pool.reserve(&plugin.footprint).await;
+        let started = tokio::time::Instant::now();
+        let mut captured = Captured::default();
+        let outcome = self
+            .call_fresh(plugin, room, event, config, Some(&mut captured))
+            .await;
+        TryRun {
+            outcome,
+            logs: captured.logs,
+            printed: captured.printed,
+            took: started.elapsed(),
+        }
     }
 
     async fn call_fresh(
@@ -288,7 +333,9 @@ impl PluginRuntime {
         room: Reservation,
         event: &Event,
         config: Arc<[(String, String)]>,
+        capture: Option<&mut Captured>,
     ) -> Result<Outcome, PluginError> {
+        let capturing = capture.is_some();
         let wire_event = to_wire(event);
         // Epoch ticks count only while guest code runs; a guest blocked in a
         // host call (a sleep, a poll) would hold its slot for as long as it
@@ -301,15 +348,22 @@ impl PluginRuntime {
                 .await;
             let instance = instance?;
             let store = slot.as_mut().expect("a store was made");
+            if capturing {
+                store.data_mut().logs = Some(Vec::new());
+            }
             let answer = instance.call_handle(&mut *store, &wire_event).await?;
             Ok((answer, instance, room))
         };
         let timed = tokio::time::timeout(self.wall_timeout, call).await;
         // What it printed is logged however the call ended.
-        let Some(store) = slot else {
+        let Some(mut store) = slot else {
             return Err(self.wall_timeout_error());
         };
         store.data().flush_stdio();
+        if let Some(c) = capture {
+            c.logs = store.data_mut().logs.take().unwrap_or_default();
+            c.printed = store.data().stdio_text();
+        }
         let (answer, instance, room) = match timed {
             Err(_) => return Err(self.wall_timeout_error()),
             Ok(Err(trap)) => return Err(self.classify(store.data(), plugin.toolchain, &trap)),

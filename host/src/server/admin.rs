@@ -10,16 +10,15 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use super::app::authorize;
 use super::error;
 use crate::pipeline::rerun_route;
-use crate::store::{DeliveryQuery, FailedFilter, StoreError};
+use crate::store::{Before, DeliveryQuery, EventQuery, EventState, FailedFilter, StoreError};
 
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
 /// Storage failures reach the client as a plain 503; details go to the log.
-fn unavailable(e: StoreError) -> Response {
+pub(super) fn unavailable(e: StoreError) -> Response {
     tracing::error!("admin API: {e}");
     error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -27,12 +26,87 @@ fn unavailable(e: StoreError) -> Response {
     )
 }
 
+/// Return the refusal unless the request carries the admin token.
 macro_rules! authorized {
     ($state:expr, $headers:expr) => {
-        if let Err(denied) = authorize(&$state, &$headers) {
-            return denied.into_response();
+        if let Err(denied) = $crate::server::app::authorize(&$state, &$headers) {
+            return axum::response::IntoResponse::into_response(denied);
         }
     };
+}
+pub(super) use authorized;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventListParams {
+    source: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    state: Option<String>,
+    before: Option<String>,
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/events?source=&type=&state=&before=&since=&limit=`: events,
+/// newest first. `before` is a time (ms since the epoch) or the previous
+/// page's `next`.
+pub async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<EventListParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    authorized!(state, headers);
+    let Ok(Query(p)) = params else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "query parameters: source, type, state, before, since, limit",
+        );
+    };
+    let event_state = match p.state.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => match EventState::parse(s) {
+            Some(s) => Some(s),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("state must be one of {}", EventState::NAMES.join(", ")),
+                );
+            }
+        },
+    };
+    let before = match p.before.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(b) => match Before::parse(b) {
+            Some(b) => Some(b),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "before must be a time in ms since the Unix epoch, or a page's \"next\"",
+                );
+            }
+        },
+    };
+    let limit = p.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    // An empty parameter (a form's blank field) filters nothing.
+    let given = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let query = EventQuery {
+        source: given(p.source),
+        event_type: p.event_type,
+        state: event_state,
+        before,
+        since: p.since,
+        limit,
+    };
+    match state.store.events(query).await {
+        Ok(page) => {
+            let next = (page.len() == limit)
+                .then(|| page.last().map(|e| e.cursor().render()))
+                .flatten();
+            Json(json!({ "events": page, "next": next })).into_response()
+        }
+        Err(e) => unavailable(e),
+    }
 }
 
 /// `GET /api/events/{id}`: the event, its failed routes, deliveries and attempts.

@@ -9,7 +9,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::error;
-use super::{AppState, admin};
+use super::{AppState, admin, overview, stream, tryrun, ui};
 use crate::ingest::ingest;
 
 /// The router's HTTP app. Tests call it with `oneshot`, no socket needed.
@@ -24,12 +24,20 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/plugins", get(plugins))
+        .route("/api/overview", get(overview::overview))
+        .route("/api/plugins", get(overview::plugins))
+        .route("/api/plugins/{name}/run", post(tryrun::run))
+        .route("/api/targets", get(overview::targets))
+        .route("/api/stream", get(stream::stream))
+        .route("/api/events", get(admin::events))
         .route("/api/events/{id}", get(admin::event))
         .route("/api/events/{id}/rerun", post(admin::rerun_event))
         .route("/api/deliveries", get(admin::deliveries))
         .route("/api/deliveries/{id}/retry", post(admin::retry_delivery))
         .route("/api/targets/{name}/replay", post(admin::replay_target))
+        .route("/ui", get(ui::root))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
 }
@@ -70,13 +78,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let stats = state.queue_stats().await.unwrap_or_default();
     let body = state.metrics.render(&stats);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
-}
-
-async fn plugins(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(denied) = authorize(&state, &headers) {
-        return denied.into_response();
-    }
-    Json(json!({ "plugins": state.registry.statuses() })).into_response()
 }
 
 /// Why an admin request was refused.

@@ -11,8 +11,14 @@ mod admin;
 mod app;
 mod idle;
 mod listener;
+mod overview;
 mod response;
 mod stats;
+mod stream;
+mod tryrun;
+mod ui;
+
+pub use stream::Tailed;
 
 pub use app::app;
 pub use listener::{HttpLimits, serve_http};
@@ -63,6 +69,8 @@ pub struct Shared {
     pub stats: stats::CachedStats,
     /// For the admin API's re-run.
     pub pipeline: Option<Arc<Pipeline>>,
+    /// `GET /api/stream`'s readers.
+    pub tail: stream::Tail,
     draining: AtomicBool,
 }
 
@@ -90,6 +98,7 @@ impl AppState {
             registry,
             metrics,
             pipeline,
+            tail: stream::Tail::default(),
             draining: AtomicBool::new(false),
         }))
     }
@@ -281,6 +290,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             shutdown_signal().await;
             tracing::info!("shutting down: ingest answers 503; finishing attempts in flight");
             state.draining.store(true, Ordering::Release);
+            state.tail.close();
             cancel.cancel();
             tracker.close();
             if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())

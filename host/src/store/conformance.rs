@@ -398,6 +398,139 @@ async fn an_event_accepted_running_is_not_run_again_by_the_pipeline(store: Arc<d
     assert_eq!(d[0].id, "d");
 }
 
+async fn events_list_newest_first_by_filter_and_page_without_gaps(store: Arc<dyn Store>) {
+    // Seven events; several share a millisecond, so the cursor's tie-break counts.
+    let spec = [
+        ("a1", "github", "push", 1000),
+        ("a2", "github", "issues", 1000),
+        ("a3", "stripe", "charge", 1000),
+        ("a4", "github", "push", 2000),
+        ("a5", "stripe", "charge", 3000),
+        ("a6", "github", "push", 3000),
+        ("a7", "github", "push", 4000),
+    ];
+    for (id, source, ty, at) in spec {
+        let e = Event {
+            source: source.into(),
+            event_type: ty.into(),
+            received_at: at,
+            ..event(id)
+        };
+        let failures = if id == "a4" {
+            vec![RouteFailure {
+                event_id: id.into(),
+                route: "r".into(),
+                plugin: Some("p".into()),
+                reason: "boom".into(),
+                waiting_for: None,
+            }]
+        } else {
+            vec![]
+        };
+        let deliveries = if id == "a6" {
+            vec![delivery("d6", &e)]
+        } else {
+            vec![]
+        };
+        store
+            .accept_processed(e, None, processed(deliveries, failures))
+            .await
+            .unwrap();
+    }
+    let ids = |page: &[EventSummary]| page.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+    let list = |q: EventQuery| {
+        let store = store.clone();
+        async move { store.events(q).await.unwrap() }
+    };
+    let all = list(EventQuery {
+        limit: 100,
+        ..EventQuery::default()
+    })
+    .await;
+    assert_eq!(ids(&all), ["a7", "a6", "a5", "a4", "a3", "a2", "a1"]);
+    assert_eq!(
+        (all[1].deliveries, all[1].delivered, all[1].dead),
+        (1, 0, 0)
+    );
+    assert_eq!(all[3].failed_routes, 1);
+
+    // Pages of two, by cursor, make up the whole list, with no gap or repeat.
+    let mut paged = Vec::new();
+    let mut before = None;
+    loop {
+        let page = list(EventQuery {
+            before: before.clone(),
+            limit: 2,
+            ..EventQuery::default()
+        })
+        .await;
+        paged.extend(ids(&page));
+        match page.last() {
+            Some(last) if page.len() == 2 => before = Some(Before::Cursor(last.cursor())),
+            _ => break,
+        }
+    }
+    assert_eq!(paged, ids(&all));
+
+    let github = list(EventQuery {
+        source: Some("github".into()),
+        limit: 100,
+        ..EventQuery::default()
+    })
+    .await;
+    assert_eq!(ids(&github), ["a7", "a6", "a4", "a2", "a1"]);
+    let pushes = list(EventQuery {
+        source: Some("github".into()),
+        event_type: Some("push".into()),
+        before: Some(Before::Time(4000)),
+        since: Some(2000),
+        limit: 100,
+        ..EventQuery::default()
+    })
+    .await;
+    assert_eq!(ids(&pushes), ["a6", "a4"]);
+    let failed = list(EventQuery {
+        state: Some(EventState::Failed),
+        limit: 100,
+        ..EventQuery::default()
+    })
+    .await;
+    assert_eq!(ids(&failed), ["a4"]);
+    let received = list(EventQuery {
+        state: Some(EventState::Received),
+        limit: 100,
+        ..EventQuery::default()
+    })
+    .await;
+    assert!(received.is_empty());
+    store.accept(event("fresh"), None).await.unwrap();
+    let received = list(EventQuery {
+        state: Some(EventState::Received),
+        limit: 100,
+        ..EventQuery::default()
+    })
+    .await;
+    assert_eq!(ids(&received), ["fresh"]);
+
+    // The target's pending delivery is counted; a state filter on
+    // deliveries reads only that state.
+    let counts = store.target_counts().await.unwrap();
+    assert_eq!(counts.get("t").map(|c| c.pending), Some(1));
+    let dead = DeliveryQuery {
+        state: Some("dead".into()),
+        limit: 10,
+        ..DeliveryQuery::default()
+    };
+    assert!(store.deliveries(dead).await.unwrap().is_empty());
+    let pending = DeliveryQuery {
+        state: Some("pending".into()),
+        target: Some("t".into()),
+        limit: 10,
+        ..DeliveryQuery::default()
+    };
+    assert_eq!(store.deliveries(pending).await.unwrap()[0].id, "d6");
+}
+
 /// Each test, once per store, with the store's pipeline capacity.
 macro_rules! for_each_store {
     ($($name:ident($capacity:expr)),* $(,)?) => {
@@ -449,6 +582,7 @@ pub async fn postgres(test: &str, capacity: usize) -> Option<Arc<dyn Store>> {
 }
 
 for_each_store!(
+    events_list_newest_first_by_filter_and_page_without_gaps(10),
     an_event_accepted_running_is_not_run_again_by_the_pipeline(10),
     duplicates_are_recognised_and_events_flow_to_claims(10),
     a_full_pipeline_backlog_refuses_new_events(2),

@@ -31,11 +31,13 @@
 mod codec;
 #[cfg(test)]
 mod conformance;
+mod listing;
 #[cfg(test)]
 mod model;
 mod postgres;
 mod sqlite;
 
+pub use listing::{Before, Cursor, EventQuery, EventState, EventSummary, TargetCounts};
 pub use postgres::{PIPELINE_LEASE, PgOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
@@ -411,7 +413,13 @@ pub trait Store: Send + Sync + 'static {
 
     // The admin API.
     async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError>;
+    /// A page of events, newest first (`GET /api/events`).
+    async fn events(&self, query: EventQuery) -> Result<Vec<EventSummary>, StoreError>;
     async fn deliveries(&self, query: DeliveryQuery) -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// Every target with deliveries not yet delivered, by state.
+    async fn target_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, TargetCounts>, StoreError>;
     /// Make one delivery due now with a fresh attempt budget. `false` if
     /// unknown or in flight.
     async fn retry_delivery(&self, id: &str) -> Result<bool, StoreError>;

@@ -11,12 +11,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use base64::Engine as _;
 use clap::Args;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::config::{PluginLimits, plugin_config_from_toml};
-use crate::event::{Event, Outcome, now_ms};
+use crate::event::{Event, now_ms};
 use crate::plugin::{PluginRegistry, PluginRuntime};
 
 #[derive(Debug, Args)]
@@ -139,7 +138,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     match outcome {
         Ok(outcome) => {
-            let text = serde_json::to_string_pretty(&outcome_json(&outcome))?;
+            let text = serde_json::to_string_pretty(&crate::event::json::outcome_json(&outcome))?;
             super::print_stdout(&text)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -230,70 +229,7 @@ fn parse_event(input: Vec<u8>, must: bool) -> anyhow::Result<Event> {
     if !is_event {
         return Ok(bare_event(input));
     }
-    full_event(map)
-}
-
-fn full_event(map: Map<String, Value>) -> anyhow::Result<Event> {
-    let text = |key: &str| -> anyhow::Result<Option<String>> {
-        match map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => bail!("the event's {key:?} must be a string, not {other}"),
-        }
-    };
-    let body = match (map.get("body"), map.get("body_base64")) {
-        (Some(_), Some(_)) => bail!("the event has both \"body\" and \"body_base64\": give one"),
-        (_, Some(Value::String(b64))) => base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .context("the event's \"body_base64\" is not valid base64")?,
-        (_, Some(_)) => bail!("the event's \"body_base64\" must be a string"),
-        // A string is the body's text; anything else is the body as JSON.
-        (Some(Value::String(s)), None) => s.clone().into_bytes(),
-        (Some(v), None) => serde_json::to_vec(v)?,
-        (None, None) => Vec::new(),
-    };
-    let headers = match map.get("headers") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Object(h)) => h
-            .iter()
-            .map(|(k, v)| Ok((k.to_ascii_lowercase(), header_value(k, v)?)))
-            .collect::<anyhow::Result<_>>()?,
-        Some(Value::Array(pairs)) => pairs
-            .iter()
-            .map(|p| match p.as_array().map(Vec::as_slice) {
-                Some([Value::String(k), v]) => Ok((k.to_ascii_lowercase(), header_value(k, v)?)),
-                _ => bail!(
-                    "the event's \"headers\" must be an object or a list of [name, value] pairs"
-                ),
-            })
-            .collect::<anyhow::Result<_>>()?,
-        Some(_) => {
-            bail!("the event's \"headers\" must be an object or a list of [name, value] pairs")
-        }
-    };
-    let received_at = match map.get("received_at") {
-        None | Some(Value::Null) => now_ms(),
-        Some(v) => v
-            .as_u64()
-            .context("the event's \"received_at\" must be milliseconds since the epoch")?,
-    };
-    Ok(Event {
-        id: text("id")?.unwrap_or_else(|| "evt_cli".into()),
-        source: text("source")?.unwrap_or_else(|| "cli".into()),
-        event_type: text("type")?.or(text("event_type")?).unwrap_or_default(),
-        received_at,
-        headers,
-        body: body.into(),
-    })
-}
-
-fn header_value(name: &str, v: &Value) -> anyhow::Result<String> {
-    match v {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        Value::Bool(b) => Ok(b.to_string()),
-        _ => bail!("header {name:?} must have a string value"),
-    }
+    crate::event::json::event_from_json(map)
 }
 
 fn plugin_config(file: Option<&Path>, pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
@@ -328,42 +264,6 @@ fn user_cache_dir() -> Option<PathBuf> {
                 .map(|h| PathBuf::from(h).join(".cache"))
         })?;
     Some(base.join("wasmhook").join("plugin-cache"))
-}
-
-fn outcome_json(outcome: &Outcome) -> Value {
-    match outcome {
-        Outcome::Drop { reason } => json!({ "drop": reason }),
-        Outcome::Emit(outputs) => json!({
-            "emit": outputs.iter().map(|o| {
-                let mut out = json!({
-                    "id": o.event.id,
-                    "source": o.event.source,
-                    "event_type": o.event.event_type,
-                    "targets": o.targets,
-                    "headers": o.event.headers,
-                });
-                let (key, body) = body_json(&o.event.body);
-                out[key] = body;
-                out
-            }).collect::<Vec<_>>()
-        }),
-    }
-}
-
-/// The body as the input format reads it back: JSON (but a JSON string)
-/// as `body`, other text as `body` (a string is the text), bytes as
-/// `body_base64`.
-fn body_json(body: &[u8]) -> (&'static str, Value) {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v) if !v.is_string() => ("body", v),
-        _ => match std::str::from_utf8(body) {
-            Ok(text) => ("body", Value::String(text.to_string())),
-            Err(_) => (
-                "body_base64",
-                Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
-            ),
-        },
-    }
 }
 
 #[cfg(test)]
@@ -426,15 +326,6 @@ mod tests {
         // Headers alone make an event: its body is empty.
         let e = parse_event(br#"{"type":"ping","headers":{}}"#.to_vec(), false).unwrap();
         assert_eq!((e.event_type.as_str(), e.body.len()), ("ping", 0));
-    }
-
-    #[test]
-    fn printed_bodies_read_back_as_the_same_bytes() {
-        assert_eq!(body_json(br#"{"a":1}"#), ("body", json!({"a": 1})));
-        // A JSON string body is printed as its text, quotes and all.
-        assert_eq!(body_json(br#""hi""#), ("body", json!("\"hi\"")));
-        assert_eq!(body_json(b"plain"), ("body", json!("plain")));
-        assert_eq!(body_json(&[0xff, 0]), ("body_base64", json!("/wA=")));
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod connect;
 mod listen;
 mod schema;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,8 +27,9 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 
 use super::{
-    Accepted, Attempt, Delivery, DeliveryQuery, DeliveryRecord, EventRecord, FailedFilter,
-    NextStep, Processed, Pruned, QueueStats, Recorded, RouteFailure, Store, StoreError, codec,
+    Accepted, Attempt, Delivery, DeliveryQuery, DeliveryRecord, EventQuery, EventRecord,
+    EventSummary, FailedFilter, NextStep, Processed, Pruned, QueueStats, Recorded, RouteFailure,
+    Store, StoreError, TargetCounts, codec, listing,
 };
 use crate::event::Event;
 pub use listen::Wake;
@@ -198,6 +200,23 @@ impl PostgresStore {
             deadpool_postgres::PoolError::Backend(e) => pg(e),
             e => unavailable(format!("PostgreSQL: {e}")),
         })
+    }
+
+    /// The rows of an admin listing's statement.
+    async fn listing(&self, sql: listing::Sql) -> Result<Vec<Row>, StoreError> {
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = sql
+            .params
+            .iter()
+            .map(|p| match p {
+                listing::Param::Text(s) => s as &(dyn tokio_postgres::types::ToSql + Sync),
+                listing::Param::Int(i) => i,
+            })
+            .collect();
+        self.client()
+            .await?
+            .query(&sql.text, &params)
+            .await
+            .map_err(pg)
     }
 
     /// Count this accept against `queue_capacity`: the events waiting for
@@ -928,22 +947,52 @@ impl Store for PostgresStore {
         )))
     }
 
+    async fn events(&self, q: EventQuery) -> Result<Vec<EventSummary>, StoreError> {
+        let rows = self
+            .listing(listing::events(&q, listing::Dialect::Postgres))
+            .await?;
+        let count = |r: &Row, i| r.get::<_, i64>(i) as u64;
+        Ok(rows
+            .iter()
+            .map(|r| EventSummary {
+                id: r.get(0),
+                source: r.get(1),
+                event_type: r.get(2),
+                received_at: r.get::<_, i64>(3) as u64,
+                state: r.get(4),
+                deliveries: count(r, 5),
+                delivered: count(r, 6),
+                dead: count(r, 7),
+                failed_routes: count(r, 8),
+            })
+            .collect())
+    }
+
     async fn deliveries(&self, q: DeliveryQuery) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let rows = self
+            .listing(listing::deliveries(
+                &q,
+                DELIVERY_RECORD,
+                listing::Dialect::Postgres,
+            ))
+            .await?;
+        Ok(rows.iter().map(delivery_record).collect())
+    }
+
+    async fn target_counts(&self) -> Result<BTreeMap<String, TargetCounts>, StoreError> {
         let rows = self
             .client()
             .await?
-            .query(
-                &format!(
-                    "SELECT {DELIVERY_RECORD} FROM deliveries
-                     WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR target = $2)
-                       AND ($3::text IS NULL OR id > $3)
-                     ORDER BY id LIMIT $4"
-                ),
-                &[&q.state, &q.target, &q.after, &(q.limit as i64)],
-            )
+            .query(listing::TARGET_COUNTS, &[])
             .await
             .map_err(pg)?;
-        Ok(rows.iter().map(delivery_record).collect())
+        let mut counts = BTreeMap::<String, TargetCounts>::new();
+        for r in &rows {
+            let state: String = r.get(1);
+            let n = r.get::<_, i64>(2) as u64;
+            listing::add_target_count(counts.entry(r.get(0)).or_default(), &state, n);
+        }
+        Ok(counts)
     }
 
     async fn retry_delivery(&self, id: &str) -> Result<bool, StoreError> {

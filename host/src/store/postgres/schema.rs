@@ -91,6 +91,11 @@ const MIGRATIONS: &[&str] = &[
         pushed_at bigint NOT NULL
     );
     "#,
+    // 2: the event list's filters, newest first, each read from an index.
+    r#"
+    CREATE INDEX events_source_time ON events (source, received_at, id);
+    CREATE INDEX events_type_time ON events (event_type, received_at, id);
+    "#,
 ];
 
 /// The version this binary writes.

@@ -17,7 +17,7 @@ mod rows;
 mod schema;
 mod writer;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,14 +28,15 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::Notify;
 
 use super::{
-    Accepted, Attempt, Delivery, DeliveryQuery, DeliveryRecord, EventRecord, FailedFilter,
-    NextStep, Processed, Pruned, QueueStats, Recorded, RouteFailure, Store, StoreError, codec,
+    Accepted, Attempt, Delivery, DeliveryQuery, DeliveryRecord, EventQuery, EventRecord,
+    EventSummary, FailedFilter, NextStep, Processed, Pruned, QueueStats, Recorded, RouteFailure,
+    Store, StoreError, TargetCounts, codec,
 };
 use crate::event::{Event, now_ms};
 use claim::claim_due;
 use handoff::{Handed, Targets};
 use reader::{ReadPool, Reader};
-use rows::{DELIVERY_RECORD, delivery_record, event_from_row, insert_deliveries, insert_failures};
+use rows::{event_from_row, insert_deliveries, insert_failures};
 use writer::Writer;
 
 /// How long a claim waits before looking again when nothing is due.
@@ -636,18 +637,18 @@ impl Store for SqliteStore {
         self.reader.run(move |t| rows::event_record(t, &id)).await
     }
 
+    async fn events(&self, q: EventQuery) -> Result<Vec<EventSummary>, StoreError> {
+        self.reader.run(move |t| rows::event_summaries(t, &q)).await
+    }
+
     async fn deliveries(&self, q: DeliveryQuery) -> Result<Vec<DeliveryRecord>, StoreError> {
         self.reader
-            .run(move |t| {
-                let mut stmt = t.prepare(&format!(
-                    "SELECT {DELIVERY_RECORD} FROM deliveries
-                     WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR target = ?2) AND (?3 IS NULL OR id > ?3)
-                     ORDER BY id LIMIT ?4"
-                ))?;
-                let rows = stmt.query_map(params![q.state, q.target, q.after, q.limit as i64], delivery_record)?;
-                rows.collect()
-            })
+            .run(move |t| rows::delivery_records(t, &q))
             .await
+    }
+
+    async fn target_counts(&self) -> Result<BTreeMap<String, TargetCounts>, StoreError> {
+        self.reader.run(rows::target_counts).await
     }
 
     async fn retry_delivery(&self, id: &str) -> Result<bool, StoreError> {

@@ -1,9 +1,14 @@
 //! Rows ↔ types.
 
+use std::collections::BTreeMap;
+
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use crate::event::Event;
-use crate::store::{Delivery, DeliveryRecord, EventRecord, RouteFailure, RouteOutcome, codec};
+use crate::store::{
+    Delivery, DeliveryQuery, DeliveryRecord, EventRecord, RouteFailure, RouteOutcome, codec,
+    listing,
+};
 
 fn bad_json(e: serde_json::Error) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
@@ -205,4 +210,63 @@ pub fn replace_route_outcomes(
         ],
     )?;
     Ok(())
+}
+
+impl rusqlite::ToSql for listing::Param {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            listing::Param::Text(s) => s.to_sql(),
+            listing::Param::Int(i) => i.to_sql(),
+        }
+    }
+}
+
+/// A page of `GET /api/events`.
+pub fn event_summaries(
+    t: &Transaction<'_>,
+    q: &listing::EventQuery,
+) -> rusqlite::Result<Vec<listing::EventSummary>> {
+    let sql = listing::events(q, listing::Dialect::Sqlite);
+    let mut stmt = t.prepare_cached(&sql.text)?;
+    let count = |r: &Row<'_>, i| r.get::<_, i64>(i).map(|n| n as u64);
+    let rows = stmt.query_map(rusqlite::params_from_iter(&sql.params), |r| {
+        Ok(listing::EventSummary {
+            id: r.get(0)?,
+            source: r.get(1)?,
+            event_type: r.get(2)?,
+            received_at: r.get::<_, i64>(3)? as u64,
+            state: r.get(4)?,
+            deliveries: count(r, 5)?,
+            delivered: count(r, 6)?,
+            dead: count(r, 7)?,
+            failed_routes: count(r, 8)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// A page of `GET /api/deliveries`.
+pub fn delivery_records(
+    t: &Transaction<'_>,
+    q: &DeliveryQuery,
+) -> rusqlite::Result<Vec<DeliveryRecord>> {
+    let sql = listing::deliveries(q, DELIVERY_RECORD, listing::Dialect::Sqlite);
+    let mut stmt = t.prepare_cached(&sql.text)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(&sql.params), delivery_record)?;
+    rows.collect()
+}
+
+/// Each target's deliveries not yet delivered, by state.
+pub fn target_counts(
+    t: &Transaction<'_>,
+) -> rusqlite::Result<BTreeMap<String, listing::TargetCounts>> {
+    let mut stmt = t.prepare_cached(listing::TARGET_COUNTS)?;
+    let mut rows = stmt.query([])?;
+    let mut counts = BTreeMap::<String, listing::TargetCounts>::new();
+    while let Some(r) = rows.next()? {
+        let state: String = r.get(1)?;
+        let n = r.get::<_, i64>(2)? as u64;
+        listing::add_target_count(counts.entry(r.get(0)?).or_default(), &state, n);
+    }
+    Ok(counts)
 }

@@ -90,6 +90,13 @@ const MIGRATIONS: &[Migration] = &[
     "#),
     // 4: the hot path's shape (see `v4_lean_deliveries`).
     Rust(v4_lean_deliveries),
+    // 5: the event list's filters, newest first, each read from an index
+    // (the primary key `(id, source)` completes each entry, so the order
+    // ties break in the index too).
+    Sql(r#"
+    CREATE INDEX events_source_time ON events (source, received_at);
+    CREATE INDEX events_type_time ON events (event_type, received_at);
+    "#),
 ];
 
 /// The hot path's shape. Both tables are rebuilt:

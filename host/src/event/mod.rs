@@ -4,6 +4,8 @@
 //! These are plain data types. `plugin` converts them to and from the WIT types,
 //! so nothing here depends on wasmtime.
 
+pub mod json;
+
 use bytes::Bytes;
 
 /// One webhook event.
