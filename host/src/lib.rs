@@ -17,4 +17,5 @@ pub mod reload;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod tail;
 pub mod verify;

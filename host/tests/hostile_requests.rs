@@ -85,6 +85,7 @@ fn harness() -> &'static Harness {
             Arc::new(PluginRegistry::new(runtime)),
             Arc::new(Metrics::default()),
             None,
+            Arc::default(),
         );
         Harness { rt, state, store }
     })

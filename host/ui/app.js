@@ -455,7 +455,7 @@ async function liveTail() {
   show(
     h("h1", "Live tail"),
     h("p", status),
-    h("table#live-table", h("thead", h("tr", ["Received", "Id", "Source", "Type"].map((c) => h("th", c)))), rows),
+    h("table#live-table", h("thead", h("tr", ["Received", "Event", "Source", "Type"].map((c) => h("th", c)))), rows),
   );
   live = new AbortController();
   const res = await api("/api/stream", { stream: true, signal: live.signal });
@@ -475,6 +475,10 @@ async function liveTail() {
       if (kind === "event") {
         const e = JSON.parse(data);
         rows.prepend(h("tr", [time(e.received_at), eventLink(e.id), e.source, e.event_type].map((c) => h("td", c))));
+      } else if (kind === "attempt") {
+        const a = JSON.parse(data);
+        rows.prepend(h("tr.attempt", h("td", "→ " + a.target), h("td", eventLink(a.event_id)),
+          h("td", state(a.outcome), ` attempt ${a.attempt}`), h("td", `${a.status ?? "no answer"} · ${a.duration_ms} ms`, a.error ? ` · ${a.error}` : "")));
         while (rows.children.length > 200) rows.lastChild.remove();
       } else if (kind === "lagged") {
         rows.prepend(h("tr", h("td.muted", { colspan: 4 }, `… ${JSON.parse(data).missed} events went by too fast to show`)));

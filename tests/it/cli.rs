@@ -321,3 +321,153 @@ async fn sigterm_drains_refusing_ingest_until_attempts_in_flight_finish() {
     router.wait_log_contains(last_words, WAIT).await;
     assert!(router.logs().iter().any(|l| l["message"] == "delivered"));
 }
+
+/// `wasmhook events | deliveries | targets | plugins | tail` against a
+/// running router: tables for people, `--json` for scripts, and the token
+/// from the environment, a flag or the config file.
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_commands_list_show_retry_replay_and_tail() {
+    let rx = Receiver::start().await;
+    rx.set("t", Behaviour::Always(500));
+    let config = format!(
+        "[[sources]]\nname = \"s\"\n\n[[targets]]\nname = \"t\"\nurl = \"{}\"\nmax_attempts = 1\n\n\
+         [[routes]]\nname = \"r\"\nsource = \"s\"\ntargets = [\"t\"]\n",
+        rx.url("t")
+    );
+    let router = Router::start(&config, &[], "").await;
+    let admin = |args: &[&str]| {
+        let out = wasmhook()
+            .args(args)
+            .env("WASMHOOK_URL", router.url(""))
+            .env("WASMHOOK_ADMIN_TOKEN", wasmhook_e2e::ADMIN_TOKEN)
+            .env("WASMHOOK_CONFIG", "/nonexistent/wasmhook.toml")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), stdout, stderr)
+    };
+    let (status, answer) = router.ingest("s", r#"{"n":1}"#, &[]).await;
+    assert_eq!(status, 202);
+    let id = answer["id"].as_str().unwrap().to_string();
+    router.wait_metric("wasmhook_queue_dead", 1.0, WAIT).await;
+
+    let (ok, table, err) = admin(&["events", "list"]);
+    assert!(ok, "{err}");
+    assert!(table.starts_with("RECEIVED (UTC)"), "{table}");
+    assert!(table.contains(&id), "{table}");
+    let (ok, json, _) = admin(&["events", "list", "--json", "--source", "s"]);
+    assert!(ok);
+    let page: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(page["events"][0]["id"], id.as_str());
+    assert_eq!(page["events"][0]["dead"], 1);
+
+    let (ok, shown, _) = admin(&["events", "show", &id]);
+    assert!(ok);
+    assert!(
+        shown.contains("dead") && shown.contains("\"n\": 1"),
+        "{shown}"
+    );
+
+    let (_, dead, _) = admin(&["deliveries", "list", "--state", "dead", "--json"]);
+    let dead: serde_json::Value = serde_json::from_str(&dead).unwrap();
+    let delivery = dead["deliveries"][0]["id"].as_str().unwrap().to_string();
+    rx.set("t", Behaviour::Ok);
+    let (ok, said, err) = admin(&["deliveries", "retry", &delivery]);
+    assert!(ok && said.contains("due again"), "{said}{err}");
+    rx.wait_for("t", 2, WAIT).await;
+
+    let (ok, targets, _) = admin(&["targets", "list"]);
+    assert!(
+        ok && targets.contains("NAME") && targets.contains(&rx.url("t")),
+        "{targets}"
+    );
+    let (ok, replayed, _) = admin(&["targets", "replay", "t", "--since", "1h"]);
+    assert!(ok && replayed.contains("re-queued 0"), "{replayed}");
+    let (ok, listed, _) = admin(&["plugins", "list", "--json"]);
+    assert!(ok && listed.contains("\"plugins\""), "{listed}");
+
+    // Mistakes say what to do, with a failing exit.
+    let (ok, _, err) = admin(&["events", "show", "evt_nope"]);
+    assert!(!ok && err.contains("no event has id"), "{err}");
+    let (ok, _, err) = admin(&["deliveries", "list", "--state", "lost"]);
+    assert!(!ok && err.contains("state must be one of"), "{err}");
+    let out = wasmhook()
+        .args([
+            "events",
+            "list",
+            "--url",
+            &router.url(""),
+            "--token",
+            "wrong",
+        ])
+        .env("WASMHOOK_CONFIG", "/nonexistent/wasmhook.toml")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the admin token"));
+    // With no token anywhere, it says where one comes from.
+    let out = wasmhook()
+        .args(["events", "list", "--url", &router.url("")])
+        .env_remove("WASMHOOK_ADMIN_TOKEN")
+        .env("WASMHOOK_CONFIG", "/nonexistent/wasmhook.toml")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WASMHOOK_ADMIN_TOKEN"));
+
+    // The token comes from the router's own config file too.
+    let out = wasmhook()
+        .args(["events", "list", "--url", &router.url(""), "--config"])
+        .arg(router.config_path())
+        .env_remove("WASMHOOK_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // `tail` prints each new event as it comes.
+    let mut tail = wasmhook()
+        .args(["tail", "--json"])
+        .env("WASMHOOK_URL", router.url(""))
+        .env("WASMHOOK_ADMIN_TOKEN", wasmhook_e2e::ADMIN_TOKEN)
+        .env("WASMHOOK_CONFIG", "/nonexistent/wasmhook.toml")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut watching = BufReader::new(tail.stderr.take().unwrap());
+    let mut line = String::new();
+    watching.read_line(&mut line).unwrap();
+    assert!(line.contains("watching"), "{line}");
+    let (_, answer) = router.ingest("s", r#"{"n":2}"#, &[]).await;
+    let fresh = answer["id"].as_str().unwrap().to_string();
+    let stdout = tail.stdout.take().unwrap();
+    let (lines, got) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = lines.send(line);
+        }
+    });
+    // The event, and its delivery's attempt, in either order.
+    let mut tailed = Vec::new();
+    while tailed.len() < 2 {
+        let line = got.recv_timeout(WAIT).expect("tail printed a line");
+        tailed.push(serde_json::from_str::<serde_json::Value>(&line).unwrap());
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert!(
+        tailed.iter().any(|t| t["id"] == fresh.as_str()),
+        "{tailed:?}"
+    );
+    assert!(
+        tailed
+            .iter()
+            .any(|t| t["event_id"] == fresh.as_str() && t["outcome"] == "delivered"),
+        "{tailed:?}"
+    );
+}

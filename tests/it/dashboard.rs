@@ -184,9 +184,11 @@ async fn the_live_stream_shows_each_new_event_as_a_server_sent_event() {
     // The response head is out, so the subscription is in place.
     send(&router, "other", "{}").await;
     let id = send(&router, "s", r#"{"type":"order.created"}"#).await;
+    // The event and its delivery attempt, each one server-sent event (in
+    // either order: the attempt may finish before ingest has answered).
     let mut seen = String::new();
     let got = tokio::time::timeout(WAIT, async {
-        while !seen.contains("\n\n") {
+        while !seen.contains("event: attempt\n") || !seen.ends_with("\n\n") {
             let chunk = stream
                 .chunk()
                 .await
@@ -196,12 +198,23 @@ async fn the_live_stream_shows_each_new_event_as_a_server_sent_event() {
         }
     })
     .await;
-    assert!(got.is_ok(), "no event on the stream: {seen:?}");
-    assert!(seen.starts_with("event: event\n"), "{seen}");
+    assert!(got.is_ok(), "no event and attempt on the stream: {seen:?}");
+    let messages: Vec<&str> = seen.split("\n\n").filter(|m| !m.is_empty()).collect();
+    let events: Vec<&&str> = messages
+        .iter()
+        .filter(|m| m.starts_with("event: event\n"))
+        .collect();
+    assert_eq!(events.len(), 1, "only source s's event: {seen}");
+    assert!(events[0].contains(&format!("\"id\":\"{id}\"")), "{seen}");
+    let attempt = messages
+        .iter()
+        .find(|m| m.starts_with("event: attempt"))
+        .unwrap();
     assert!(
-        seen.contains(&format!("\"id\":\"{id}\"")),
-        "the filtered-out source came first? {seen}"
+        attempt.contains(&format!("\"event_id\":\"{id}\"")),
+        "{attempt}"
     );
+    assert!(attempt.contains("\"outcome\":\"delivered\""), "{attempt}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -448,8 +461,9 @@ async fn the_dashboard_finds_explains_and_fixes_events_in_a_real_browser() {
     // The live tail shows an event sent after it opened.
     browser.goto(&router.url("/ui/#/live")).await;
     browser.wait_text("#live-status", "watching").await;
-    let fresh = send(&router, "other", r#"{"live":true}"#).await;
+    let fresh = send(&router, "s", r#"{"type":"order.created","live":true}"#).await;
     browser.wait_text("#live-table", &fresh).await;
+    browser.wait_text("#live-table tr.attempt", "delivered").await;
     browser.screenshot("ui-live").await;
 
     // Signing out forgets the token.

@@ -1,5 +1,8 @@
-//! Command-line interface: `wasmhook serve | check | send | listen | plugin …`.
+//! Command-line interface: `wasmhook serve | check | send | listen | plugin …`,
+//! and the admin commands (`events`, `deliveries`, `targets`, `plugins`,
+//! `tail`) that talk to a running router.
 
+mod admin;
 mod check;
 mod listen;
 mod plugin;
@@ -59,6 +62,41 @@ pub enum Command {
     /// Plugin tools.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Events in a running router (admin API).
+    Events {
+        #[command(subcommand)]
+        command: admin::EventsCommand,
+        #[command(flatten)]
+        conn: admin::Connection,
+    },
+    /// Deliveries in a running router: list, retry (admin API).
+    Deliveries {
+        #[command(subcommand)]
+        command: admin::DeliveriesCommand,
+        #[command(flatten)]
+        conn: admin::Connection,
+    },
+    /// Targets of a running router: list, replay (admin API).
+    Targets {
+        #[command(subcommand)]
+        command: admin::TargetsCommand,
+        #[command(flatten)]
+        conn: admin::Connection,
+    },
+    /// Plugins loaded in a running router (admin API).
+    Plugins {
+        #[command(subcommand)]
+        command: admin::PluginsCommand,
+        #[command(flatten)]
+        conn: admin::Connection,
+    },
+    /// Print events live as a running router accepts them.
+    Tail {
+        #[command(flatten)]
+        args: admin::TailArgs,
+        #[command(flatten)]
+        conn: admin::Connection,
+    },
 }
 
 impl Cli {
@@ -68,7 +106,12 @@ impl Cli {
     pub fn default_log_level(&self) -> &'static str {
         match &self.command {
             Command::Plugin(PluginCommand::Run(args)) if args.verbose => "info",
-            Command::Plugin(_) => "warn",
+            Command::Plugin(_)
+            | Command::Events { .. }
+            | Command::Deliveries { .. }
+            | Command::Targets { .. }
+            | Command::Plugins { .. }
+            | Command::Tail { .. } => "warn",
             _ => "info",
         }
     }
@@ -104,5 +147,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => send::send(args).await,
         Command::Listen(args) => listen::listen(args).await,
         Command::Plugin(command) => plugin::run(command).await,
+        Command::Events { command, conn } => admin::events(&conn, command).await,
+        Command::Deliveries { command, conn } => admin::deliveries(&conn, command).await,
+        Command::Targets { command, conn } => admin::targets(&conn, command).await,
+        Command::Plugins { command, conn } => admin::plugins(&conn, command).await,
+        Command::Tail { args, conn } => admin::tail(&conn, args).await,
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 
-use crate::config::{self, EventTypeRule};
+use crate::config::EventTypeRule;
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
@@ -24,12 +24,8 @@ pub struct SendArgs {
     /// Extra header as `Name: value`; repeat for several.
     #[arg(long = "header", short = 'H')]
     headers: Vec<String>,
-    /// The router's base URL (default: from the config's server.listen).
-    #[arg(long, env = "WASMHOOK_URL")]
-    url: Option<String>,
-    /// Config file, read for the listen address and the source's rules.
-    #[arg(long, default_value = "wasmhook.toml", env = "WASMHOOK_CONFIG")]
-    config: PathBuf,
+    #[command(flatten)]
+    conn: super::admin::Connection,
 }
 
 #[allow(clippy::print_stdout)]
@@ -45,12 +41,8 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         }
     };
     // The config is optional here: `send` also works against a remote router.
-    let config = config::load(&args.config).ok();
-    let base = match (&args.url, &config) {
-        (Some(url), _) => url.trim_end_matches('/').to_string(),
-        (None, Some(c)) => format!("http://{}", c.server.listen),
-        (None, None) => "http://127.0.0.1:8080".to_string(),
-    };
+    let config = args.conn.load_config();
+    let base = args.conn.base_url(config.as_ref());
     let rule = config
         .as_ref()
         .and_then(|c| c.sources.iter().find(|s| s.name == args.source))

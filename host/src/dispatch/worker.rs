@@ -17,6 +17,7 @@ use crate::config::LiveConfig;
 use crate::event::now_ms;
 use crate::metrics::Metrics;
 use crate::store::{Attempt, Delivery, NextStep, Recorded, Store, until_recorded};
+use crate::tail::{Tail, Tailed};
 
 /// A lease outlasts the attempt's timeout by this: time to record the
 /// attempt. It is also how long after a node's death (on top of the
@@ -29,6 +30,7 @@ pub struct Dispatcher {
     store: Arc<dyn Store>,
     sender: Sender,
     metrics: Arc<Metrics>,
+    tail: Arc<Tail>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     // A std mutex: held only while starting or stopping workers, never across an await.
@@ -46,6 +48,7 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         sender: Sender,
         metrics: Arc<Metrics>,
+        tail: Arc<Tail>,
         cancel: CancellationToken,
         tracker: TaskTracker,
     ) -> Self {
@@ -54,6 +57,7 @@ impl Dispatcher {
             store,
             sender,
             metrics,
+            tail,
             cancel,
             tracker,
             workers: Mutex::default(),
@@ -89,6 +93,7 @@ impl Dispatcher {
                 store: self.store.clone(),
                 sender: self.sender.clone(),
                 metrics: self.metrics.clone(),
+                tail: self.tail.clone(),
                 slots: Arc::new(Semaphore::new(target.max_in_flight)),
             };
             self.tracker
@@ -110,6 +115,7 @@ struct TargetWorker {
     store: Arc<dyn Store>,
     sender: Sender,
     metrics: Arc<Metrics>,
+    tail: Arc<Tail>,
     slots: Arc<Semaphore>,
 }
 
@@ -249,6 +255,23 @@ impl TargetWorker {
             }
         };
         self.metrics.attempt(&self.name, next, took);
+        if self.tail.watched() {
+            self.tail.publish(Tailed::Attempt {
+                delivery_id: delivery.id.clone(),
+                event_id: delivery.event_id.clone(),
+                source: delivery.event.source.clone(),
+                target: self.name.clone(),
+                attempt: delivery.attempts,
+                status: reply.status,
+                outcome: match next {
+                    NextStep::Delivered => "delivered",
+                    NextStep::Retry { .. } => "retry",
+                    NextStep::Dead => "dead",
+                },
+                duration_ms: elapsed_ms,
+                error: error.clone(),
+            });
+        }
         let attempt = Attempt {
             started_at,
             duration_ms: elapsed_ms,

@@ -14,7 +14,8 @@ use serde_json::json;
 
 use crate::config::{EventTypeRule, Source};
 use crate::event::{Event, now_ms};
-use crate::server::{AppState, Tailed, error};
+use crate::server::{AppState, error};
+use crate::tail::Tailed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,7 +118,7 @@ pub async fn ingest(
     };
     let id = event.id.clone();
     // Copied only while someone watches the live tail.
-    let tailed = state.tail.watched().then(|| Tailed {
+    let tailed = state.tail.watched().then(|| Tailed::Event {
         id: id.clone(),
         source: source.name.clone(),
         event_type: event.event_type.clone(),

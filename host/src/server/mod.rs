@@ -18,8 +18,6 @@ mod stream;
 mod tryrun;
 mod ui;
 
-pub use stream::Tailed;
-
 pub use app::app;
 pub use listener::{HttpLimits, serve_http};
 pub use response::error;
@@ -43,6 +41,7 @@ use crate::reload::{
     Seen, spawn_config_watcher, spawn_plugin_watcher, spawn_pushed_plugins, sync_pushed,
 };
 use crate::store::{PgOptions, PostgresStore, SqliteStore, Store};
+use crate::tail::Tail;
 
 /// How long attempts in flight may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -70,7 +69,7 @@ pub struct Shared {
     /// For the admin API's re-run.
     pub pipeline: Option<Arc<Pipeline>>,
     /// `GET /api/stream`'s readers.
-    pub tail: stream::Tail,
+    pub tail: Arc<Tail>,
     draining: AtomicBool,
 }
 
@@ -88,6 +87,7 @@ impl AppState {
         registry: Arc<PluginRegistry>,
         metrics: Arc<Metrics>,
         pipeline: Option<Arc<Pipeline>>,
+        tail: Arc<Tail>,
     ) -> Self {
         let slots = live.load().server.max_concurrent_requests;
         AppState(Arc::new(Shared {
@@ -98,7 +98,7 @@ impl AppState {
             registry,
             metrics,
             pipeline,
-            tail: stream::Tail::default(),
+            tail,
             draining: AtomicBool::new(false),
         }))
     }
@@ -227,11 +227,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             &tracker,
         );
     }
+    let tail = Arc::new(Tail::default());
     let dispatcher = Arc::new(Dispatcher::new(
         live.clone(),
         store.clone(),
         Sender::new()?,
         metrics.clone(),
+        tail.clone(),
         cancel.clone(),
         tracker.clone(),
     ));
@@ -260,6 +262,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         registry,
         metrics,
         Some(pipeline),
+        tail,
     );
     let listen = live.load().server.listen;
     let listener = tokio::net::TcpListener::bind(listen)

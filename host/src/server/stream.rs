@@ -1,9 +1,7 @@
-//! `GET /api/stream`: a live tail of events as this node accepts them, as
-//! server-sent events (`event: event`, `data:` the event's summary).
-//!
-//! A bounded broadcast: a reader that falls behind by more than
-//! [`TAIL_BUFFER`] events is told how many it missed (`event: lagged`),
-//! and never slows ingest down. Streams end when the router drains.
+//! `GET /api/stream`: the live tail ([`crate::tail`]) as server-sent
+//! events: `event: event` for each event this node accepts, `event:
+//! attempt` for each delivery attempt it makes, `event: lagged` when the
+//! reader fell behind. Streams end when the router drains.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -12,56 +10,12 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
 
 use super::AppState;
 use super::admin::authorized;
 use super::error;
-
-/// Events a slow reader may fall behind before it misses some.
-pub const TAIL_BUFFER: usize = 1024;
-
-/// An accepted event, as the tail shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Tailed {
-    pub id: String,
-    pub source: String,
-    pub event_type: String,
-    pub received_at: u64,
-}
-
-pub struct Tail {
-    sender: broadcast::Sender<Tailed>,
-    closed: CancellationToken,
-}
-
-impl Default for Tail {
-    fn default() -> Self {
-        Tail {
-            sender: broadcast::channel(TAIL_BUFFER).0,
-            closed: CancellationToken::new(),
-        }
-    }
-}
-
-impl Tail {
-    /// Whether anyone reads the tail now.
-    pub fn watched(&self) -> bool {
-        self.sender.receiver_count() > 0
-    }
-
-    /// Tell every reader.
-    pub fn publish(&self, event: Tailed) {
-        let _ = self.sender.send(event);
-    }
-
-    /// End every stream (the router is draining).
-    pub fn close(&self) {
-        self.closed.cancel();
-    }
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,8 +33,7 @@ pub async fn stream(
     let Ok(Query(p)) = params else {
         return error(StatusCode::BAD_REQUEST, "query parameter: source");
     };
-    let receiver = state.tail.sender.subscribe();
-    let closed = state.tail.closed.clone();
+    let (receiver, closed) = state.tail.subscribe();
     let events = futures_util::stream::unfold(
         (receiver, closed, p.source),
         |(mut receiver, closed, source)| async move {
@@ -90,11 +43,10 @@ pub async fn stream(
                     next = receiver.recv() => next,
                 };
                 let sse = match next {
-                    Ok(e) if source.as_ref().is_some_and(|s| *s != e.source) => continue,
-                    Ok(e) => SseEvent::default()
-                        .event("event")
-                        .id(e.id.clone())
-                        .json_data(&e)
+                    Ok(t) if source.as_ref().is_some_and(|s| s != t.source()) => continue,
+                    Ok(t) => SseEvent::default()
+                        .event(t.kind())
+                        .json_data(&t)
                         .unwrap_or_default(),
                     Err(broadcast::error::RecvError::Lagged(n)) => SseEvent::default()
                         .event("lagged")
