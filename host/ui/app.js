@@ -10,7 +10,9 @@ const TOKEN_KEY = "wasmhook.admin_token";
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 let refresh = null; // the current page's timer, cleared on navigation
-let live = null; // the live tail's AbortController
+// Aborted on every navigation: a page still loading for an earlier one
+// (a refresh in flight, the live tail's stream) stops and never renders.
+let navigation = new AbortController();
 
 // ---- DOM ------------------------------------------------------------------
 
@@ -79,7 +81,7 @@ function pretty(text) {
 class SignedOut extends Error {}
 
 async function api(path, options = {}) {
-  const token = sessionStorage.getItem(TOKEN_KEY);
+  const token = options.token || sessionStorage.getItem(TOKEN_KEY);
   if (!token) throw new SignedOut();
   const headers = { Authorization: "Bearer " + token };
   if (options.body !== undefined) headers["Content-Type"] = "application/json";
@@ -87,13 +89,13 @@ async function api(path, options = {}) {
     method: options.method || "GET",
     headers,
     body: options.body === undefined ? undefined : JSON.stringify(options.body),
-    signal: options.signal,
+    signal: navigation.signal,
   });
   if (res.status === 401) {
     sessionStorage.removeItem(TOKEN_KEY);
     throw new SignedOut();
   }
-  if (options.stream) return res;
+  if (options.stream && res.ok) return res;
   const data = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(data.error || `${res.status} ${res.statusText}`);
   return data;
@@ -126,9 +128,11 @@ function signIn(message) {
         on: {
           submit: async (e) => {
             e.preventDefault();
-            sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+            const token = input.value.trim();
             try {
-              await api("/api/overview");
+              // Kept only once the router has taken it.
+              await api("/api/overview", { token });
+              sessionStorage.setItem(TOKEN_KEY, token);
               route();
             } catch (err) {
               signIn(err instanceof SignedOut ? "That token is not the admin token." : String(err.message));
@@ -179,7 +183,7 @@ async function overview() {
       ),
     ),
   );
-  refresh = setTimeout(() => route(true), 2000);
+  refresh = setTimeout(() => route(), 2000);
 }
 
 function card(label, value, href) {
@@ -258,7 +262,8 @@ async function events(params) {
         e.deliveries ? `${e.delivered}/${e.deliveries} delivered` + (e.dead ? `, ${e.dead} dead` : "") : h("span.muted", "none"),
         e.failed_routes ? state("failed") : "",
       ]), "events-table"),
-    data.next ? h("p", link("#/events" + query({ ...params, before: data.next }), "Older →")) : null,
+    h("p", params.before ? [link("#/events" + query({ ...params, before: "" }), "← Newest"), " "] : null,
+      data.next ? link("#/events" + query({ ...params, before: data.next }), "Older →") : null),
   );
 }
 
@@ -310,7 +315,10 @@ async function retry(id) {
   try {
     await api(`/api/deliveries/${encodeURIComponent(id)}/retry`, { method: "POST" });
     flash(`Delivery ${id} is due again.`);
-    setTimeout(() => route(true), 700);
+    // Give the attempt a moment, then show where it stands.
+    await new Promise((done) => setTimeout(done, 700));
+    await route();
+    flash(`Delivery ${id} is due again.`);
   } catch (err) {
     flash(err.message, true);
   }
@@ -320,7 +328,7 @@ async function rerun(id) {
   try {
     const r = await api(`/api/events/${encodeURIComponent(id)}/rerun`, { method: "POST" });
     const bad = r.routes.filter((x) => !x.ok);
-    await route(true);
+    await route();
     flash(bad.length ? `Re-run: ${bad.length} route(s) failed again: ${bad[0].reason}` : "Re-run: every route ran.", bad.length > 0);
   } catch (err) {
     flash(err.message, true);
@@ -353,14 +361,15 @@ async function deliveries(params) {
       d.last_error || "",
       d.state !== "in_flight" && d.state !== "delivered" ? h("button.retry", { on: { click: () => retry(d.id) } }, "Retry") : "",
     ]), "deliveries-table"),
-    data.next ? h("p", link("#/deliveries" + query({ ...params, after: data.next }), "Next →")) : null,
+    h("p", params.after ? [link("#/deliveries" + query({ ...params, after: "" }), "← First page"), " "] : null,
+      data.next ? link("#/deliveries" + query({ ...params, after: data.next }), "Next →") : null),
   );
 }
 
 async function replay(target) {
   try {
     const r = await api(`/api/targets/${encodeURIComponent(target)}/replay`, { method: "POST" });
-    await route(true);
+    await route();
     flash(`Replayed ${r.requeued} dead deliveries of ${target}.`);
   } catch (err) {
     flash(err.message, true);
@@ -401,7 +410,8 @@ async function plugins(params) {
         h("label", "Plugin", pick),
         h("label", "Event (JSON: type, headers, body …)", eventText),
         h("label", "Config (JSON object)", configText),
-        h("p", h("button.primary#try-run", { on: { click: () => tryRun(pick.value, eventText.value, configText.value, output) } }, "Run")),
+        loaded.length ? h("p", h("button.primary#try-run", { on: { click: () => tryRun(pick.value, eventText.value, configText.value, output) } }, "Run"))
+          : h("p.muted", "No plugin is loaded: put a .wasm file in the router's plugins folder."),
       ),
       output,
     ),
@@ -446,7 +456,7 @@ async function targets() {
         t.dead ? link("#/deliveries" + query({ state: "dead", target: t.name }), String(t.dead)) : num(0),
       ]), "targets-table"),
   );
-  refresh = setTimeout(() => route(true), 3000);
+  refresh = setTimeout(() => route(), 3000);
 }
 
 async function liveTail() {
@@ -457,8 +467,7 @@ async function liveTail() {
     h("p", status),
     h("table#live-table", h("thead", h("tr", ["Received", "Event", "Source", "Type"].map((c) => h("th", c)))), rows),
   );
-  live = new AbortController();
-  const res = await api("/api/stream", { stream: true, signal: live.signal });
+  const res = await api("/api/stream", { stream: true });
   status.textContent = "watching: new events appear at the top";
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -479,10 +488,10 @@ async function liveTail() {
         const a = JSON.parse(data);
         rows.prepend(h("tr.attempt", h("td", "→ " + a.target), h("td", eventLink(a.event_id)),
           h("td", state(a.outcome), ` attempt ${a.attempt}`), h("td", `${a.status ?? "no answer"} · ${a.duration_ms} ms`, a.error ? ` · ${a.error}` : "")));
-        while (rows.children.length > 200) rows.lastChild.remove();
       } else if (kind === "lagged") {
         rows.prepend(h("tr", h("td.muted", { colspan: 4 }, `… ${JSON.parse(data).missed} events went by too fast to show`)));
       }
+      while (rows.children.length > 200) rows.lastChild.remove();
     }
   }
   status.textContent = "the router closed the stream";
@@ -490,20 +499,18 @@ async function liveTail() {
 
 // ---- Routing ------------------------------------------------------------------
 
-async function route(again) {
+async function route() {
   clearTimeout(refresh);
-  if (!again && live) {
-    live.abort();
-    live = null;
-  }
+  navigation.abort();
+  navigation = new AbortController();
   if (!sessionStorage.getItem(TOKEN_KEY)) return signIn();
   nav.hidden = false;
-  const [path, search] = location.hash.slice(1).split("?");
-  const params = Object.fromEntries(new URLSearchParams(search || ""));
-  const parts = (path || "/").split("/").filter(Boolean).map(decodeURIComponent);
-  const page = parts[0] || "overview";
-  for (const a of nav.querySelectorAll("a")) a.classList.toggle("current", a.dataset.page === page);
   try {
+    const [path, search] = location.hash.slice(1).split("?");
+    const params = Object.fromEntries(new URLSearchParams(search || ""));
+    const parts = (path || "/").split("/").filter(Boolean).map(decodeURIComponent);
+    const page = parts[0] || "overview";
+    for (const a of nav.querySelectorAll("a")) a.classList.toggle("current", a.dataset.page === page);
     if (page === "overview") await overview();
     else if (page === "events" && parts[1]) await eventDetail(parts.slice(1).join("/"));
     else if (page === "events") await events(params);
@@ -515,7 +522,7 @@ async function route(again) {
   } catch (err) {
     if (err instanceof SignedOut) return signIn("Signed out: the token was refused.");
     if (err.name === "AbortError") return;
-    show(h("h1", "Something went wrong"), h("div.flash.bad#page-error", err.message));
+    show(h("h1", "That did not work"), h("div.flash.bad#page-error", err.message));
   }
 }
 

@@ -161,6 +161,22 @@ impl Browser {
             .unwrap();
     }
 
+    /// Wait until exactly `n` elements match `css`.
+    pub async fn wait_count(&self, css: &str, n: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let seen = self.count(css).await;
+            if seen == n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{css:?} matched {seen} elements, not {n}, for {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn count(&self, css: &str) -> usize {
         self.client
             .find_all(Locator::Css(css))

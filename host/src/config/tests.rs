@@ -329,3 +329,18 @@ fn durations_take_a_unit_and_refuse_overflow() {
         assert!(err.contains(why), "{text:?}: {err}");
     }
 }
+
+#[test]
+fn an_empty_admin_token_is_refused_not_an_open_door() {
+    for text in [
+        "[server]\nadmin_token = \"\"\n",
+        "[server]\nadmin_token = \"  \"\n",
+    ] {
+        let err = parse_text(text).unwrap_err().to_string();
+        assert!(
+            err.contains("server.admin_token") && err.contains("empty"),
+            "{err}"
+        );
+    }
+    assert!(parse_text("[server]\nadmin_token = \"t0ken\"\n").is_ok());
+}

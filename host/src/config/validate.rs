@@ -66,6 +66,18 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             "must be above 0",
         ));
     }
+    if s.admin_token
+        .as_ref()
+        .is_some_and(|t| t.0.trim().is_empty())
+    {
+        // `"${WASMHOOK_ADMIN_TOKEN}"` with the variable set but empty would
+        // otherwise open the admin API to a request with no token at all.
+        return Err(c.err(
+            None,
+            "server.admin_token",
+            "is empty (is its environment variable set but empty?): give a token, or remove the key to turn the admin API and the dashboard off",
+        ));
+    }
     let server = ServerConfig {
         listen,
         max_body_bytes: *s.max_body_bytes.get_ref() as usize,

@@ -92,7 +92,7 @@ pub async fn events(
     let given = |v: Option<String>| v.filter(|s| !s.is_empty());
     let query = EventQuery {
         source: given(p.source),
-        event_type: p.event_type,
+        event_type: given(p.event_type),
         state: event_state,
         before,
         since: p.since,
@@ -147,7 +147,10 @@ pub async fn deliveries(
         );
     };
     const STATES: [&str; 5] = ["pending", "in_flight", "retrying", "delivered", "dead"];
-    if let Some(s) = &p.state
+    // An empty parameter (a form's blank field) filters nothing.
+    let given = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let (state_filter, target, after) = (given(p.state), given(p.target), given(p.after));
+    if let Some(s) = &state_filter
         && !STATES.contains(&s.as_str())
     {
         return error(
@@ -157,9 +160,9 @@ pub async fn deliveries(
     }
     let limit = p.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let query = DeliveryQuery {
-        state: p.state,
-        target: p.target,
-        after: p.after,
+        state: state_filter,
+        target,
+        after,
         limit,
     };
     match state.store.deliveries(query).await {

@@ -127,10 +127,16 @@ pub async fn targets(State(state): State<AppState>, headers: HeaderMap) -> Respo
     Json(json!({ "targets": targets })).into_response()
 }
 
-/// The URL as an operator may see it: the password and every query value
-/// (where API keys and tokens go) replaced by `***`.
+/// The URL as an operator may see it: the user name, the password and
+/// every query value (where API keys and tokens go) replaced by `***`.
+/// The path is kept: it names the endpoint (a secret in the path, as in
+/// some chat webhooks, shows; the dashboard's users hold the admin token,
+/// which reads every event anyway).
 fn masked_url(url: &reqwest::Url) -> String {
     let mut url = url.clone();
+    if !url.username().is_empty() {
+        let _ = url.set_username("***");
+    }
     if url.password().is_some() {
         let _ = url.set_password(Some("***"));
     }
@@ -152,8 +158,12 @@ mod tests {
         let url = |s: &str| masked_url(&reqwest::Url::parse(s).unwrap());
         assert_eq!(
             url("https://bob:hunter2@example.test/hook?token=abc&v=2"),
-            "https://bob:***@example.test/hook?token=***&v=***"
+            "https://***:***@example.test/hook?token=***&v=***"
         );
         assert_eq!(url("http://127.0.0.1:9/x"), "http://127.0.0.1:9/x");
+        assert_eq!(
+            url("https://tok3n@example.test/"),
+            "https://***@example.test/"
+        );
     }
 }

@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 pub use client::Connection;
-use table::{cell, render, time};
+use table::{cell, printable, render, time};
 
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
@@ -50,6 +50,9 @@ pub enum DeliveriesCommand {
         target: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// The page after this delivery id (the `next` a full page ends with).
+        #[arg(long)]
+        after: Option<String>,
         #[command(flatten)]
         out: Output,
     },
@@ -247,10 +250,12 @@ fn show_event(e: &Value) -> String {
     out.push(String::new());
     out.push("body:".into());
     out.push(match e["body"].as_str() {
-        Some(text) => serde_json::from_str::<Value>(text)
-            .ok()
-            .and_then(|v| serde_json::to_string_pretty(&v).ok())
-            .unwrap_or_else(|| text.to_string()),
+        Some(text) => printable(
+            &serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or_else(|| text.to_string()),
+        ),
         None => format!("(binary, base64) {}", cell(&e["body_base64"])),
     });
     out.join("\n")
@@ -263,6 +268,7 @@ pub async fn deliveries(conn: &Connection, command: DeliveriesCommand) -> anyhow
             state,
             target,
             limit,
+            after,
             out,
         } => {
             let page = client
@@ -271,7 +277,8 @@ pub async fn deliveries(conn: &Connection, command: DeliveriesCommand) -> anyhow
                     query(&[
                         ("state", state),
                         ("target", target),
-                        ("limit", Some(limit.to_string()))
+                        ("after", after),
+                        ("limit", Some(limit.to_string())),
                     ])
                 ))
                 .await?;
@@ -297,6 +304,9 @@ pub async fn deliveries(conn: &Connection, command: DeliveriesCommand) -> anyhow
                     &["ID", "EVENT", "TARGET", "STATE", "ATTEMPTS", "LAST ERROR"],
                     &rows,
                 ))?;
+                if let Some(next) = page["next"].as_str() {
+                    eprintln!("more: --after {next}");
+                }
             }
         }
         DeliveriesCommand::Retry { id, out } => {

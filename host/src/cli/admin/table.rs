@@ -6,12 +6,33 @@ use serde_json::Value;
 const MAX_CELL: usize = 60;
 
 /// A value as a cell: strings bare, null empty, the rest as JSON.
+/// Control characters are escaped: the text is the sender's (or a
+/// target's), and must not drive the terminal (title, clipboard).
 pub fn cell(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => printable(s),
         other => other.to_string(),
     }
+}
+
+/// `text` with every control character but newline and tab escaped.
+pub fn printable(text: &str) -> String {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// A time in ms since the epoch, as UTC `YYYY-MM-DD HH:MM:SS`.
@@ -98,5 +119,10 @@ mod tests {
         assert_eq!(time(&json!(1_796_192_192_095u64)), "2026-12-02 06:16:32");
         assert_eq!(time(&json!(951_782_400_000u64)), "2000-02-29 00:00:00");
         assert_eq!(cell(&json!(null)), "");
+        assert_eq!(
+            cell(&json!("a\u{1b}]52;c;x\u{7}b")),
+            "a\\u{1b}]52;c;x\\u{7}b"
+        );
+        assert_eq!(printable("line\nnext"), "line\nnext");
     }
 }

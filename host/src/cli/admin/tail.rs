@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use super::client::AdminClient;
-use super::table::{cell, time};
+use super::table::{cell, printable, time};
 use super::{TailArgs, print};
 
 pub async fn tail(client: &AdminClient, args: TailArgs) -> anyhow::Result<ExitCode> {
@@ -17,12 +17,14 @@ pub async fn tail(client: &AdminClient, args: TailArgs) -> anyhow::Result<ExitCo
     };
     let mut response = client.stream(&path).await?;
     eprintln!("watching {} for new events (Ctrl-C to stop)", client.base);
-    let mut buffer = String::new();
+    // Bytes, decoded a whole message at a time: a chunk may end inside a
+    // character.
+    let mut buffer = Vec::new();
     while let Some(chunk) = response.chunk().await? {
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let message: String = buffer.drain(..end + 2).collect();
-            if let Some(line) = render(&message, args.json) {
+        buffer.extend_from_slice(&chunk);
+        while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
+            let message: Vec<u8> = buffer.drain(..end + 2).collect();
+            if let Some(line) = render(&String::from_utf8_lossy(&message), args.json) {
                 print(&line)?;
             }
         }
@@ -64,7 +66,7 @@ fn render(message: &str, json: bool) -> Option<String> {
             cell(&value["duration_ms"]),
             value["error"]
                 .as_str()
-                .map(|e| format!("  {e}"))
+                .map(|e| format!("  {}", printable(e)))
                 .unwrap_or_default()
         )),
         ("lagged", _) => Some(format!(
