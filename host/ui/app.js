@@ -65,7 +65,8 @@ const pct = (v) => (v === null || v === undefined ? "–" : `${(v * 100).toFixed
 const state = (s) => h("span.state." + String(s).replace(/[^a-z_]/g, ""), s);
 const short = (s, n = 12) => (s && s.length > n ? s.slice(0, n) + "…" : s || "");
 const link = (href, text) => h("a", { href }, text);
-const eventLink = (id) => link("#/events/" + encodeURIComponent(id), id);
+// Ids are unique per source: a link names both.
+const eventLink = (id, source) => link("#/events/" + encodeURIComponent(id) + query({ source }), id);
 
 function pretty(text) {
   if (text === null || text === undefined) return "";
@@ -258,7 +259,7 @@ async function events(params) {
     }, h("label", "Find by id", search), h("button", { type: "submit" }, "Open")),
     table(["Received", "Id", "Source", "Type", "State", "Deliveries", "Failed routes"],
       data.events.map((e) => [
-        time(e.received_at), eventLink(e.id), e.source, e.event_type || h("span.muted", "(none)"), state(e.state),
+        time(e.received_at), eventLink(e.id, e.source), e.source, e.event_type || h("span.muted", "(none)"), state(e.state),
         e.deliveries ? `${e.delivered}/${e.deliveries} delivered` + (e.dead ? `, ${e.dead} dead` : "") : h("span.muted", "none"),
         e.failed_routes ? state("failed") : "",
       ]), "events-table"),
@@ -267,14 +268,14 @@ async function events(params) {
   );
 }
 
-async function eventDetail(id) {
-  const e = await api("/api/events/" + encodeURIComponent(id));
+async function eventDetail(id, source) {
+  const e = await api("/api/events/" + encodeURIComponent(id) + query({ source }));
   const failedRoutes = new Set(e.failed_routes.map((f) => f.route));
   const body = e.body !== null && e.body !== undefined ? pretty(e.body) : `(binary, base64) ${e.body_base64}`;
   show(
     h("h1", "Event ", h("code#event-id", e.id)),
     h("p", state(e.state), " from ", h("b", e.source), " · type ", h("code", e.event_type || "(none)"),
-      " · received ", time(e.received_at), " · ", link("#/plugins" + query({ event: e.id }), "Try it with a plugin")),
+      " · received ", time(e.received_at), " · ", link("#/plugins" + query({ event: e.id, source: e.source }), "Try it with a plugin")),
     h("h2", "What each route did"),
     table(["Route", "Outcome", "Detail", ""], e.routes.map((r) => [
       r.route, state(r.outcome), routeDetail(r),
@@ -357,7 +358,7 @@ async function deliveries(params) {
       params.target ? h("button#replay", { type: "button", on: { click: () => replay(params.target) } },
         `Replay ${params.target}'s dead deliveries`) : null),
     table(["Id", "Event", "Target", "Route", "State", "Attempts", "Last error", ""], data.deliveries.map((d) => [
-      h("code", short(d.id, 20)), eventLink(d.event_id), d.target, d.route, state(d.state), num(d.attempts),
+      h("code", short(d.id, 20)), eventLink(d.event_id, d.source), d.target, d.route, state(d.state), num(d.attempts),
       d.last_error || "",
       d.state !== "in_flight" && d.state !== "delivered" ? h("button.retry", { on: { click: () => retry(d.id) } }, "Retry") : "",
     ]), "deliveries-table"),
@@ -382,7 +383,7 @@ async function plugins(params) {
   const data = await api("/api/plugins");
   let sample = SAMPLE_EVENT;
   if (params.event) {
-    const e = await api("/api/events/" + encodeURIComponent(params.event)).catch(() => null);
+    const e = await api("/api/events/" + encodeURIComponent(params.event) + query({ source: params.source })).catch(() => null);
     if (e) {
       sample = { id: e.id, source: e.source, type: e.event_type, headers: Object.fromEntries(e.headers) };
       if (e.body !== null && e.body !== undefined) {
@@ -483,10 +484,10 @@ async function liveTail() {
       const data = message.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
       if (kind === "event") {
         const e = JSON.parse(data);
-        rows.prepend(h("tr", [time(e.received_at), eventLink(e.id), e.source, e.event_type].map((c) => h("td", c))));
+        rows.prepend(h("tr", [time(e.received_at), eventLink(e.id, e.source), e.source, e.event_type].map((c) => h("td", c))));
       } else if (kind === "attempt") {
         const a = JSON.parse(data);
-        rows.prepend(h("tr.attempt", h("td", "→ " + a.target), h("td", eventLink(a.event_id)),
+        rows.prepend(h("tr.attempt", h("td", "→ " + a.target), h("td", eventLink(a.event_id, a.source)),
           h("td", state(a.outcome), ` attempt ${a.attempt}`), h("td", `${a.status ?? "no answer"} · ${a.duration_ms} ms`, a.error ? ` · ${a.error}` : "")));
       } else if (kind === "lagged") {
         rows.prepend(h("tr", h("td.muted", { colspan: 4 }, `… ${JSON.parse(data).missed} events went by too fast to show`)));
@@ -512,7 +513,7 @@ async function route() {
     const page = parts[0] || "overview";
     for (const a of nav.querySelectorAll("a")) a.classList.toggle("current", a.dataset.page === page);
     if (page === "overview") await overview();
-    else if (page === "events" && parts[1]) await eventDetail(parts.slice(1).join("/"));
+    else if (page === "events" && parts[1]) await eventDetail(parts.slice(1).join("/"), params.source);
     else if (page === "events") await events(params);
     else if (page === "deliveries") await deliveries(params);
     else if (page === "plugins") await plugins(params);

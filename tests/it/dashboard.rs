@@ -94,6 +94,28 @@ async fn the_event_list_filters_pages_and_refuses_bad_parameters() {
     let created = &by_source["events"][0];
     assert_eq!(created["deliveries"], 0);
 
+    // Ids are unique per source: the same id from two sources is two
+    // events, and `?source=` picks one.
+    for source in ["s", "other"] {
+        let (status, _) = router
+            .ingest(
+                source,
+                format!(r#"{{"from":"{source}"}}"#),
+                &[("webhook-id", "shared-1")],
+            )
+            .await;
+        assert_eq!(status, 202);
+    }
+    let (_, first) = router.api("/api/events/shared-1").await;
+    assert_eq!(first["source"], "s", "the first received, without a source");
+    let (status, other) = router.api("/api/events/shared-1?source=other").await;
+    assert_eq!(
+        (status, &other["source"]),
+        (200, &json!("other")),
+        "{other}"
+    );
+    assert_eq!(router.api("/api/events/shared-1?source=nope").await.0, 404);
+
     for bad in ["state=lost", "before=yesterday", "limit=x", "colour=red"] {
         let (status, body) = router.api(&format!("/api/events?{bad}")).await;
         assert_eq!(status, 400, "{bad}: {body}");
@@ -103,7 +125,7 @@ async fn the_event_list_filters_pages_and_refuses_bad_parameters() {
         .api("/api/events?state=&source=&type=&limit=100")
         .await;
     assert_eq!(status, 200, "empty filters filter nothing");
-    assert_eq!(ids(&unfiltered).len(), 7, "{unfiltered}");
+    assert_eq!(ids(&unfiltered).len(), 9, "{unfiltered}");
     let (status, all) = router.api("/api/deliveries?state=&target=&after=").await;
     assert_eq!(status, 200, "{all}");
 }

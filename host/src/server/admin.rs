@@ -109,14 +109,27 @@ pub async fn events(
     }
 }
 
-/// `GET /api/events/{id}`: the event, its failed routes, deliveries and attempts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventParams {
+    /// Ids are unique per source: name it when two sources may share one.
+    source: Option<String>,
+}
+
+/// `GET /api/events/{id}[?source=S]`: the event, its failed routes,
+/// deliveries and attempts.
 pub async fn event(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    params: Result<Query<EventParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     authorized!(state, headers);
-    match state.store.event(&id).await {
+    let Ok(Query(p)) = params else {
+        return error(StatusCode::BAD_REQUEST, "query parameter: source");
+    };
+    let source = p.source.filter(|s| !s.is_empty());
+    match state.store.event_in(source.as_deref(), &id).await {
         Ok(Some(record)) => Json(record).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no event has id {id:?}")),
         Err(e) => unavailable(e),

@@ -412,7 +412,16 @@ pub trait Store: Send + Sync + 'static {
     async fn stats(&self) -> Result<QueueStats, StoreError>;
 
     // The admin API.
-    async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError>;
+    /// The event with this id: from `source`, or, with none given, the
+    /// first received of any source (ids are unique per source).
+    async fn event_in(
+        &self,
+        source: Option<&str>,
+        id: &str,
+    ) -> Result<Option<EventRecord>, StoreError>;
+    async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        self.event_in(None, id).await
+    }
     /// A page of events, newest first (`GET /api/events`).
     async fn events(&self, query: EventQuery) -> Result<Vec<EventSummary>, StoreError>;
     async fn deliveries(&self, query: DeliveryQuery) -> Result<Vec<DeliveryRecord>, StoreError>;

@@ -34,6 +34,9 @@ pub enum EventsCommand {
     /// One event: its routes, deliveries and attempts.
     Show {
         id: String,
+        /// The event's source, when two sources may use the same id.
+        #[arg(long)]
+        source: Option<String>,
         #[command(flatten)]
         out: Output,
     },
@@ -191,8 +194,14 @@ pub async fn events(conn: &Connection, command: EventsCommand) -> anyhow::Result
                 ))?;
             }
         }
-        EventsCommand::Show { id, out } => {
-            let e = client.get(&format!("/api/events/{}", segment(&id))).await?;
+        EventsCommand::Show { id, source, out } => {
+            let e = client
+                .get(&format!(
+                    "/api/events/{}{}",
+                    segment(&id),
+                    query(&[("source", source)])
+                ))
+                .await?;
             if out.json {
                 print_json(&e)?;
             } else {

@@ -885,15 +885,20 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+    async fn event_in(
+        &self,
+        source: Option<&str>,
+        id: &str,
+    ) -> Result<Option<EventRecord>, StoreError> {
         let c = self.client().await?;
         let Some(r) = c
             .query_opt(
                 &format!(
-                    "SELECT {EVENT_COLUMNS}, state, routes FROM events WHERE id = $1
+                    "SELECT {EVENT_COLUMNS}, state, routes FROM events
+                     WHERE id = $1 AND ($2::text IS NULL OR source = $2)
                      ORDER BY received_at LIMIT 1"
                 ),
-                &[&id],
+                &[&id, &source],
             )
             .await
             .map_err(pg)?

@@ -632,9 +632,15 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
-        let id = id.to_string();
-        self.reader.run(move |t| rows::event_record(t, &id)).await
+    async fn event_in(
+        &self,
+        source: Option<&str>,
+        id: &str,
+    ) -> Result<Option<EventRecord>, StoreError> {
+        let (source, id) = (source.map(str::to_string), id.to_string());
+        self.reader
+            .run(move |t| rows::event_record(t, source.as_deref(), &id))
+            .await
     }
 
     async fn events(&self, q: EventQuery) -> Result<Vec<EventSummary>, StoreError> {

@@ -130,12 +130,16 @@ pub fn delivery_record(r: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
 
 /// The event `id` (from any source; the first received if several) with its
 /// failed routes, deliveries and attempts.
-pub fn event_record(t: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<EventRecord>> {
+pub fn event_record(
+    t: &Transaction<'_>,
+    source: Option<&str>,
+    id: &str,
+) -> rusqlite::Result<Option<EventRecord>> {
     let found = t
         .query_row(
             "SELECT source, id, event_type, received_at, headers, body, state, routes FROM events
-             WHERE id = ?1 ORDER BY received_at LIMIT 1",
-            [id],
+             WHERE id = ?1 AND (?2 IS NULL OR source = ?2) ORDER BY received_at LIMIT 1",
+            params![id, source],
             |r| {
                 Ok((
                     event_from_row(r)?,
