@@ -92,15 +92,25 @@ pub async fn run(
     };
     let mut config = Vec::with_capacity(req.config.len());
     for (k, v) in req.config {
-        let v = match v {
-            Value::String(s) => s,
-            Value::Number(_) | Value::Bool(_) => v.to_string(),
-            _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("config {k:?}: values are strings, numbers or booleans"),
-                );
-            }
+        // As a route's `config` takes them: a list is joined with commas.
+        let scalar = |v: &Value| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
+            _ => None,
+        };
+        let v = match &v {
+            Value::Array(items) => items
+                .iter()
+                .map(scalar)
+                .collect::<Option<Vec<_>>>()
+                .map(|l| l.join(",")),
+            other => scalar(other),
+        };
+        let Some(v) = v else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("config {k:?}: values are strings, numbers, booleans or lists of them"),
+            );
         };
         config.push((k, v));
     }

@@ -28,6 +28,10 @@ pub enum EventsCommand {
         /// How many (1–1000).
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Older than this: a page's `next` (printed as `more: --before …`),
+        /// or ms since the epoch.
+        #[arg(long)]
+        before: Option<String>,
         #[command(flatten)]
         out: Output,
     },
@@ -146,6 +150,7 @@ pub async fn events(conn: &Connection, command: EventsCommand) -> anyhow::Result
             event_type,
             state,
             limit,
+            before,
             out,
         } => {
             let page = client
@@ -155,6 +160,7 @@ pub async fn events(conn: &Connection, command: EventsCommand) -> anyhow::Result
                         ("source", source),
                         ("type", event_type),
                         ("state", state),
+                        ("before", before),
                         ("limit", Some(limit.to_string())),
                     ])
                 ))
@@ -192,6 +198,9 @@ pub async fn events(conn: &Connection, command: EventsCommand) -> anyhow::Result
                     ],
                     &rows,
                 ))?;
+                if let Some(next) = page["next"].as_str() {
+                    eprintln!("more: --before {next}");
+                }
             }
         }
         EventsCommand::Show { id, source, out } => {

@@ -69,7 +69,8 @@ fn render(message: &str, json: bool) -> Option<String> {
                 .map(|e| format!("  {}", printable(e)))
                 .unwrap_or_default()
         )),
-        ("lagged", _) => Some(format!(
+        ("lagged", true) => Some(serde_json::json!({ "lagged": value }).to_string()),
+        ("lagged", false) => Some(format!(
             "… {} events went by too fast to show",
             cell(&value["missed"])
         )),

@@ -579,7 +579,7 @@ impl Store for PostgresStore {
                          WHERE (id, source) = (
                              SELECT id, source FROM events
                              WHERE state = 'received' AND (lease_until IS NULL OR lease_until <= wasmhook_now_ms())
-                             ORDER BY received_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+                             ORDER BY received_at, source LIMIT 1 FOR UPDATE SKIP LOCKED)
                          RETURNING {EVENT_COLUMNS}"
                     ))
                     .await
@@ -896,7 +896,7 @@ impl Store for PostgresStore {
                 &format!(
                     "SELECT {EVENT_COLUMNS}, state, routes FROM events
                      WHERE id = $1 AND ($2::text IS NULL OR source = $2)
-                     ORDER BY received_at LIMIT 1"
+                     ORDER BY received_at, source LIMIT 1"
                 ),
                 &[&id, &source],
             )

@@ -138,7 +138,7 @@ pub fn event_record(
     let found = t
         .query_row(
             "SELECT source, id, event_type, received_at, headers, body, state, routes FROM events
-             WHERE id = ?1 AND (?2 IS NULL OR source = ?2) ORDER BY received_at LIMIT 1",
+             WHERE id = ?1 AND (?2 IS NULL OR source = ?2) ORDER BY received_at, source LIMIT 1",
             params![id, source],
             |r| {
                 Ok((
