@@ -1,7 +1,7 @@
 //! The commands around the router: `send`, `listen`, `plugin run`, and SIGTERM.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 
 use wasmhook_e2e::{Behaviour, Receiver, Router, Signal, plugin_wasm};
 
@@ -13,6 +13,23 @@ fn wasmhook() -> Command {
     Command::new(wasmhook_e2e::binary())
 }
 
+/// Spawn a long-running command with piped output, and wait for its first
+/// line on stderr, which must say `ready` (it is listening, or watching).
+/// Returns the child and the rest of its stderr, kept open so that it does
+/// not die writing to a closed pipe.
+fn started(command: &mut Command, ready: &str) -> (Child, BufReader<ChildStderr>) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains(ready), "{line}");
+    (child, stderr)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn send_posts_with_the_sources_type_header_and_listen_verifies_the_signature() {
     // `listen` on a free port: bind :0 first to find one.
@@ -21,16 +38,10 @@ async fn send_posts_with_the_sources_type_header_and_listen_verifies_the_signatu
         .local_addr()
         .unwrap()
         .port();
-    let mut listen = wasmhook()
-        .args(["listen", "--port", &port.to_string(), "--secret", SECRET])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = BufReader::new(listen.stderr.take().unwrap());
-    let mut line = String::new();
-    ready.read_line(&mut line).unwrap();
-    assert!(line.contains("listening on"), "{line}");
+    let (mut listen, _stderr) = started(
+        wasmhook().args(["listen", "--port", &port.to_string(), "--secret", SECRET]),
+        "listening on",
+    );
 
     let config = format!(
         "[[sources]]\nname = \"gh\"\nevent_type = {{ header = \"x-github-event\" }}\n\n\
@@ -429,19 +440,14 @@ async fn admin_commands_list_show_retry_replay_and_tail() {
     );
 
     // `tail` prints each new event as it comes.
-    let mut tail = wasmhook()
-        .args(["tail", "--json"])
-        .env("WASMHOOK_URL", router.url(""))
-        .env("WASMHOOK_ADMIN_TOKEN", wasmhook_e2e::ADMIN_TOKEN)
-        .env("WASMHOOK_CONFIG", "/nonexistent/wasmhook.toml")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut watching = BufReader::new(tail.stderr.take().unwrap());
-    let mut line = String::new();
-    watching.read_line(&mut line).unwrap();
-    assert!(line.contains("watching"), "{line}");
+    let (mut tail, _stderr) = started(
+        wasmhook()
+            .args(["tail", "--json"])
+            .env("WASMHOOK_URL", router.url(""))
+            .env("WASMHOOK_ADMIN_TOKEN", wasmhook_e2e::ADMIN_TOKEN)
+            .env("WASMHOOK_CONFIG", "/nonexistent/wasmhook.toml"),
+        "watching",
+    );
     let (_, answer) = router.ingest("s", r#"{"n":2}"#, &[]).await;
     let fresh = answer["id"].as_str().unwrap().to_string();
     let stdout = tail.stdout.take().unwrap();

@@ -67,35 +67,35 @@ pub enum Command {
         #[command(subcommand)]
         command: admin::EventsCommand,
         #[command(flatten)]
-        conn: admin::Connection,
+        conn: admin::AdminConnection,
     },
     /// Deliveries in a running router: list, retry (admin API).
     Deliveries {
         #[command(subcommand)]
         command: admin::DeliveriesCommand,
         #[command(flatten)]
-        conn: admin::Connection,
+        conn: admin::AdminConnection,
     },
     /// Targets of a running router: list, replay (admin API).
     Targets {
         #[command(subcommand)]
         command: admin::TargetsCommand,
         #[command(flatten)]
-        conn: admin::Connection,
+        conn: admin::AdminConnection,
     },
     /// Plugins loaded in a running router (admin API).
     Plugins {
         #[command(subcommand)]
         command: admin::PluginsCommand,
         #[command(flatten)]
-        conn: admin::Connection,
+        conn: admin::AdminConnection,
     },
     /// Print events live as a running router accepts them.
     Tail {
         #[command(flatten)]
         args: admin::TailArgs,
         #[command(flatten)]
-        conn: admin::Connection,
+        conn: admin::AdminConnection,
     },
 }
 

@@ -89,7 +89,6 @@ pub async fn events(
     };
     let limit = p.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     // An empty parameter (a form's blank field) filters nothing.
-    let given = |v: Option<String>| v.filter(|s| !s.is_empty());
     let query = EventQuery {
         source: given(p.source),
         event_type: given(p.event_type),
@@ -161,7 +160,6 @@ pub async fn deliveries(
     };
     const STATES: [&str; 5] = ["pending", "in_flight", "retrying", "delivered", "dead"];
     // An empty parameter (a form's blank field) filters nothing.
-    let given = |v: Option<String>| v.filter(|s| !s.is_empty());
     let (state_filter, target, after) = (given(p.state), given(p.target), given(p.after));
     if let Some(s) = &state_filter
         && !STATES.contains(&s.as_str())
@@ -288,4 +286,10 @@ pub async fn rerun_event(
         Json(json!({ "id": id, "routes": results })),
     )
         .into_response()
+}
+
+/// A query parameter, where an empty one (`?source=`, as a form sends an
+/// empty field) means not given.
+fn given(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.is_empty())
 }

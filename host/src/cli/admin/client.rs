@@ -11,23 +11,15 @@ use serde_json::Value;
 
 use crate::config::{self, Config};
 
-/// How to reach the router.
+/// How to reach the router (`send` and the admin commands).
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
     /// The router's base URL (default: from the config's server.listen,
     /// else http://127.0.0.1:8080).
     #[arg(long, env = "WASMHOOK_URL", global = true)]
     pub url: Option<String>,
-    /// The admin token (default: the config's server.admin_token).
-    #[arg(
-        long,
-        env = "WASMHOOK_ADMIN_TOKEN",
-        hide_env_values = true,
-        global = true
-    )]
-    pub token: Option<String>,
-    /// Config file, read for the listen address and the token when they are
-    /// not given.
+    /// Config file, read for the listen address (and the admin token) when
+    /// they are not given.
     #[arg(
         long,
         default_value = "wasmhook.toml",
@@ -51,23 +43,40 @@ impl Connection {
             (None, None) => "http://127.0.0.1:8080".to_string(),
         }
     }
+}
 
+/// How to reach the router's admin API: where it is, and the token.
+#[derive(Debug, Clone, Args)]
+pub struct AdminConnection {
+    #[command(flatten)]
+    pub router: Connection,
+    /// The admin token (default: the config's server.admin_token).
+    #[arg(
+        long,
+        env = "WASMHOOK_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub token: Option<String>,
+}
+
+impl AdminConnection {
     /// A client for the admin API.
-    pub fn admin(&self) -> anyhow::Result<AdminClient> {
-        let config = self.load_config();
+    pub fn client(&self) -> anyhow::Result<AdminClient> {
+        let config = self.router.load_config();
         let token = match (&self.token, &config) {
             (Some(t), _) => t.clone(),
             (None, Some(c)) => match &c.server.admin_token {
                 Some(t) => String::from_utf8_lossy(t.expose()).into_owned(),
                 None => bail!(
                     "no admin token: pass --token or set WASMHOOK_ADMIN_TOKEN (the config at {} has no server.admin_token)",
-                    self.config.display()
+                    self.router.config.display()
                 ),
             },
             (None, None) => bail!("no admin token: pass --token or set WASMHOOK_ADMIN_TOKEN"),
         };
         Ok(AdminClient {
-            base: self.base_url(config.as_ref()),
+            base: self.router.base_url(config.as_ref()),
             token,
             http: reqwest::Client::new(),
         })

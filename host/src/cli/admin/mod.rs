@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-pub use client::Connection;
+pub use client::{AdminConnection, Connection};
 use table::{cell, printable, render, time};
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +124,33 @@ fn print_json(v: &Value) -> anyhow::Result<()> {
     print(&serde_json::to_string_pretty(v)?)
 }
 
+/// A listing: with `--json` the API's answer as it came; else `answer[key]`
+/// as a table, one `row` per item, and then, when the answer has a `next`
+/// page, how to ask for it (`more` names the flag).
+fn print_list(
+    answer: &Value,
+    key: &str,
+    out: &Output,
+    head: &[&str],
+    row: impl Fn(&Value) -> Vec<String>,
+    more: Option<&str>,
+) -> anyhow::Result<()> {
+    if out.json {
+        return print_json(answer);
+    }
+    let rows: Vec<Vec<String>> = answer[key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(row)
+        .collect();
+    print(&render(head, &rows))?;
+    if let (Some(flag), Some(next)) = (more, answer["next"].as_str()) {
+        eprintln!("more: {flag} {next}");
+    }
+    Ok(())
+}
+
 /// `key=value&…` of the given values, URL-encoded.
 fn query(pairs: &[(&str, Option<String>)]) -> String {
     let mut url = reqwest::Url::parse("http://q/").expect("a valid URL");
@@ -142,8 +169,8 @@ fn segment(s: &str) -> String {
     url.path()[1..].to_string()
 }
 
-pub async fn events(conn: &Connection, command: EventsCommand) -> anyhow::Result<ExitCode> {
-    let client = conn.admin()?;
+pub async fn events(conn: &AdminConnection, command: EventsCommand) -> anyhow::Result<ExitCode> {
+    let client = conn.client()?;
     match command {
         EventsCommand::List {
             source,
@@ -165,43 +192,34 @@ pub async fn events(conn: &Connection, command: EventsCommand) -> anyhow::Result
                     ])
                 ))
                 .await?;
-            if out.json {
-                print_json(&page)?;
-            } else {
-                let rows: Vec<Vec<String>> = page["events"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|e| {
-                        vec![
-                            time(&e["received_at"]),
-                            cell(&e["id"]),
-                            cell(&e["source"]),
-                            cell(&e["event_type"]),
-                            cell(&e["state"]),
-                            format!("{}/{}", cell(&e["delivered"]), cell(&e["deliveries"])),
-                            cell(&e["dead"]),
-                            cell(&e["failed_routes"]),
-                        ]
-                    })
-                    .collect();
-                print(&render(
-                    &[
-                        "RECEIVED (UTC)",
-                        "ID",
-                        "SOURCE",
-                        "TYPE",
-                        "STATE",
-                        "DELIVERED",
-                        "DEAD",
-                        "FAILED ROUTES",
-                    ],
-                    &rows,
-                ))?;
-                if let Some(next) = page["next"].as_str() {
-                    eprintln!("more: --before {next}");
-                }
-            }
+            print_list(
+                &page,
+                "events",
+                &out,
+                &[
+                    "RECEIVED (UTC)",
+                    "ID",
+                    "SOURCE",
+                    "TYPE",
+                    "STATE",
+                    "DELIVERED",
+                    "DEAD",
+                    "FAILED ROUTES",
+                ],
+                |e| {
+                    vec![
+                        time(&e["received_at"]),
+                        cell(&e["id"]),
+                        cell(&e["source"]),
+                        cell(&e["event_type"]),
+                        cell(&e["state"]),
+                        format!("{}/{}", cell(&e["delivered"]), cell(&e["deliveries"])),
+                        cell(&e["dead"]),
+                        cell(&e["failed_routes"]),
+                    ]
+                },
+                Some("--before"),
+            )?;
         }
         EventsCommand::Show { id, source, out } => {
             let e = client
@@ -279,8 +297,11 @@ fn show_event(e: &Value) -> String {
     out.join("\n")
 }
 
-pub async fn deliveries(conn: &Connection, command: DeliveriesCommand) -> anyhow::Result<ExitCode> {
-    let client = conn.admin()?;
+pub async fn deliveries(
+    conn: &AdminConnection,
+    command: DeliveriesCommand,
+) -> anyhow::Result<ExitCode> {
+    let client = conn.client()?;
     match command {
         DeliveriesCommand::List {
             state,
@@ -300,32 +321,23 @@ pub async fn deliveries(conn: &Connection, command: DeliveriesCommand) -> anyhow
                     ])
                 ))
                 .await?;
-            if out.json {
-                print_json(&page)?;
-            } else {
-                let rows: Vec<Vec<String>> = page["deliveries"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|d| {
-                        vec![
-                            cell(&d["id"]),
-                            cell(&d["event_id"]),
-                            cell(&d["target"]),
-                            cell(&d["state"]),
-                            cell(&d["attempts"]),
-                            cell(&d["last_error"]),
-                        ]
-                    })
-                    .collect();
-                print(&render(
-                    &["ID", "EVENT", "TARGET", "STATE", "ATTEMPTS", "LAST ERROR"],
-                    &rows,
-                ))?;
-                if let Some(next) = page["next"].as_str() {
-                    eprintln!("more: --after {next}");
-                }
-            }
+            print_list(
+                &page,
+                "deliveries",
+                &out,
+                &["ID", "EVENT", "TARGET", "STATE", "ATTEMPTS", "LAST ERROR"],
+                |d| {
+                    vec![
+                        cell(&d["id"]),
+                        cell(&d["event_id"]),
+                        cell(&d["target"]),
+                        cell(&d["state"]),
+                        cell(&d["attempts"]),
+                        cell(&d["last_error"]),
+                    ]
+                },
+                Some("--after"),
+            )?;
         }
         DeliveriesCommand::Retry { id, out } => {
             let answer = client
@@ -354,50 +366,44 @@ fn since_ms(since: &str, now_ms: u64) -> anyhow::Result<u64> {
     Ok(now_ms.saturating_sub(back.as_millis() as u64))
 }
 
-pub async fn targets(conn: &Connection, command: TargetsCommand) -> anyhow::Result<ExitCode> {
-    let client = conn.admin()?;
+pub async fn targets(conn: &AdminConnection, command: TargetsCommand) -> anyhow::Result<ExitCode> {
+    let client = conn.client()?;
     match command {
         TargetsCommand::List { out } => {
             let answer = client.get("/api/targets").await?;
-            if out.json {
-                print_json(&answer)?;
-            } else {
-                let pct = |v: &Value| {
-                    v.as_f64()
-                        .map_or(String::new(), |r| format!("{:.1}%", r * 100.0))
-                };
-                let ms = |v: &Value| v.as_f64().map_or(String::new(), |m| format!("{m:.1} ms"));
-                let rows: Vec<Vec<String>> = answer["targets"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|t| {
-                        vec![
-                            cell(&t["name"]),
-                            cell(&t["state"]),
-                            cell(&t["backlog"]),
-                            cell(&t["in_flight"]),
-                            cell(&t["dead"]),
-                            pct(&t["success_rate"]),
-                            ms(&t["p99_ms"]),
-                            cell(&t["url"]),
-                        ]
-                    })
-                    .collect();
-                print(&render(
-                    &[
-                        "NAME",
-                        "STATE",
-                        "BACKLOG",
-                        "IN FLIGHT",
-                        "DEAD",
-                        "SUCCESS",
-                        "P99",
-                        "URL",
-                    ],
-                    &rows,
-                ))?;
-            }
+            let pct = |v: &Value| {
+                v.as_f64()
+                    .map_or(String::new(), |r| format!("{:.1}%", r * 100.0))
+            };
+            let ms = |v: &Value| v.as_f64().map_or(String::new(), |m| format!("{m:.1} ms"));
+            print_list(
+                &answer,
+                "targets",
+                &out,
+                &[
+                    "NAME",
+                    "STATE",
+                    "BACKLOG",
+                    "IN FLIGHT",
+                    "DEAD",
+                    "SUCCESS",
+                    "P99",
+                    "URL",
+                ],
+                |t| {
+                    vec![
+                        cell(&t["name"]),
+                        cell(&t["state"]),
+                        cell(&t["backlog"]),
+                        cell(&t["in_flight"]),
+                        cell(&t["dead"]),
+                        pct(&t["success_rate"]),
+                        ms(&t["p99_ms"]),
+                        cell(&t["url"]),
+                    ]
+                },
+                None,
+            )?;
         }
         TargetsCommand::Replay { name, since, out } => {
             let since = since
@@ -424,48 +430,41 @@ pub async fn targets(conn: &Connection, command: TargetsCommand) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn plugins(conn: &Connection, command: PluginsCommand) -> anyhow::Result<ExitCode> {
-    let client = conn.admin()?;
+pub async fn plugins(conn: &AdminConnection, command: PluginsCommand) -> anyhow::Result<ExitCode> {
+    let client = conn.client()?;
     let PluginsCommand::List { out } = command;
     let answer = client.get("/api/plugins").await?;
-    if out.json {
-        print_json(&answer)?;
-    } else {
-        let rows: Vec<Vec<String>> = answer["plugins"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|p| {
-                let version = cell(&p["version"]);
-                vec![
-                    cell(&p["name"]),
-                    version.chars().take(12).collect(),
-                    cell(&p["language"]),
-                    time(&p["loaded_at"]),
-                    cell(&p["calls"]),
-                    cell(&p["errors"]),
-                    cell(&p["last_error"]),
-                ]
-            })
-            .collect();
-        print(&render(
-            &[
-                "NAME",
-                "VERSION",
-                "LANGUAGE",
-                "LOADED (UTC)",
-                "CALLS",
-                "ERRORS",
-                "LAST ERROR",
-            ],
-            &rows,
-        ))?;
-    }
+    print_list(
+        &answer,
+        "plugins",
+        &out,
+        &[
+            "NAME",
+            "VERSION",
+            "LANGUAGE",
+            "LOADED (UTC)",
+            "CALLS",
+            "ERRORS",
+            "LAST ERROR",
+        ],
+        |p| {
+            vec![
+                cell(&p["name"]),
+                cell(&p["version"]).chars().take(12).collect(),
+                cell(&p["language"]),
+                time(&p["loaded_at"]),
+                cell(&p["calls"]),
+                cell(&p["errors"]),
+                cell(&p["last_error"]),
+            ]
+        },
+        None,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn tail(conn: &Connection, args: TailArgs) -> anyhow::Result<ExitCode> {
-    tail::tail(&conn.admin()?, args).await
+pub async fn tail(conn: &AdminConnection, args: TailArgs) -> anyhow::Result<ExitCode> {
+    tail::tail(&conn.client()?, args).await
 }
 
 #[cfg(test)]

@@ -11,10 +11,10 @@ use super::table::{cell, printable, time};
 use super::{TailArgs, print};
 
 pub async fn tail(client: &AdminClient, args: TailArgs) -> anyhow::Result<ExitCode> {
-    let path = match &args.source {
-        Some(s) => format!("/api/stream?source={}", super::segment(s)),
-        None => "/api/stream".to_string(),
-    };
+    let path = format!(
+        "/api/stream{}",
+        super::query(&[("source", args.source.clone())])
+    );
     let mut response = client.stream(&path).await?;
     eprintln!("watching {} for new events (Ctrl-C to stop)", client.base);
     // Bytes, decoded a whole message at a time: a chunk may end inside a
