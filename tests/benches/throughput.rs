@@ -159,6 +159,7 @@ async fn end_to_end(s: Scenario<'_>, body: &str, n: u64, raw: f64) -> f64 {
     let pace = Pace::Closed {
         connections: SENDERS / nodes,
     };
+    let cost = Cost::start(routers.iter().map(Router::pid).collect());
     let start = Instant::now();
     // Each node's generator on its thread, all at once.
     let running: Vec<_> = routers
@@ -185,10 +186,11 @@ async fn end_to_end(s: Scenario<'_>, body: &str, n: u64, raw: f64) -> f64 {
         sink.received()
     );
     let delivered = start.elapsed();
+    let cost = cost.report(n);
     let lat = sink.take_latencies();
     let rate = n as f64 / delivered.as_secs_f64();
     println!(
-        "{:<17} {:<15} {n} events, {SENDERS} senders: ingest {:>6.0}/s, delivered {rate:>6.0}/s ({:.3} of raw)  e2e p50 {:>6.2} ms  p99 {:>6.2} ms",
+        "{:<17} {:<15} {n} events, {SENDERS} senders: ingest {:>6.0}/s, delivered {rate:>6.0}/s ({:.3} of raw)  e2e p50 {:>6.2} ms  p99 {:>6.2} ms  {cost}",
         s.storage.label(),
         if s.plugin {
             "redact plugin"
@@ -273,6 +275,77 @@ async fn flat(n: u64, body: &str) {
         quantile(&lat, 0.99) as f64 / 1e3,
     );
     println!("    per second: {seconds:?}");
+}
+
+/// CPU time a process has used so far (all its threads, user and system),
+/// in seconds (Linux).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name, which is in parentheses and may hold spaces:
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after it.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / ticks_per_second()
+}
+
+/// `/proc` counts CPU time in USER_HZ ticks, which Linux fixes at 100 a
+/// second for user space whatever the kernel's own tick.
+fn ticks_per_second() -> f64 {
+    100.0
+}
+
+/// The machine's CPU time so far, and how much of it the hypervisor gave to
+/// others ("steal"), in ticks: a shared machine's noise, made visible.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    (cpu.iter().sum(), cpu.get(7).copied().unwrap_or(0))
+}
+
+/// What a run cost: the routers' CPU time per event, and the share of the
+/// machine's time stolen by its neighbours meanwhile.
+struct Cost {
+    pids: Vec<u32>,
+    router_cpu: f64,
+    machine: (u64, u64),
+}
+
+impl Cost {
+    fn start(pids: Vec<u32>) -> Self {
+        Cost {
+            router_cpu: pids.iter().map(|p| cpu_secs(*p)).sum(),
+            machine: machine_ticks(),
+            pids,
+        }
+    }
+
+    /// "router X µs CPU/event, steal Y %".
+    fn report(&self, events: u64) -> String {
+        let used: f64 = self.pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - self.router_cpu;
+        let (total, steal) = machine_ticks();
+        let stolen = (steal - self.machine.1) as f64 / (total - self.machine.0).max(1) as f64;
+        format!(
+            "router {:>4.0} µs CPU/event, steal {:>2.0} %",
+            used * 1e6 / events as f64,
+            stolen * 100.0
+        )
+    }
 }
 
 /// Resident memory of a process, and its peak, in MiB (Linux).
