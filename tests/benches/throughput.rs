@@ -294,14 +294,12 @@ fn cpu_secs(pid: u32) -> f64 {
             .and_then(|f| f.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (ticks(11) + ticks(12)) / ticks_per_second()
+    (ticks(11) + ticks(12)) / USER_HZ
 }
 
 /// `/proc` counts CPU time in USER_HZ ticks, which Linux fixes at 100 a
 /// second for user space whatever the kernel's own tick.
-fn ticks_per_second() -> f64 {
-    100.0
-}
+const USER_HZ: f64 = 100.0;
 
 /// The machine's CPU time so far, and how much of it the hypervisor gave to
 /// others ("steal"), in ticks: a shared machine's noise, made visible.
@@ -328,18 +326,25 @@ struct Cost {
 
 impl Cost {
     fn start(pids: Vec<u32>) -> Self {
-        Cost {
-            router_cpu: pids.iter().map(|p| cpu_secs(*p)).sum(),
-            machine: machine_ticks(),
+        let mut cost = Cost {
             pids,
-        }
+            router_cpu: 0.0,
+            machine: machine_ticks(),
+        };
+        cost.router_cpu = cost.routers_cpu();
+        cost
+    }
+
+    fn routers_cpu(&self) -> f64 {
+        self.pids.iter().map(|p| cpu_secs(*p)).sum()
     }
 
     /// "router X µs CPU/event, steal Y %".
     fn report(&self, events: u64) -> String {
-        let used: f64 = self.pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - self.router_cpu;
+        let used = self.routers_cpu() - self.router_cpu;
         let (total, steal) = machine_ticks();
-        let stolen = (steal - self.machine.1) as f64 / (total - self.machine.0).max(1) as f64;
+        let stolen = steal.saturating_sub(self.machine.1) as f64
+            / total.saturating_sub(self.machine.0).max(1) as f64;
         format!(
             "router {:>4.0} µs CPU/event, steal {:>2.0} %",
             used * 1e6 / events as f64,
