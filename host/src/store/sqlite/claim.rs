@@ -6,6 +6,20 @@ use rusqlite::params;
 
 use super::rows::event_from_meta;
 use crate::store::Delivery;
+use crate::store::listing::unfinished;
+
+/// Due deliveries of a target, most overdue first, from the partial index
+/// `deliveries_due`: its predicate is repeated as it is written there.
+pub const SELECT_DUE: &str = concat!(
+    "SELECT d.id, d.event_id, d.route, d.meta, COALESCE(d.body, e.body), d.attempts
+     FROM deliveries d JOIN events e ON e.source = d.event_source AND e.id = d.event_id
+     WHERE d.target = ?1 AND d.due_at <= ?2 AND ",
+    unfinished!("d."),
+    " ORDER BY d.due_at LIMIT ?3"
+);
+
+pub const LEASE: &str =
+    "UPDATE deliveries SET state = 'in_flight', due_at = ?2, updated_at = ?3 WHERE id = ?1";
 
 /// Lease up to `max` deliveries of `target` that are due: pending or
 /// retrying with their time come, or in flight with their lease run out;
@@ -21,12 +35,7 @@ pub fn claim_due(
     lease_ms: i64,
     max: usize,
 ) -> rusqlite::Result<(Vec<Delivery>, Option<i64>)> {
-    let mut select = t.prepare_cached(
-        "SELECT d.id, d.event_id, d.route, d.meta, COALESCE(d.body, e.body), d.attempts
-         FROM deliveries d JOIN events e ON e.source = d.event_source AND e.id = d.event_id
-         WHERE d.target = ?1 AND d.state IN ('pending', 'retrying', 'in_flight') AND d.due_at <= ?2
-         ORDER BY d.due_at LIMIT ?3",
-    )?;
+    let mut select = t.prepare_cached(SELECT_DUE)?;
     let due = select
         .query_map(params![target, now, max as i64], |r| {
             Ok(Delivery {
@@ -40,19 +49,17 @@ pub fn claim_due(
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut lease = t.prepare_cached(
-        "UPDATE deliveries SET state = 'in_flight', due_at = ?2, updated_at = ?3 WHERE id = ?1",
-    )?;
+    let mut lease = t.prepare_cached(LEASE)?;
     for d in &due {
         lease.execute(params![d.id, now + lease_ms, now])?;
     }
     let next = if due.len() == max {
         Some(now)
     } else {
-        t.prepare_cached(
-            "SELECT MIN(due_at) FROM deliveries
-             WHERE target = ?1 AND state IN ('pending', 'retrying', 'in_flight')",
-        )?
+        t.prepare_cached(concat!(
+            "SELECT MIN(due_at) FROM deliveries WHERE target = ?1 AND ",
+            unfinished!()
+        ))?
         .query_row([target], |r| r.get(0))?
     };
     Ok((due, next))

@@ -33,6 +33,7 @@ use super::{
     Store, StoreError, TargetCounts, codec,
 };
 use crate::event::{Event, now_ms};
+use crate::store::listing::finished;
 use claim::claim_due;
 use handoff::{Handed, Targets};
 use reader::{ReadPool, Reader};
@@ -284,6 +285,15 @@ impl SqliteStore {
     }
 }
 
+const INSERT_EVENT: &str =
+    "INSERT INTO events (source, id, event_type, received_at, headers, body, state, signed, routes)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING";
+
+/// An attempt's record, under the lease it was claimed with.
+const FINISH_ATTEMPT: &str = "UPDATE deliveries SET state = ?2, attempts = ?3, due_at = ?4, last_error = ?5, updated_at = ?6,
+            log = json_insert(COALESCE(log, '[]'), '$[#]', json(?7))
+     WHERE id = ?1 AND state = 'in_flight' AND due_at = ?8";
+
 /// Insert a received event, `processed` (with what its routes did) or
 /// `received`; `Some(original id)` when it is a duplicate instead.
 fn insert_event(
@@ -294,22 +304,21 @@ fn insert_event(
 ) -> rusqlite::Result<Option<String>> {
     // Either key, the (source, id) or the (source, signed) one, makes a
     // conflict: nothing is inserted.
-    let inserted = t
-        .prepare_cached(
-            "INSERT INTO events (source, id, event_type, received_at, headers, body, state, signed, routes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![
-            event.source,
-            event.id,
-            event.event_type,
-            event.received_at as i64,
-            codec::headers_json(&event.headers),
-            event.body.as_ref(),
-            if routes.is_some() { "processed" } else { "received" },
-            signed.as_ref().map(|s| s.as_slice()),
-            routes,
-        ])?;
+    let inserted = t.prepare_cached(INSERT_EVENT)?.execute(params![
+        event.source,
+        event.id,
+        event.event_type,
+        event.received_at as i64,
+        codec::headers_json(&event.headers),
+        event.body.as_ref(),
+        if routes.is_some() {
+            "processed"
+        } else {
+            "received"
+        },
+        signed.as_ref().map(|s| s.as_slice()),
+        routes,
+    ])?;
     if inserted == 1 {
         return Ok(None);
     }
@@ -573,22 +582,16 @@ impl Store for SqliteStore {
                 // Only under the lease it was claimed with: a record that
                 // comes after the lease ran out and the delivery was claimed
                 // again (a long store outage) changes nothing.
-                let n = t
-                    .prepare_cached(
-                        "UPDATE deliveries SET state = ?2, attempts = ?3, due_at = ?4, last_error = ?5, updated_at = ?6,
-                                log = json_insert(COALESCE(log, '[]'), '$[#]', json(?7))
-                         WHERE id = ?1 AND state = 'in_flight' AND due_at = ?8",
-                    )?
-                    .execute(params![
-                        delivery.id,
-                        state,
-                        delivery.attempts,
-                        due_at,
-                        attempt.error,
-                        now,
-                        logged,
-                        delivery.lease as i64
-                    ])?;
+                let n = t.prepare_cached(FINISH_ATTEMPT)?.execute(params![
+                    delivery.id,
+                    state,
+                    delivery.attempts,
+                    due_at,
+                    attempt.error,
+                    now,
+                    logged,
+                    delivery.lease as i64
+                ])?;
                 if n == 0 {
                     return Ok(Err(Recorded::LeaseLost));
                 }
@@ -713,13 +716,16 @@ impl Store for SqliteStore {
             let n = self
                 .writer
                 .run(move |t| {
+                    // Read from the partial index `deliveries_done`, whose
+                    // predicate is repeated as it is written there.
                     let old: Vec<String> = t
-                        .prepare_cached(
-                            "SELECT id FROM deliveries
-                             WHERE state IN ('delivered', 'dead') AND updated_at < ?3
+                        .prepare_cached(concat!(
+                            "SELECT id FROM deliveries WHERE ",
+                            finished!(),
+                            " AND updated_at < ?3
                                AND ((state = 'delivered' AND updated_at < ?1) OR (state = 'dead' AND updated_at < ?2))
-                             LIMIT ?4",
-                        )?
+                             LIMIT ?4"
+                        ))?
                         .query_map(params![d, x, d.max(x), PRUNE_CHUNK as i64], |r| r.get(0))?
                         .collect::<rusqlite::Result<_>>()?;
                     let mut delivery = t.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?;

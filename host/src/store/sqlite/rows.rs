@@ -36,6 +36,10 @@ pub fn event_from_meta(meta: &str, body: Vec<u8>) -> rusqlite::Result<Event> {
 /// Where a new delivery starts: due now in the table, or already leased
 /// until `lease_until` (ms) because it is handed to its target's worker in
 /// memory.
+pub const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_source, event_id, route, target, meta, body, state, attempts,
+                             due_at, created_at, updated_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?10) ON CONFLICT (id) DO NOTHING";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
     Due,
@@ -52,11 +56,7 @@ pub fn insert_deliveries(
     start: &[Start],
     now: i64,
 ) -> rusqlite::Result<Vec<bool>> {
-    let mut stmt = t.prepare_cached(
-        "INSERT INTO deliveries (id, event_source, event_id, route, target, meta, body, state, attempts,
-                                 due_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?10) ON CONFLICT (id) DO NOTHING",
-    )?;
+    let mut stmt = t.prepare_cached(INSERT_DELIVERY)?;
     let mut inserted = Vec::with_capacity(deliveries.len());
     for (d, start) in deliveries.iter().zip(start) {
         // The received body is stored once, with the event.

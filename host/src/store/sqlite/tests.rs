@@ -352,3 +352,41 @@ async fn retention_prunes_in_chunks_until_nothing_old_is_left() {
         Pruned::default()
     );
 }
+
+/// Every insert and update of a delivery checks the partial indexes'
+/// predicates, and an `IN` list there builds a temporary b-tree each time
+/// (see `listing::unfinished!`): none of the hot path's writes may. And the
+/// claim must still read the index of work to do, not scan the table.
+#[test]
+fn the_hot_path_builds_no_temporary_tables_and_claims_from_its_index() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    schema::migrate(&mut conn).unwrap();
+    let explain = |sql: &str, column: usize| -> Vec<String> {
+        // Unbound parameters are NULL: enough to plan the statement.
+        let mut stmt = conn.prepare(sql).unwrap();
+        let mut rows = stmt.raw_query();
+        let mut got = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            got.push(row.get(column).unwrap());
+        }
+        got
+    };
+    for sql in [
+        INSERT_EVENT,
+        rows::INSERT_DELIVERY,
+        FINISH_ATTEMPT,
+        claim::LEASE,
+    ] {
+        let ops = explain(&format!("EXPLAIN {sql}"), 1);
+        assert!(
+            !ops.iter().any(|op| op == "OpenEphemeral"),
+            "builds a temporary b-tree: {sql}"
+        );
+    }
+    let plan = explain(&format!("EXPLAIN QUERY PLAN {}", claim::SELECT_DUE), 3);
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("USING INDEX deliveries_due")),
+        "the claim does not read its index: {plan:?}"
+    );
+}
