@@ -3,6 +3,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use wasmhook::cli::{Cli, init_logging, run};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
