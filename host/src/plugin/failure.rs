@@ -111,6 +111,12 @@ pub(super) fn trap_summary(trap: &wasmtime::Error) -> String {
         Some(wasmtime::Trap::StackOverflow) => {
             "call stack exhausted (endless recursion?)".to_string()
         }
+        Some(wasmtime::Trap::MemoryOutOfBounds) if overflowed_stack_in_memory(trap) => {
+            "call stack exhausted: the stack in the plugin's memory overflowed \
+             (endless recursion, or a stack too small: see -zstack-size in the \
+             template's .cargo/config.toml)"
+                .to_string()
+        }
         Some(t) => t.to_string(),
         None => trap.to_string(),
     };
@@ -127,6 +133,26 @@ pub(super) fn trap_summary(trap: &wasmtime::Error) -> String {
         }
     }
     summary
+}
+
+/// Whether an out-of-bounds access was a stack overflowing in linear
+/// memory. Rust and C keep their stack at the bottom of the memory,
+/// growing down (`--stack-first`), so one that overflows wraps below
+/// address 0 and faults, deep in a recursion. wasmtime cannot say where it
+/// faulted here (its bounds checks are explicit), and keeps the innermost
+/// 20 frames: an access out of bounds with all 20 taken by a cycle of at
+/// most a few functions is taken for an overflow.
+fn overflowed_stack_in_memory(trap: &wasmtime::Error) -> bool {
+    const KEPT_FRAMES: usize = 20;
+    const CYCLE: usize = 3;
+    trap.downcast_ref::<wasmtime::WasmBacktrace>()
+        .is_some_and(|bt| {
+            let frames = bt.frames();
+            let mut names: Vec<Option<&str>> = frames.iter().map(|f| f.func_name()).collect();
+            names.sort_unstable();
+            names.dedup();
+            frames.len() >= KEPT_FRAMES && names.len() <= CYCLE
+        })
 }
 
 /// Whether wasmtime stopped copying out of the guest because the budget of

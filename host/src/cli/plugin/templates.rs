@@ -30,6 +30,7 @@ pub const RUST: &[File] = files![
     "src/lib.rs" => "templates/rust/src/lib.rs",
     "events/sample.json" => "templates/rust/events/sample.json",
     ".gitignore" => "templates/rust/.gitignore",
+    ".cargo/config.toml" => "templates/rust/.cargo/config.toml",
     "README.md" => "templates/rust/README.md",
 ];
 
