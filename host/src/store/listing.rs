@@ -15,8 +15,9 @@ use serde::Serialize;
 use super::DeliveryQuery;
 
 /// Deliveries with work still to do: the predicate of the partial index
-/// that claims read, which a query repeats, word for word, to be served by
-/// it. An `OR` of equalities, not `state IN (…)`: SQLite checks a partial
+/// that claims read (SQLite's schema v6 writes it out, frozen as
+/// migrations are; a test checks the claim still reads it), which a query
+/// repeats, word for word, to be served by it. An `OR` of equalities, not `state IN (…)`: SQLite checks a partial
 /// index's predicate on every insert and update of the table, and an `IN`
 /// list there builds and frees a temporary b-tree each time (with a page
 /// cache of its own, whose `free` can hand memory back to the kernel and

@@ -289,6 +289,17 @@ const INSERT_EVENT: &str =
     "INSERT INTO events (source, id, event_type, received_at, headers, body, state, signed, routes)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING";
 
+/// Up to `?4` deliveries delivered before `?1` or dead before `?2` (`?3`
+/// the later of the two), read from the partial index `deliveries_done`,
+/// whose predicate is repeated as it is written there.
+const FINISHED_BEFORE: &str = concat!(
+    "SELECT id FROM deliveries WHERE ",
+    finished!(),
+    " AND updated_at < ?3
+       AND ((state = 'delivered' AND updated_at < ?1) OR (state = 'dead' AND updated_at < ?2))
+     LIMIT ?4"
+);
+
 /// An attempt's record, under the lease it was claimed with.
 const FINISH_ATTEMPT: &str = "UPDATE deliveries SET state = ?2, attempts = ?3, due_at = ?4, last_error = ?5, updated_at = ?6,
             log = json_insert(COALESCE(log, '[]'), '$[#]', json(?7))
@@ -716,16 +727,8 @@ impl Store for SqliteStore {
             let n = self
                 .writer
                 .run(move |t| {
-                    // Read from the partial index `deliveries_done`, whose
-                    // predicate is repeated as it is written there.
                     let old: Vec<String> = t
-                        .prepare_cached(concat!(
-                            "SELECT id FROM deliveries WHERE ",
-                            finished!(),
-                            " AND updated_at < ?3
-                               AND ((state = 'delivered' AND updated_at < ?1) OR (state = 'dead' AND updated_at < ?2))
-                             LIMIT ?4"
-                        ))?
+                        .prepare_cached(FINISHED_BEFORE)?
                         .query_map(params![d, x, d.max(x), PRUNE_CHUNK as i64], |r| r.get(0))?
                         .collect::<rusqlite::Result<_>>()?;
                     let mut delivery = t.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?;

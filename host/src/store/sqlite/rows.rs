@@ -33,13 +33,13 @@ pub fn event_from_meta(meta: &str, body: Vec<u8>) -> rusqlite::Result<Event> {
     codec::event_from_meta(meta, body).map_err(bad_json)
 }
 
-/// Where a new delivery starts: due now in the table, or already leased
-/// until `lease_until` (ms) because it is handed to its target's worker in
-/// memory.
 pub const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_source, event_id, route, target, meta, body, state, attempts,
                              due_at, created_at, updated_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?10) ON CONFLICT (id) DO NOTHING";
 
+/// Where a new delivery starts: due now in the table, or already leased
+/// until `lease_until` (ms) because it is handed to its target's worker in
+/// memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
     Due,

@@ -11,8 +11,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use rusqlite::{Connection, Transaction, params};
 
-use crate::store::listing::{finished, unfinished};
-
 /// One step: SQL, or SQL with a conversion only Rust can do.
 enum Migration {
     Sql(&'static str),
@@ -100,17 +98,16 @@ const MIGRATIONS: &[Migration] = &[
     CREATE INDEX events_type_time ON events (event_type, received_at);
     "#),
     // 6: the partial indexes of deliveries without `IN` lists (see
-    // `listing::unfinished!`): every insert and update checks them.
-    Sql(concat!(
-        "DROP INDEX deliveries_due;
-         DROP INDEX deliveries_done;
-         CREATE INDEX deliveries_due ON deliveries (target, due_at) WHERE ",
-        unfinished!(),
-        ";
-         CREATE INDEX deliveries_done ON deliveries (updated_at) WHERE ",
-        finished!(),
-        ";"
-    )),
+    // `listing::unfinished!`, which queries repeat to be served by them):
+    // every insert and update checks their predicates.
+    Sql(r#"
+    DROP INDEX deliveries_due;
+    DROP INDEX deliveries_done;
+    CREATE INDEX deliveries_due ON deliveries (target, due_at)
+        WHERE (state = 'pending' OR state = 'retrying' OR state = 'in_flight');
+    CREATE INDEX deliveries_done ON deliveries (updated_at)
+        WHERE (state = 'delivered' OR state = 'dead');
+    "#),
 ];
 
 /// The hot path's shape. Both tables are rebuilt:
