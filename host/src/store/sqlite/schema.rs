@@ -108,6 +108,38 @@ const MIGRATIONS: &[Migration] = &[
     CREATE INDEX deliveries_done ON deliveries (updated_at)
         WHERE (state = 'delivered' OR state = 'dead');
     "#),
+    // 7: `events` gets a rowid. Without one, the table is an index b-tree,
+    // whose cells hold at most about a quarter of a page: a 1 KiB body
+    // spilled into an overflow page of its own, so every event wrote a
+    // 4 KiB page to the WAL (and again at checkpoint) for a few hundred
+    // bytes. With a rowid, rows sit in their leaf pages. The key becomes a
+    // unique index; the time indexes name `id` (and `source`), which the
+    // primary key used to add to their entries, so listings still break
+    // ties in index order.
+    Sql(r#"
+    CREATE TABLE events_v7 (
+        source      TEXT    NOT NULL,
+        id          TEXT    NOT NULL,
+        event_type  TEXT    NOT NULL,
+        received_at INTEGER NOT NULL,
+        headers     TEXT    NOT NULL,            -- JSON [[name, value], …]
+        body        BLOB    NOT NULL,
+        state       TEXT    NOT NULL,            -- received | processed
+        signed      BLOB,                        -- SHA-256 of the signed content
+        routes      TEXT,                        -- JSON [RouteOutcome, …]
+        PRIMARY KEY (id, source)
+    );
+    INSERT INTO events_v7 (source, id, event_type, received_at, headers, body, state, signed, routes)
+        SELECT source, id, event_type, received_at, headers, body, state, signed, routes
+        FROM events ORDER BY received_at, id, source;
+    DROP TABLE events;
+    ALTER TABLE events_v7 RENAME TO events;
+    CREATE INDEX events_received ON events (received_at) WHERE state = 'received';
+    CREATE UNIQUE INDEX events_signed ON events (source, signed) WHERE signed IS NOT NULL;
+    CREATE INDEX events_time ON events (received_at, id, source);
+    CREATE INDEX events_source_time ON events (source, received_at, id);
+    CREATE INDEX events_type_time ON events (event_type, received_at, id, source);
+    "#),
 ];
 
 /// The hot path's shape. Both tables are rebuilt:
