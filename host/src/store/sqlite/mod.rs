@@ -18,7 +18,7 @@ mod schema;
 mod writer;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -97,7 +97,19 @@ impl SqliteStore {
             }
             None => Connection::open_in_memory()?,
         };
-        conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
+        // With fsync on, a file's log is synced by the writer's syncer
+        // thread after each commit, not by the commit itself (see
+        // `writer`); so the commit is `NORMAL` there too.
+        let synced_by_writer = fsync && path.is_some();
+        conn.pragma_update(
+            None,
+            "synchronous",
+            if fsync && !synced_by_writer {
+                "FULL"
+            } else {
+                "NORMAL"
+            },
+        )?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         conn.busy_timeout(Duration::from_secs(5))?;
@@ -142,11 +154,19 @@ impl SqliteStore {
                 c.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
                 let mut wal = p.as_os_str().to_owned();
                 wal.push("-wal");
-                Some((c, wal.into()))
+                Some((c, PathBuf::from(wal)))
             }
             None => None,
         };
-        let writer = Writer::start(conn, checkpoints);
+        let log = match &checkpoints {
+            // The log exists once the connection has read the database
+            // (the migrations and the recovery above did).
+            Some((_, wal)) if synced_by_writer => Some(std::fs::File::open(wal).map_err(|e| {
+                anyhow::anyhow!("cannot open the store's log {}: {e}", wal.display())
+            })?),
+            _ => None,
+        };
+        let writer = Writer::start(conn, checkpoints, log);
         let reader = match path {
             Some(p) => Reader::Pool(ReadPool::open(p).map_err(|e| {
                 anyhow::anyhow!("cannot open the store at {} for reading: {e}", p.display())

@@ -440,7 +440,8 @@ fn event_listings_are_read_in_index_order() {
             plan.push(row.get(3).unwrap());
         }
         assert!(
-            plan.iter().any(|s| s.contains(index)) && !plan.iter().any(|s| s.contains("TEMP B-TREE")),
+            plan.iter().any(|s| s.contains(index))
+                && !plan.iter().any(|s| s.contains("TEMP B-TREE")),
             "not read in the order of {index}: {plan:?}"
         );
     }
