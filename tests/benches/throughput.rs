@@ -2,7 +2,7 @@
 //! local sink, beside a raw HTTP hop (the load generator straight into the
 //! same sink) measured in the same run. Run with `cargo xtask bench
 //! throughput`; `cargo xtask bench throughput -- raw e2e` runs only those
-//! parts (raw, e2e, postgres, rate, flat, backlog); `e2e-memory`,
+//! parts (raw, e2e, postgres, logs, rate, flat, backlog); `e2e-memory`,
 //! `e2e-fsync` and `e2e-nofsync` run one storage of `e2e` (for profiling
 //! one of them). `postgres` runs a throwaway PostgreSQL server (fsync on)
 //! and one router on it, then two sharing it (each fed by a generator
@@ -73,6 +73,8 @@ struct Scenario<'a> {
     plugin: bool,
     target_extra: &'a str,
     storage_extra: &'a str,
+    /// `RUST_LOG` for the router; empty: its default level.
+    log: &'a str,
 }
 
 /// Flush what earlier runs left for the disk to write, so that a run's
@@ -102,8 +104,7 @@ async fn router(sink: &Sink, s: &Scenario<'_>) -> Router {
         durable: s.storage != Storage::Memory,
         storage_extra: &format!("{fsync}{}", s.storage_extra),
         storage_url: s.pg_url,
-        // Per-event lines at `info` are not what is measured here.
-        log: "warn,wasmhook::server=info",
+        log: s.log,
         ..Setup::default()
     })
     .await
@@ -214,6 +215,7 @@ async fn fixed_rate(per_second: u64, seconds: u64, body: &str) {
         plugin: true,
         target_extra: "",
         storage_extra: "",
+        log: "",
     };
     let router = router(&sink, &s).await;
     let url = router.url("/ingest/s");
@@ -252,6 +254,7 @@ async fn flat(n: u64, body: &str) {
         target_extra: "",
         // Delivered work is pruned five seconds after, events with it.
         storage_extra: "retention = \"5s\"\ndedup_window = \"5s\"\n",
+        log: "",
     };
     let router = router(&sink, &s).await;
     let url = router.url("/ingest/s");
@@ -378,6 +381,7 @@ async fn backlog(n: u64) {
         plugin: false,
         target_extra: "retry_schedule = [\"1h\"]",
         storage_extra: "",
+        log: "",
     };
     let router = router(&sink, &s).await;
     let url = router.url("/ingest/s");
@@ -425,6 +429,7 @@ fn main() {
                         plugin,
                         target_extra: "",
                         storage_extra: "",
+                        log: "",
                     };
                     let rate = end_to_end(s, &body, E2E_EVENTS, raw).await;
                     if storage == Storage::Fsync && plugin {
@@ -455,11 +460,31 @@ fn main() {
                             plugin: true,
                             target_extra: "",
                             storage_extra: "",
+                            log: "",
                         };
                         end_to_end(s, &body, E2E_EVENTS, raw).await;
                     }
                 }
                 Err(why) => println!("postgres: skipped ({why})"),
+            }
+        }
+        if run("logs") {
+            // What logging costs: the router's default level, against
+            // `debug` (a line per event and per attempt) and `warn`.
+            for log in ["", "debug", "warn,wasmhook::server=info"] {
+                println!(
+                    "log level {}:",
+                    if log.is_empty() { "default (info)" } else { log }
+                );
+                let s = Scenario {
+                    pg_url: "",
+                    storage: Storage::Fsync,
+                    plugin: true,
+                    target_extra: "",
+                    storage_extra: "",
+                    log,
+                };
+                end_to_end(s, &body, E2E_EVENTS, raw).await;
             }
         }
         if run("rate") {

@@ -223,7 +223,7 @@ impl TargetWorker {
         let elapsed_ms = took.as_millis() as u64;
         let (next, error) = match verdict {
             Verdict::Success => {
-                tracing::info!(status = reply.status, elapsed_ms, "delivered");
+                tracing::debug!(status = reply.status, elapsed_ms, "delivered");
                 (NextStep::Delivered, None)
             }
             Verdict::Retryable { error, retry_after } => {

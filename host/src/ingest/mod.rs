@@ -142,18 +142,18 @@ pub async fn ingest(
             }
             if untyped {
                 state.metrics.event_untyped(&source.name);
-                tracing::info!(
+                tracing::debug!(
                     "event accepted without an event type: the source's event_type rule found none, so routes with event_types skip it"
                 );
             } else {
-                tracing::info!("event accepted");
+                tracing::debug!("event accepted");
             }
             (StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response()
         }
         Ok(Accepted::Duplicate(original)) => {
             state.metrics.ingest_rejected(&source.name, "duplicate");
             if original == id {
-                tracing::info!("duplicate event id: accepted again, nothing new to deliver");
+                tracing::debug!("duplicate event id: accepted again, nothing new to deliver");
             } else {
                 tracing::warn!(original = %original,
                     "replayed request: the same signed content as an earlier event, under another id; nothing new to deliver");

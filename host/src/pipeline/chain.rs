@@ -188,7 +188,7 @@ impl Pipeline {
                     Ok(Outcome::Drop { reason }) => {
                         self.metrics.plugin_call(&step.name, "drop", took);
                         self.metrics.route_dropped(&route.name);
-                        tracing::info!(route = %route.name, plugin = %step.name, "dropped: {reason}");
+                        tracing::debug!(route = %route.name, plugin = %step.name, "dropped: {reason}");
                         note_drop(&mut drops, &step.name, reason);
                     }
                     Ok(Outcome::Emit(outputs)) => {
