@@ -296,3 +296,44 @@ async fn kill_9_of_one_node_three_times_loses_no_acknowledged_event() {
         "{duplicates} duplicates from 3 kills with max_in_flight = {MAX_IN_FLIGHT}"
     );
 }
+
+/// `rate_limit` holds for the cluster, not per node: two nodes, 100 events
+/// each, at `"50/s"` together take at least 3.8 s to reach the target.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limit_holds_across_nodes() {
+    let Some(url) = wasmhook_testpg::database("cluster_rate") else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let config = format!(
+        "[[sources]]\nname = \"s\"\n\n\
+         [[targets]]\nname = \"t\"\nurl = \"{}\"\nrate_limit = \"50/s\"\n\n\
+         [[routes]]\nname = \"r\"\nsource = \"s\"\ntargets = [\"t\"]\n",
+        rx.url("t")
+    );
+    let nodes = [node(&config, &url).await, node(&config, &url).await];
+    // All at once, so that only the rate spaces them out.
+    let sent = futures_util::future::join_all(
+        (0..200).map(|i| nodes[i % 2].ingest("s", format!("{{\"i\":{i}}}"), &[])),
+    )
+    .await;
+    assert!(sent.iter().all(|(status, _)| *status == 202));
+    let got = rx.wait_for("t", 200, Duration::from_secs(30)).await;
+    let took = got[199].at - got[0].at;
+    assert!(
+        took >= Duration::from_millis(3800),
+        "200 deliveries in {took:?}"
+    );
+    for (i, first) in got.iter().enumerate() {
+        let in_a_second = got[i..]
+            .iter()
+            .take_while(|r| r.at - first.at < Duration::from_secs(1))
+            .count();
+        // The rate and a burst of one; each node's clock reads the
+        // database's, and a reservation's start is timed on the node.
+        assert!(
+            in_a_second <= 53,
+            "{in_a_second} deliveries within a second"
+        );
+    }
+}

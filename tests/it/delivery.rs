@@ -167,3 +167,89 @@ async fn a_429s_retry_after_in_seconds_or_as_an_http_date_delays_the_retry() {
         );
     }
 }
+
+/// `rate_limit = "50/s"`: 200 events take at least 3.8 s to arrive, no
+/// second holds more than 50 (+ the burst of 1), and waiting spends no
+/// attempt: every delivery arrives on its first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limited_target_gets_no_more_than_its_rate() {
+    let rx = Receiver::start().await;
+    let config = format!(
+        "[[sources]]\nname = \"s\"\n\n\
+         [[targets]]\nname = \"t\"\nurl = \"{}\"\nrate_limit = \"50/s\"\n\n\
+         [[routes]]\nname = \"r\"\nsource = \"s\"\ntargets = [\"t\"]\n",
+        rx.url("t"),
+    );
+    let router = Router::start(&config, &[], "").await;
+    let n = 200;
+    // All at once, so that only the rate spaces them out.
+    let sent = futures_util::future::join_all(
+        (0..n).map(|i| router.ingest("s", format!(r#"{{"n":{i}}}"#), &[])),
+    )
+    .await;
+    assert!(sent.iter().all(|(status, _)| *status == 202));
+    let got = rx.wait_for("t", n, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), n);
+    assert!(got.iter().all(|r| r.status == 200));
+    let took = got[n - 1].at - got[0].at;
+    assert!(
+        took >= Duration::from_millis(3800),
+        "{n} deliveries in {took:?}"
+    );
+    for (i, first) in got.iter().enumerate() {
+        let in_a_second = got[i..]
+            .iter()
+            .take_while(|r| r.at - first.at < Duration::from_secs(1))
+            .count();
+        assert!(
+            in_a_second <= 51,
+            "{in_a_second} deliveries within a second"
+        );
+    }
+    // Once every attempt is recorded, each delivery took one.
+    let attempts = crate::eventually_async("every attempt recorded", || async {
+        let (_, body) = router.api("/api/deliveries?target=t&limit=500").await;
+        let all = body["deliveries"].as_array()?.clone();
+        (all.len() == n && all.iter().all(|d| d["state"] == "delivered")).then(|| {
+            all.iter()
+                .map(|d| d["attempts"].as_u64())
+                .collect::<Vec<_>>()
+        })
+    })
+    .await;
+    assert!(attempts.iter().all(|a| *a == Some(1)), "{attempts:?}");
+}
+
+/// A 429 with `Retry-After: 2` holds the whole target, not only the
+/// delivery that got it: the others wait too, and none is attempted
+/// meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429s_retry_after_pauses_the_whole_target() {
+    let rx = Receiver::start().await;
+    rx.set("t", Behaviour::RetryAfterSecs { n: 1, secs: 2 });
+    let config = format!(
+        "[[sources]]\nname = \"s\"\n\n\
+         [[targets]]\nname = \"t\"\nurl = \"{}\"\nmax_in_flight = 1\nretry_schedule = [\"1s\"]\n\n\
+         [[routes]]\nname = \"r\"\nsource = \"s\"\ntargets = [\"t\"]\n",
+        rx.url("t"),
+    );
+    let router = Router::start(&config, &[], "").await;
+    assert_eq!(router.ingest("s", r#"{"n":0}"#, &[]).await.0, 202);
+    rx.wait_for("t", 1, WAIT).await;
+    for i in 1..5 {
+        assert_eq!(
+            router.ingest("s", format!(r#"{{"n":{i}}}"#), &[]).await.0,
+            202
+        );
+    }
+    let got = rx.wait_for("t", 6, WAIT).await;
+    assert_eq!(got[0].status, 429);
+    let paused = &got[1..];
+    assert!(
+        paused
+            .iter()
+            .all(|r| r.at - got[0].at >= Duration::from_millis(1900)),
+        "attempted while the target asked for 2 s: {:?}",
+        paused.iter().map(|r| r.at - got[0].at).collect::<Vec<_>>()
+    );
+}

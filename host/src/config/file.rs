@@ -176,6 +176,45 @@ pub struct RawTarget {
     pub max_in_flight: Spanned<u32>,
     #[serde(default)]
     pub retry_schedule: Option<Spanned<Vec<Spanned<Text>>>>,
+    #[serde(default)]
+    pub rate_limit: Option<Spanned<RawRateLimit>>,
+}
+
+/// `rate_limit = "50/s"`, or `{ rate = "50/s", burst = 10 }`.
+#[derive(Debug)]
+pub struct RawRateLimit {
+    pub rate: Text,
+    pub burst: Option<i64>,
+}
+
+impl<'de> Deserialize<'de> for RawRateLimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            rate: Text,
+            burst: Option<i64>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawRateLimit;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a rate such as \"50/s\", or { rate = \"50/s\", burst = 10 }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawRateLimit, E> {
+                let rate = Text::deserialize(de::value::StrDeserializer::<E>::new(v))?;
+                Ok(RawRateLimit { rate, burst: None })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawRateLimit, A::Error> {
+                let t = Table::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawRateLimit {
+                    rate: t.rate,
+                    burst: t.burst,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 fn default_target_timeout() -> u64 {

@@ -17,7 +17,8 @@ mod values;
 
 pub use types::{
     Config, ConfigError, DEFAULT_RETRY_SCHEDULE, EventTypeRule, PluginLimits, PluginStep,
-    PluginsConfig, Route, Secret, ServerConfig, Source, StorageConfig, StorageUrl, Target,
+    PluginsConfig, RateLimit, Route, Secret, ServerConfig, Source, StorageConfig, StorageUrl,
+    Target,
 };
 pub use values::{decode_whsec, parse_duration};
 

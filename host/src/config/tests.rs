@@ -178,6 +178,26 @@ fn every_refusal_names_the_key_and_the_line_of_the_bad_value() {
             "unknown unit",
         ),
         (
+            "[[targets]]\nname = \"u\"\nurl = \"http://h/\"\nrate_limit = \"50\" # here",
+            "targets[1].rate_limit",
+            "not a rate",
+        ),
+        (
+            "[[targets]]\nname = \"u\"\nurl = \"http://h/\"\nrate_limit = \"0/s\" # here",
+            "targets[1].rate_limit",
+            "above 0",
+        ),
+        (
+            "[[targets]]\nname = \"u\"\nurl = \"http://h/\"\nrate_limit = \"5/d\" # here",
+            "targets[1].rate_limit",
+            "unknown unit",
+        ),
+        (
+            "[[targets]]\nname = \"u\"\nurl = \"http://h/\"\nrate_limit = { rate = \"5/s\", burst = 0 } # here",
+            "targets[1].rate_limit",
+            "burst = 0",
+        ),
+        (
             "[[routes]]\nname = \"r\"\nsource = \"nope\" # here\ntargets = [\"t\"]",
             "routes[0].source",
             "no source is named \"nope\"; configured sources: s",
@@ -343,4 +363,23 @@ fn an_empty_admin_token_is_refused_not_an_open_door() {
         );
     }
     assert!(parse_text("[server]\nadmin_token = \"t0ken\"\n").is_ok());
+}
+
+#[test]
+fn a_rate_limit_is_a_rate_with_an_optional_burst() {
+    use super::values::parse_rate;
+    let r = parse_rate("50/s", None).unwrap();
+    assert_eq!((r.every, r.burst), (Duration::from_millis(20), 1));
+    let r = parse_rate(" 600 / m ", Some(10)).unwrap();
+    assert_eq!((r.every, r.burst), (Duration::from_millis(100), 10));
+    assert_eq!(r.tolerance(), Duration::from_millis(900));
+    assert_eq!(
+        parse_rate("3600/h", None).unwrap().every,
+        Duration::from_secs(1)
+    );
+    assert!(
+        parse_rate("200000/s", None)
+            .unwrap_err()
+            .contains("100,000")
+    );
 }

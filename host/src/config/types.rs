@@ -167,6 +167,24 @@ pub struct Target {
     pub max_in_flight: usize,
     /// Delay before attempt 2, 3, …; the last entry repeats.
     pub retry_schedule: Vec<Duration>,
+    /// At most this many attempts start, over the whole cluster.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A target's rate: one attempt may start every `every`, and up to `burst`
+/// at once after a quiet spell (GCRA, as a token bucket of `burst` tokens
+/// refilled one per `every`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub every: Duration,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// How much earlier than its even spacing an attempt may start.
+    pub fn tolerance(&self) -> Duration {
+        self.every * self.burst.saturating_sub(1)
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use toml::Spanned;
 use super::env::Text;
 use super::file::{RawConfig, RawPluginStep};
 use super::types::*;
-use super::values::{decode_whsec, parse_duration, plugin_config, verifier};
+use super::values::{decode_whsec, parse_duration, parse_rate, plugin_config, verifier};
 
 /// Collects context for errors while validating.
 struct Checker<'a> {
@@ -331,6 +331,17 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                 delays
             }
         };
+        let rate_limit = match t.rate_limit {
+            None => None,
+            Some(r) => {
+                let span = r.span();
+                let r = r.into_inner();
+                Some(
+                    parse_rate(&r.rate.0, r.burst)
+                        .map_err(|m| c.err(Some(span), key("rate_limit"), m))?,
+                )
+            }
+        };
         targets.push(Target {
             name,
             url,
@@ -339,6 +350,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             max_attempts: *t.max_attempts.get_ref(),
             max_in_flight: *t.max_in_flight.get_ref() as usize,
             retry_schedule,
+            rate_limit,
         });
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use super::file::RawVerify;
-use super::types::Secret;
+use super::types::{RateLimit, Secret};
 use crate::verify::{Encoding, Verifier};
 
 /// `whsec_<base64>` → key bytes.
@@ -84,6 +84,39 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .and_then(|n| n.checked_mul(ms_per_unit))
         .map(Duration::from_millis)
         .ok_or_else(|| format!("{text:?} is too long a duration"))
+}
+
+/// `"50/s"` (or `/m`, `/h`) and a burst → a [`RateLimit`].
+pub fn parse_rate(text: &str, burst: Option<i64>) -> Result<RateLimit, String> {
+    let example = "write e.g. \"50/s\", \"600/m\" or \"1000/h\"";
+    let (count, unit) = text
+        .trim()
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?} is not a rate: {example}"))?;
+    let per: Duration = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        other => return Err(format!("{text:?} has an unknown unit {other:?}: {example}")),
+    };
+    let count: u32 = count
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} needs a whole number of attempts above 0: {example}"))?;
+    let every = per / count;
+    if every < Duration::from_micros(10) {
+        return Err(format!(
+            "{text:?} is more than 100,000 attempts a second: leave rate_limit out for no limit"
+        ));
+    }
+    let burst = match burst {
+        None => 1,
+        Some(b) if (1..=100_000).contains(&b) => b as u32,
+        Some(b) => return Err(format!("burst = {b}: it must be from 1 to 100000")),
+    };
+    Ok(RateLimit { every, burst })
 }
 
 /// `verify = { … }` → a verifier, or what is wrong with it.

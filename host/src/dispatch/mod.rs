@@ -11,6 +11,7 @@
 mod retry;
 mod sender;
 pub mod signing;
+mod starts;
 mod worker;
 
 pub use retry::RetryPolicy;

@@ -13,6 +13,7 @@ use tracing::Instrument;
 
 use super::retry::RetryPolicy;
 use super::sender::{Sender, Verdict};
+use super::starts::Starts;
 use crate::config::LiveConfig;
 use crate::event::now_ms;
 use crate::metrics::Metrics;
@@ -31,6 +32,7 @@ pub struct Dispatcher {
     sender: Sender,
     metrics: Arc<Metrics>,
     tail: Arc<Tail>,
+    starts: Arc<Starts>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     // A std mutex: held only while starting or stopping workers, never across an await.
@@ -54,6 +56,7 @@ impl Dispatcher {
     ) -> Self {
         Dispatcher {
             live,
+            starts: Arc::new(Starts::new(store.shared_starts())),
             store,
             sender,
             metrics,
@@ -94,6 +97,7 @@ impl Dispatcher {
                 sender: self.sender.clone(),
                 metrics: self.metrics.clone(),
                 tail: self.tail.clone(),
+                starts: self.starts.clone(),
                 slots: Arc::new(Semaphore::new(target.max_in_flight)),
             };
             self.tracker
@@ -116,6 +120,7 @@ struct TargetWorker {
     sender: Sender,
     metrics: Arc<Metrics>,
     tail: Arc<Tail>,
+    starts: Arc<Starts>,
     slots: Arc<Semaphore>,
 }
 
@@ -129,16 +134,36 @@ impl TargetWorker {
                 slot = this.slots.clone().acquire_owned() => slot.expect("semaphore is never closed"),
                 () = cancel.cancelled() => return,
             };
+            let rate = this.rate_limit();
+            // With a rate, no more than a burst at a time: the rest would
+            // only wait, holding their leases.
+            let most = rate.map_or(usize::MAX, |r| r.burst as usize);
             let mut slots = vec![first];
-            while let Ok(slot) = this.slots.clone().try_acquire_owned() {
-                slots.push(slot);
+            while slots.len() < most {
+                match this.slots.clone().try_acquire_owned() {
+                    Ok(slot) => slots.push(slot),
+                    Err(_) => break,
+                }
+            }
+            // Reserve the starts first, and wait for the first: deliveries
+            // waiting for their turn stay unclaimed, not leased, and no
+            // attempt is counted.
+            let starts = this.starts.reserve(&this.name, slots.len(), rate).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(starts.at[0]) => {}
+                () = cancel.cancelled() => return,
             }
             let batch = tokio::select! {
                 d = this.store.claim(&this.name, this.lease(), slots.len()) => d,
                 () = cancel.cancelled() => return,
             };
+            if batch.len() < slots.len() {
+                this.starts
+                    .refund(&this.name, slots.len() - batch.len(), rate)
+                    .await;
+            }
             // More slots than deliveries: the spare ones are dropped (freed) here.
-            for (delivery, slot) in batch.into_iter().zip(slots) {
+            for ((delivery, slot), start) in batch.into_iter().zip(slots).zip(starts.at) {
                 let span = tracing::info_span!(
                     "delivery",
                     event_id = %delivery.event_id,
@@ -149,6 +174,7 @@ impl TargetWorker {
                 let worker = this.clone();
                 tracker.spawn(
                     async move {
+                        tokio::time::sleep_until(start).await;
                         worker.attempt(delivery).await;
                         drop(slot);
                     }
@@ -156,6 +182,13 @@ impl TargetWorker {
                 );
             }
         }
+    }
+
+    fn rate_limit(&self) -> Option<crate::config::RateLimit> {
+        self.live
+            .load()
+            .target(&self.name)
+            .and_then(|t| t.rate_limit)
     }
 
     /// How long a claimed delivery is ours: the attempt's timeout and a margin
@@ -219,6 +252,23 @@ impl TargetWorker {
         let started = tokio::time::Instant::now();
         let (verdict, reply) = self.sender.attempt(target, &delivery).await;
         delivery.attempts += 1;
+        if let (
+            Some(429),
+            Verdict::Retryable {
+                retry_after: Some(wait),
+                ..
+            },
+        ) = (reply.status, &verdict)
+        {
+            // The target asks to be left alone: all of it, not only this
+            // delivery.
+            let wait = (*wait).min(super::starts::MAX_PAUSE);
+            tracing::warn!(
+                pause_ms = wait.as_millis() as u64,
+                "the target answered 429 with Retry-After: no attempt to it starts until then"
+            );
+            self.starts.pause(&self.name, wait, target.rate_limit).await;
+        }
         let took = started.elapsed();
         let elapsed_ms = took.as_millis() as u64;
         let (next, error) = match verdict {

@@ -350,6 +350,26 @@ where
     }
 }
 
+/// A target's start book (`dispatch::starts`: GCRA's theoretical arrival
+/// time, `tat`) kept in a shared database, so that its rate holds for
+/// every node.
+#[async_trait]
+pub trait SharedStarts: Send + Sync {
+    /// Set `tat = max(tat, now) + n × every` for `target` (creating it at
+    /// `now`), on the database's clock; returns `(tat before, now)` in µs,
+    /// the first being at least `now`.
+    async fn reserve_starts(
+        &self,
+        target: &str,
+        n: u32,
+        every_us: i64,
+    ) -> Result<(i64, i64), StoreError>;
+    /// Set `tat = tat - n × every`: starts reserved and not used.
+    async fn refund_starts(&self, target: &str, n: u32, every_us: i64) -> Result<(), StoreError>;
+    /// Set `tat = max(tat, now + ahead)`.
+    async fn hold_starts(&self, target: &str, ahead_us: i64) -> Result<(), StoreError>;
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Take responsibility for a received event. `signed`: the digest of
@@ -397,6 +417,11 @@ pub trait Store: Send + Sync + 'static {
         route: &str,
         processed: Processed,
     ) -> Result<(), StoreError>;
+    /// Where targets' rates are kept when they must hold for several nodes
+    /// together; `None`: in each process (one process owns this store).
+    fn shared_starts(&self) -> Option<std::sync::Arc<dyn SharedStarts>> {
+        None
+    }
     /// Wait until deliveries to `target` are due, and lease up to `max` of
     /// them (at least one) for `lease`, most overdue first.
     async fn claim(&self, target: &str, lease: Duration, max: usize) -> Vec<Delivery>;

@@ -29,7 +29,7 @@ use tokio_postgres::error::SqlState;
 use super::{
     Accepted, Attempt, Delivery, DeliveryQuery, DeliveryRecord, EventQuery, EventRecord,
     EventSummary, FailedFilter, NextStep, Processed, Pruned, QueueStats, Recorded, RouteFailure,
-    Store, StoreError, TargetCounts, codec, listing,
+    SharedStarts, Store, StoreError, TargetCounts, codec, listing,
 };
 use crate::event::Event;
 pub use listen::Wake;
@@ -524,8 +524,80 @@ async fn write_result(
     Ok((r.get::<_, i64>(0) > 0).then(|| r.get(1)))
 }
 
+/// Targets' start books in the database (`dispatch::starts`): one row per
+/// target with a rate, each change one statement on the database's clock.
+struct PgStarts {
+    pool: Pool,
+}
+
+impl PgStarts {
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let c = self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => pg(e),
+            e => unavailable(format!("PostgreSQL: {e}")),
+        })?;
+        let stmt = c.prepare_cached(sql).await.map_err(pg)?;
+        c.query(&stmt, params).await.map_err(pg)
+    }
+}
+
+#[async_trait]
+impl SharedStarts for PgStarts {
+    async fn reserve_starts(
+        &self,
+        target: &str,
+        n: u32,
+        every_us: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        let rows = self
+            .execute(
+                "WITH clock AS (SELECT wasmhook_now_us() AS now, $2::bigint * $3::bigint AS span)
+                 INSERT INTO target_starts AS s (target, tat_us)
+                 SELECT $1, clock.now + clock.span FROM clock
+                 ON CONFLICT (target) DO UPDATE
+                     SET tat_us = GREATEST(s.tat_us + (SELECT span FROM clock), EXCLUDED.tat_us)
+                 RETURNING s.tat_us - (SELECT span FROM clock), (SELECT now FROM clock)",
+                &[&target, &i64::from(n), &every_us],
+            )
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| unavailable("PostgreSQL: no row reserved"))?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    async fn refund_starts(&self, target: &str, n: u32, every_us: i64) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE target_starts SET tat_us = tat_us - $2::bigint * $3::bigint WHERE target = $1",
+            &[&target, &i64::from(n), &every_us],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn hold_starts(&self, target: &str, ahead_us: i64) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO target_starts AS s (target, tat_us) VALUES ($1, wasmhook_now_us() + $2::bigint)
+             ON CONFLICT (target) DO UPDATE SET tat_us = GREATEST(s.tat_us, EXCLUDED.tat_us)",
+            &[&target, &ahead_us],
+        )
+        .await
+        .map(drop)
+    }
+}
+
 #[async_trait]
 impl Store for PostgresStore {
+    fn shared_starts(&self) -> Option<Arc<dyn SharedStarts>> {
+        Some(Arc::new(PgStarts {
+            pool: self.pool.clone(),
+        }))
+    }
+
     async fn accept(&self, event: Event, signed: Option<[u8; 32]>) -> Result<Accepted, StoreError> {
         self.accept_event(event, signed, false).await
     }

@@ -96,6 +96,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_source_time ON events (source, received_at, id);
     CREATE INDEX events_type_time ON events (event_type, received_at, id);
     "#,
+    // 3: targets' rate limits, kept here so that they hold for every node:
+    // GCRA's theoretical arrival time, in µs on the database's clock (see
+    // `dispatch::starts`).
+    r#"
+    CREATE FUNCTION wasmhook_now_us() RETURNS bigint LANGUAGE sql VOLATILE
+        AS $$ SELECT floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint $$;
+    CREATE TABLE target_starts (
+        target text   PRIMARY KEY,
+        tat_us bigint NOT NULL
+    );
+    "#,
 ];
 
 /// The version this binary writes.

@@ -291,3 +291,30 @@ async fn an_unreachable_database_is_a_clear_error_at_start() {
         .to_string();
     assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
 }
+
+/// Two nodes share a target's start book: their reservations follow one
+/// another on the database's clock, a refund gives starts back, a hold
+/// moves the book forward.
+#[tokio::test]
+async fn nodes_share_a_targets_start_book() {
+    let Some((_, stores)) = nodes("start_book", 2, pg_options(100)).await else {
+        return;
+    };
+    let (a, b) = (
+        stores[0].shared_starts().unwrap(),
+        stores[1].shared_starts().unwrap(),
+    );
+    let every = 20_000;
+    let (base, now) = a.reserve_starts("t", 3, every).await.unwrap();
+    assert_eq!(base, now, "a new book starts now");
+    let (next, _) = b.reserve_starts("t", 2, every).await.unwrap();
+    assert_eq!(next, base + 3 * every, "the other node's starts come after");
+    b.refund_starts("t", 2, every).await.unwrap();
+    let (again, _) = a.reserve_starts("t", 1, every).await.unwrap();
+    assert_eq!(again, next);
+    let (other, now) = a.reserve_starts("u", 1, every).await.unwrap();
+    assert_eq!(other, now, "each target has a book of its own");
+    b.hold_starts("t", 60_000_000).await.unwrap();
+    let (held, now) = a.reserve_starts("t", 1, every).await.unwrap();
+    assert!(held >= now + 59_000_000, "{held} vs {now}");
+}
