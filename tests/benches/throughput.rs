@@ -2,7 +2,7 @@
 //! local sink, beside a raw HTTP hop (the load generator straight into the
 //! same sink) measured in the same run. Run with `cargo xtask bench
 //! throughput`; `cargo xtask bench throughput -- raw e2e` runs only those
-//! parts (raw, e2e, postgres, logs, rate, flat, backlog); `e2e-memory`,
+//! parts (raw, e2e, postgres, logs, controls, rate, flat, backlog); `e2e-memory`,
 //! `e2e-fsync` and `e2e-nofsync` run one storage of `e2e` (for profiling
 //! one of them). `postgres` runs a throwaway PostgreSQL server (fsync on)
 //! and one router on it, then two sharing it (each fed by a generator
@@ -483,6 +483,29 @@ fn main() {
                     target_extra: "",
                     storage_extra: "",
                     log,
+                };
+                end_to_end(s, &body, E2E_EVENTS, raw).await;
+            }
+        }
+        if run("controls") {
+            // The cost of delivery controls configured but not binding:
+            // a rate limit far above what the router can do.
+            for target_extra in [
+                "",
+                "rate_limit = \"100000/s\"",
+                "rate_limit = { rate = \"100000/s\", burst = 64 }",
+            ] {
+                println!(
+                    "target {}:",
+                    if target_extra.is_empty() { "without controls" } else { target_extra }
+                );
+                let s = Scenario {
+                    pg_url: "",
+                    storage: Storage::Fsync,
+                    plugin: true,
+                    target_extra,
+                    storage_extra: "",
+                    log: "",
                 };
                 end_to_end(s, &body, E2E_EVENTS, raw).await;
             }

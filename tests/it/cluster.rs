@@ -329,10 +329,11 @@ async fn a_rate_limit_holds_across_nodes() {
             .iter()
             .take_while(|r| r.at - first.at < Duration::from_secs(1))
             .count();
-        // The rate and a burst of one; each node's clock reads the
-        // database's, and a reservation's start is timed on the node.
+        // The rate and a burst of one, and a little for the nodes: a
+        // reservation is on the database's clock, its start timed on the
+        // node's, a round trip apart.
         assert!(
-            in_a_second <= 53,
+            in_a_second <= 54,
             "{in_a_second} deliveries within a second"
         );
     }

@@ -7,10 +7,13 @@
 //! the clock, which lets `burst` attempts start at once. A pause moves
 //! `tat` forward.
 //!
-//! Workers reserve starts before they claim deliveries, so a delivery
-//! waiting for its turn stays unclaimed: it is neither leased nor counted
-//! as an attempt. Starts reserved and then not used (fewer deliveries were
-//! due) are given back.
+//! A delivery waiting for its turn stays unclaimed: it is neither leased
+//! nor counted as an attempt. For a fast rate (a start every 100 ms or
+//! less), a worker waits out any pause, claims what may start within about
+//! 100 ms, then reserves exactly that many starts. For a slow rate, or a
+//! pause on a target without one, it reserves first, waits for the first
+//! start, then claims; starts that found no delivery are given back,
+//! unless starts were reserved after them.
 //!
 //! Where `tat` lives: in this process, or, for a target with a rate on a
 //! shared store (PostgreSQL), in the database, so that the rate holds for
@@ -43,6 +46,9 @@ pub struct Starts {
 #[derive(Debug)]
 pub struct Reserved {
     pub at: Vec<Instant>,
+    /// The book's `tat` just after this reservation, and whether it is the
+    /// shared book's: a refund applies only while nobody reserved since.
+    end: Option<(bool, i64)>,
 }
 
 impl Starts {
@@ -69,7 +75,8 @@ impl Starts {
                     let at = offsets(base, now, n, every, us(rate.tolerance()))
                         .map(|d| here + d)
                         .collect();
-                    return Reserved { at };
+                    let end = Some((true, base + n as i64 * every));
+                    return Reserved { at, end };
                 }
                 Err(e) => tracing::warn!(
                     target = %target,
@@ -79,11 +86,31 @@ impl Starts {
         }
         let (every, tolerance) = rate.map_or((0, 0), |r| (us(r.every), us(r.tolerance())));
         let now = self.now_us();
-        let delays = self.book(target, now, |book| book.reserve(now, n, every, tolerance));
+        let (delays, end) = self.book(target, now, |book| {
+            (book.reserve(now, n, every, tolerance), book.tat)
+        });
         let here = Instant::now();
         Reserved {
             at: delays.into_iter().map(|d| here + d).collect(),
+            end: rate.map(|_| (false, end)),
         }
+    }
+
+    /// When the next start to `target` may come, reserving nothing: now,
+    /// unless the target is paused or its rate is spent ahead.
+    pub async fn ready_at(&self, target: &str, rate: Option<RateLimit>) -> Instant {
+        let tolerance = rate.map_or(0, |r| us(r.tolerance()));
+        if let (Some(shared), Some(_)) = (&self.shared, rate) {
+            match shared.next_start(target, tolerance).await {
+                Ok(ahead) => return Instant::now() + Duration::from_micros(ahead.max(0) as u64),
+                Err(e) => {
+                    tracing::warn!(target = %target, "rate limit: the shared store failed ({e})")
+                }
+            }
+        }
+        let now = self.now_us();
+        let ahead = self.book(target, now, |book| book.tat - tolerance - now);
+        Instant::now() + Duration::from_micros(ahead.max(0) as u64)
     }
 
     fn book<T>(&self, target: &str, now: i64, f: impl FnOnce(&mut Book) -> T) -> T {
@@ -91,23 +118,34 @@ impl Starts {
         f(local.entry(target.to_string()).or_insert(Book { tat: now }))
     }
 
-    /// Give back `n` starts reserved and not used.
-    pub async fn refund(&self, target: &str, n: usize, rate: Option<RateLimit>) {
-        let Some(rate) = rate else { return };
+    /// Give back the last `n` starts of `reserved`, not used, unless
+    /// starts were reserved after them (given back then, they would
+    /// overlap those): unused, they are only capacity lost.
+    pub async fn refund(
+        &self,
+        target: &str,
+        reserved: &Reserved,
+        n: usize,
+        rate: Option<RateLimit>,
+    ) {
+        let (Some(rate), Some((shared, end))) = (rate, reserved.end) else {
+            return;
+        };
         if n == 0 {
             return;
         }
         let every = us(rate.every);
-        if let Some(shared) = &self.shared {
-            match shared.refund_starts(target, n as u32, every).await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::warn!(target = %target, "rate limit: the shared store failed ({e})")
+        match (&self.shared, shared) {
+            (Some(book), true) => {
+                if let Err(e) = book.refund_starts(target, n as u32, every, end).await {
+                    tracing::warn!(target = %target, "rate limit: the shared store failed ({e})");
                 }
             }
+            _ => {
+                let now = self.now_us();
+                self.book(target, now, |book| book.refund(n, every, end));
+            }
         }
-        let now = self.now_us();
-        self.book(target, now, |book| book.refund(n, every));
     }
 
     /// Start nothing more to `target` for `pause` (its `Retry-After`).
@@ -142,8 +180,11 @@ impl Book {
         offsets(base, now, n, every, tolerance).collect()
     }
 
-    fn refund(&mut self, n: usize, every: i64) {
-        self.tat -= n as i64 * every;
+    /// Give back `n` starts if `tat` is still `end`.
+    fn refund(&mut self, n: usize, every: i64, end: i64) {
+        if self.tat == end {
+            self.tat -= n as i64 * every;
+        }
     }
 
     /// No start before `now + ahead - tolerance`.
@@ -188,9 +229,16 @@ mod tests {
         // A quiet target: the burst goes at once, the rest one per 20 ms.
         assert_eq!(ms(book.reserve(0, 3, every, tolerance)), [0, 0, 0]);
         assert_eq!(ms(book.reserve(0, 4, every, tolerance)), [20, 40, 60, 80]);
-        // Unused starts are given back: the next takes the first's place.
-        book.refund(2, every);
+        // Unused starts are given back: the next takes the first's place,
+        // unless starts were reserved after them.
+        book.refund(2, every, 140 * MS);
         assert_eq!(ms(book.reserve(0, 1, every, tolerance)), [60]);
+        book.refund(1, every, 100 * MS);
+        assert_eq!(
+            book.tat,
+            120 * MS,
+            "not given back over a later reservation"
+        );
         // Half-way, the delays count from then.
         assert_eq!(ms(book.reserve(50 * MS, 1, every, tolerance)), [30]);
         // Once the target was quiet long enough, a burst goes at once again.

@@ -25,6 +25,18 @@ use crate::tail::{Tail, Tailed};
 /// timeout) another node takes its deliveries over.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
+/// How far ahead a rate-limited worker claims: deliveries that may start
+/// within this, all at once, each then waiting for its start.
+const RATE_HORIZON: Duration = Duration::from_millis(100);
+
+/// Sleep until `at`, not at all when it has come: the timer wheel would
+/// round even a past instant up to its next millisecond tick.
+async fn wait_until(at: tokio::time::Instant) {
+    if at > tokio::time::Instant::now() {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
 /// Owns the per-target workers.
 pub struct Dispatcher {
     live: LiveConfig,
@@ -135,9 +147,12 @@ impl TargetWorker {
                 () = cancel.cancelled() => return,
             };
             let rate = this.rate_limit();
-            // With a rate, no more than a burst at a time: the rest would
-            // only wait, holding their leases.
-            let most = rate.map_or(usize::MAX, |r| r.burst as usize);
+            // With a rate, only what may start within a short horizon (or
+            // a burst): the rest would only wait, holding their leases.
+            let most = rate.map_or(usize::MAX, |r| {
+                (r.burst as usize)
+                    .max((RATE_HORIZON.as_nanos() / r.every.as_nanos().max(1)) as usize)
+            });
             let mut slots = vec![first];
             while slots.len() < most {
                 match this.slots.clone().try_acquire_owned() {
@@ -145,23 +160,42 @@ impl TargetWorker {
                     Err(_) => break,
                 }
             }
-            // Reserve the starts first, and wait for the first: deliveries
-            // waiting for their turn stay unclaimed, not leased, and no
-            // attempt is counted.
-            let starts = this.starts.reserve(&this.name, slots.len(), rate).await;
-            tokio::select! {
-                () = tokio::time::sleep_until(starts.at[0]) => {}
-                () = cancel.cancelled() => return,
-            }
-            let batch = tokio::select! {
-                d = this.store.claim(&this.name, this.lease(), slots.len()) => d,
-                () = cancel.cancelled() => return,
+            let starts = if rate.is_some_and(|r| r.every <= RATE_HORIZON) {
+                // A fast rate: wait out a pause, claim, then reserve as
+                // many starts as deliveries came (none reserved for
+                // nothing), each within about the horizon.
+                tokio::select! {
+                    () = wait_until(this.starts.ready_at(&this.name, rate).await) => {}
+                    () = cancel.cancelled() => return,
+                }
+                let batch = tokio::select! {
+                    d = this.store.claim(&this.name, this.lease(), slots.len()) => d,
+                    () = cancel.cancelled() => return,
+                };
+                let starts = this.starts.reserve(&this.name, batch.len(), rate).await;
+                (batch, starts)
+            } else {
+                // A slow rate, or none (then only a pause can hold the
+                // target): reserve first and wait for the first start, so
+                // that deliveries waiting for their turn stay unclaimed, not
+                // leased; give back what finds no delivery.
+                let starts = this.starts.reserve(&this.name, slots.len(), rate).await;
+                tokio::select! {
+                    () = wait_until(starts.at[0]) => {}
+                    () = cancel.cancelled() => return,
+                }
+                let batch = tokio::select! {
+                    d = this.store.claim(&this.name, this.lease(), slots.len()) => d,
+                    () = cancel.cancelled() => return,
+                };
+                if batch.len() < slots.len() {
+                    this.starts
+                        .refund(&this.name, &starts, slots.len() - batch.len(), rate)
+                        .await;
+                }
+                (batch, starts)
             };
-            if batch.len() < slots.len() {
-                this.starts
-                    .refund(&this.name, slots.len() - batch.len(), rate)
-                    .await;
-            }
+            let (batch, starts) = starts;
             // More slots than deliveries: the spare ones are dropped (freed) here.
             for ((delivery, slot), start) in batch.into_iter().zip(slots).zip(starts.at) {
                 let span = tracing::info_span!(
@@ -174,7 +208,7 @@ impl TargetWorker {
                 let worker = this.clone();
                 tracker.spawn(
                     async move {
-                        tokio::time::sleep_until(start).await;
+                        wait_until(start).await;
                         worker.attempt(delivery).await;
                         drop(slot);
                     }

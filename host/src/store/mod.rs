@@ -364,8 +364,17 @@ pub trait SharedStarts: Send + Sync {
         n: u32,
         every_us: i64,
     ) -> Result<(i64, i64), StoreError>;
-    /// Set `tat = tat - n × every`: starts reserved and not used.
-    async fn refund_starts(&self, target: &str, n: u32, every_us: i64) -> Result<(), StoreError>;
+    /// Set `tat = tat - n × every` if `tat` is still `end`: starts reserved
+    /// and not used, with none reserved after them.
+    async fn refund_starts(
+        &self,
+        target: &str,
+        n: u32,
+        every_us: i64,
+        end: i64,
+    ) -> Result<(), StoreError>;
+    /// `tat - tolerance - now` in µs (≤ 0 when a start may come now).
+    async fn next_start(&self, target: &str, tolerance_us: i64) -> Result<i64, StoreError>;
     /// Set `tat = max(tat, now + ahead)`.
     async fn hold_starts(&self, target: &str, ahead_us: i64) -> Result<(), StoreError>;
 }

@@ -570,13 +570,30 @@ impl SharedStarts for PgStarts {
         Ok((row.get(0), row.get(1)))
     }
 
-    async fn refund_starts(&self, target: &str, n: u32, every_us: i64) -> Result<(), StoreError> {
+    async fn refund_starts(
+        &self,
+        target: &str,
+        n: u32,
+        every_us: i64,
+        end: i64,
+    ) -> Result<(), StoreError> {
         self.execute(
-            "UPDATE target_starts SET tat_us = tat_us - $2::bigint * $3::bigint WHERE target = $1",
-            &[&target, &i64::from(n), &every_us],
+            "UPDATE target_starts SET tat_us = tat_us - $2::bigint * $3::bigint
+             WHERE target = $1 AND tat_us = $4",
+            &[&target, &i64::from(n), &every_us, &end],
         )
         .await
         .map(drop)
+    }
+
+    async fn next_start(&self, target: &str, tolerance_us: i64) -> Result<i64, StoreError> {
+        let rows = self
+            .execute(
+                "SELECT tat_us - $2::bigint - wasmhook_now_us() FROM target_starts WHERE target = $1",
+                &[&target, &tolerance_us],
+            )
+            .await?;
+        Ok(rows.first().map_or(0, |r| r.get(0)))
     }
 
     async fn hold_starts(&self, target: &str, ahead_us: i64) -> Result<(), StoreError> {

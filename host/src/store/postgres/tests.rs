@@ -309,9 +309,15 @@ async fn nodes_share_a_targets_start_book() {
     assert_eq!(base, now, "a new book starts now");
     let (next, _) = b.reserve_starts("t", 2, every).await.unwrap();
     assert_eq!(next, base + 3 * every, "the other node's starts come after");
-    b.refund_starts("t", 2, every).await.unwrap();
+    b.refund_starts("t", 2, every, next + 2 * every)
+        .await
+        .unwrap();
     let (again, _) = a.reserve_starts("t", 1, every).await.unwrap();
     assert_eq!(again, next);
+    // Not given back over a reservation made since.
+    b.refund_starts("t", 1, every, again).await.unwrap();
+    let (after, _) = a.reserve_starts("t", 1, every).await.unwrap();
+    assert_eq!(after, again + every);
     let (other, now) = a.reserve_starts("u", 1, every).await.unwrap();
     assert_eq!(other, now, "each target has a book of its own");
     b.hold_starts("t", 60_000_000).await.unwrap();
