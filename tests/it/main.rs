@@ -36,3 +36,18 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The most requests that arrived within any one second (by arrival time,
+/// `got` in order of arrival).
+pub fn most_in_a_second(got: &[wasmhook_e2e::Received]) -> usize {
+    got.iter()
+        .enumerate()
+        .map(|(i, first)| {
+            got[i..]
+                .iter()
+                .take_while(|r| r.at - first.at < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
