@@ -32,7 +32,7 @@ use crate::config::RateLimit;
 use crate::store::SharedStarts;
 
 /// The longest a `Retry-After` may pause a target.
-pub const MAX_PAUSE: Duration = Duration::from_secs(3600);
+const MAX_PAUSE: Duration = Duration::from_secs(3600);
 
 /// The start book of every target this process delivers to.
 pub struct Starts {
@@ -115,6 +115,10 @@ impl Starts {
 
     fn book<T>(&self, target: &str, now: i64, f: impl FnOnce(&mut Book) -> T) -> T {
         let mut local = self.local.lock().expect("start book lock poisoned");
+        // Looked up before inserting: no key is allocated per batch.
+        if let Some(book) = local.get_mut(target) {
+            return f(book);
+        }
         f(local.entry(target.to_string()).or_insert(Book { tat: now }))
     }
 
@@ -148,14 +152,15 @@ impl Starts {
         }
     }
 
-    /// Start nothing more to `target` for `pause` (its `Retry-After`).
-    pub async fn pause(&self, target: &str, pause: Duration, rate: Option<RateLimit>) {
+    /// Start nothing more to `target` for `pause` (its `Retry-After`), at
+    /// most [`MAX_PAUSE`]; returns how long that is.
+    pub async fn pause(&self, target: &str, pause: Duration, rate: Option<RateLimit>) -> Duration {
         let pause = pause.min(MAX_PAUSE);
         // The first start after the pause may come `tolerance` early.
         let ahead = us(pause) + rate.map_or(0, |r| us(r.tolerance()));
         if let (Some(shared), Some(_)) = (&self.shared, rate) {
             match shared.hold_starts(target, ahead).await {
-                Ok(()) => return,
+                Ok(()) => return pause,
                 Err(e) => {
                     tracing::warn!(target = %target, "pausing the target: the shared store failed ({e}); pausing this node only")
                 }
@@ -163,6 +168,7 @@ impl Starts {
         }
         let now = self.now_us();
         self.book(target, now, |book| book.hold(now, ahead));
+        pause
     }
 }
 

@@ -160,17 +160,13 @@ impl TargetWorker {
                     Err(_) => break,
                 }
             }
-            let starts = if rate.is_some_and(|r| r.every <= RATE_HORIZON) {
+            let (batch, starts) = if rate.is_some_and(|r| r.every <= RATE_HORIZON) {
                 // A fast rate: wait out a pause, claim, then reserve as
                 // many starts as deliveries came (none reserved for
                 // nothing), each within about the horizon.
-                tokio::select! {
-                    () = wait_until(this.starts.ready_at(&this.name, rate).await) => {}
-                    () = cancel.cancelled() => return,
-                }
-                let batch = tokio::select! {
-                    d = this.store.claim(&this.name, this.lease(), slots.len()) => d,
-                    () = cancel.cancelled() => return,
+                let ready = this.starts.ready_at(&this.name, rate).await;
+                let Some(batch) = this.claim_at(ready, slots.len(), &cancel).await else {
+                    return;
                 };
                 let starts = this.starts.reserve(&this.name, batch.len(), rate).await;
                 (batch, starts)
@@ -180,13 +176,8 @@ impl TargetWorker {
                 // that deliveries waiting for their turn stay unclaimed, not
                 // leased; give back what finds no delivery.
                 let starts = this.starts.reserve(&this.name, slots.len(), rate).await;
-                tokio::select! {
-                    () = wait_until(starts.at[0]) => {}
-                    () = cancel.cancelled() => return,
-                }
-                let batch = tokio::select! {
-                    d = this.store.claim(&this.name, this.lease(), slots.len()) => d,
-                    () = cancel.cancelled() => return,
+                let Some(batch) = this.claim_at(starts.at[0], slots.len(), &cancel).await else {
+                    return;
                 };
                 if batch.len() < slots.len() {
                     this.starts
@@ -195,7 +186,6 @@ impl TargetWorker {
                 }
                 (batch, starts)
             };
-            let (batch, starts) = starts;
             // More slots than deliveries: the spare ones are dropped (freed) here.
             for ((delivery, slot), start) in batch.into_iter().zip(slots).zip(starts.at) {
                 let span = tracing::info_span!(
@@ -215,6 +205,24 @@ impl TargetWorker {
                     .instrument(span),
                 );
             }
+        }
+    }
+
+    /// Wait until `at`, then claim up to `max` deliveries; `None` once
+    /// cancelled.
+    async fn claim_at(
+        &self,
+        at: tokio::time::Instant,
+        max: usize,
+        cancel: &CancellationToken,
+    ) -> Option<Vec<Delivery>> {
+        tokio::select! {
+            () = wait_until(at) => {}
+            () = cancel.cancelled() => return None,
+        }
+        tokio::select! {
+            d = self.store.claim(&self.name, self.lease(), max) => Some(d),
+            () = cancel.cancelled() => None,
         }
     }
 
@@ -286,6 +294,8 @@ impl TargetWorker {
         let started = tokio::time::Instant::now();
         let (verdict, reply) = self.sender.attempt(target, &delivery).await;
         delivery.attempts += 1;
+        let took = started.elapsed();
+        let elapsed_ms = took.as_millis() as u64;
         if let (
             Some(429),
             Verdict::Retryable {
@@ -296,15 +306,15 @@ impl TargetWorker {
         {
             // The target asks to be left alone: all of it, not only this
             // delivery.
-            let wait = (*wait).min(super::starts::MAX_PAUSE);
+            let paused = self
+                .starts
+                .pause(&self.name, *wait, target.rate_limit)
+                .await;
             tracing::warn!(
-                pause_ms = wait.as_millis() as u64,
+                pause_ms = paused.as_millis() as u64,
                 "the target answered 429 with Retry-After: no attempt to it starts until then"
             );
-            self.starts.pause(&self.name, wait, target.rate_limit).await;
         }
-        let took = started.elapsed();
-        let elapsed_ms = took.as_millis() as u64;
         let (next, error) = match verdict {
             Verdict::Success => {
                 tracing::debug!(status = reply.status, elapsed_ms, "delivered");
