@@ -46,6 +46,8 @@ fn processed(i: usize, e: &Event) -> Processed {
         event: e.clone(),
         attempts: 0,
         lease: 0,
+        order_key: None,
+        order_block: false,
     };
     let mut routes = vec![RouteOutcome {
         route: "r".into(),

@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use tower::ServiceExt;
 use wasmhook::config;
 use wasmhook::config::PluginLimits;
+use wasmhook::dispatch::Circuits;
 use wasmhook::metrics::Metrics;
 use wasmhook::plugin::{PluginRegistry, PluginRuntime};
 use wasmhook::server::{AppState, app};
@@ -79,13 +80,16 @@ fn harness() -> &'static Harness {
             )
             .unwrap(),
         );
+        let metrics = Arc::new(Metrics::default());
+        let circuits = Arc::new(Circuits::new(store.clone(), metrics.clone()));
         let state = AppState::new(
             Arc::new(ArcSwap::from_pointee(config)),
             store.clone(),
             Arc::new(PluginRegistry::new(runtime)),
-            Arc::new(Metrics::default()),
+            metrics,
             None,
             Arc::default(),
+            circuits,
         );
         Harness { rt, state, store }
     })

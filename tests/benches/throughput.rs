@@ -494,15 +494,22 @@ fn main() {
         }
         if run("controls") {
             // The cost of delivery controls configured but not binding:
-            // a rate limit far above what the router can do.
+            // a rate limit far above what the router can do, and ordering
+            // by a key that differs for every event (its send time, µs).
+            // The circuit breaker is on in every run (the default).
             for target_extra in [
                 "",
                 "rate_limit = \"100000/s\"",
-                "rate_limit = { rate = \"100000/s\", burst = 64 }",
+                "ordering = { key = { json_pointer = \"/sent_us\" } }",
+                "rate_limit = \"100000/s\"\nordering = { key = { json_pointer = \"/sent_us\" } }",
             ] {
                 println!(
                     "target {}:",
-                    if target_extra.is_empty() { "without controls" } else { target_extra }
+                    if target_extra.is_empty() {
+                        "without controls".to_string()
+                    } else {
+                        target_extra.replace('\n', "; ")
+                    }
                 );
                 end_to_end(fsync_redact(target_extra, ""), &body, E2E_EVENTS, raw).await;
             }

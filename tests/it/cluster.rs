@@ -330,3 +330,110 @@ async fn a_rate_limit_holds_across_nodes() {
     let most = crate::most_in_a_second(&got);
     assert!(most <= 54, "{most} deliveries within a second");
 }
+
+/// A pause made on one node holds on every node (each reads the targets'
+/// records every second), and so does an open circuit: its failures are
+/// counted in the database, and one node at a time takes its probe.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pause_and_an_open_circuit_hold_across_nodes() {
+    let Some(url) = wasmhook_testpg::database("cluster_circuit") else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let config = format!(
+        "[[sources]]\nname = \"s\"\n\n\
+         [[targets]]\nname = \"t\"\nurl = \"{}\"\nmax_in_flight = 2\nmax_attempts = 20\n\
+         retry_schedule = [\"100ms\"]\n\
+         circuit = {{ failures = 3, cool_down = \"400ms\", max_cool_down = \"400ms\" }}\n\n\
+         [[routes]]\nname = \"r\"\nsource = \"s\"\ntargets = [\"t\"]\n",
+        rx.url("t")
+    );
+    let nodes = [node(&config, &url).await, node(&config, &url).await];
+    let (status, _) = nodes[0].api_post("/api/targets/t/pause").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        nodes[1].api("/api/targets").await.1["targets"][0]["state"],
+        "paused",
+        "the other node's API reads the database"
+    );
+    // The other node's workers learn of it within a second.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    for i in 0..10 {
+        let (status, _) = nodes[i % 2]
+            .ingest("s", format!("{{\"i\":{i}}}"), &[])
+            .await;
+        assert_eq!(status, 202);
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(rx.on("t").is_empty(), "a node attempted a paused target");
+    // The target goes down; resumed, the nodes open the circuit together.
+    rx.set(
+        "t",
+        Behaviour::FailUntil {
+            until: std::time::Instant::now() + Duration::from_secs(2),
+            status: 503,
+        },
+    );
+    assert_eq!(nodes[1].api_post("/api/targets/t/resume").await.0, 200);
+    crate::eventually_async("every event delivered", || async {
+        (rx.on("t").iter().filter(|r| r.status == 200).count() >= 10).then_some(())
+    })
+    .await;
+    let failed: Vec<_> = rx.on("t").into_iter().filter(|r| r.status == 503).collect();
+    // Before it opens: at most the failures and what each node had in
+    // flight; after, one probe at a time, 400 ms apart, for both nodes.
+    let close_together = failed
+        .windows(2)
+        .filter(|w| w[1].at - w[0].at < Duration::from_millis(300))
+        .count();
+    assert!(
+        close_together <= 3 + 2 * 2,
+        "{} failed attempts, {close_together} close together",
+        failed.len()
+    );
+}
+
+/// Ordering holds across nodes: one key's events, taken in by the two
+/// nodes in turn, reach the target one at a time and in the order they
+/// were accepted, while the other key's flow beside them.
+#[tokio::test(flavor = "multi_thread")]
+async fn ordering_by_key_holds_across_nodes() {
+    let Some(url) = wasmhook_testpg::database("cluster_ordering") else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    // Each answer takes 30 ms: without ordering, the nodes would send a
+    // key's deliveries side by side.
+    rx.set("t", Behaviour::Slow(30));
+    let config = format!(
+        "[[sources]]\nname = \"s\"\n\n\
+         [[targets]]\nname = \"t\"\nurl = \"{}\"\n\
+         ordering = {{ key = {{ json_pointer = \"/customer\" }} }}\n\n\
+         [[routes]]\nname = \"r\"\nsource = \"s\"\ntargets = [\"t\"]\n",
+        rx.url("t")
+    );
+    let nodes = [node(&config, &url).await, node(&config, &url).await];
+    for n in 0..10 {
+        for (i, c) in ["A", "B"].iter().enumerate() {
+            let (status, _) = nodes[(n + i) % 2]
+                .ingest("s", format!("{{\"customer\":\"{c}\",\"n\":{n}}}"), &[])
+                .await;
+            assert_eq!(status, 202);
+        }
+    }
+    let got = rx.wait_for("t", 20, WAIT).await;
+    for c in ["A", "B"] {
+        let mine: Vec<_> = got.iter().filter(|r| r.json()["customer"] == c).collect();
+        let order: Vec<i64> = mine
+            .iter()
+            .map(|r| r.json()["n"].as_i64().unwrap())
+            .collect();
+        assert_eq!(order, (0..10).collect::<Vec<_>>(), "{c}'s in order");
+        for w in mine.windows(2) {
+            assert!(
+                w[1].at - w[0].at >= Duration::from_millis(25),
+                "{c}'s deliveries overlapped"
+            );
+        }
+    }
+}

@@ -131,7 +131,9 @@ async fn kill_9_three_times_while_streaming_loses_no_acknowledged_event() {
 async fn a_target_down_for_a_while_gets_everything_with_retries_in_the_attempt_log() {
     let rx = Receiver::start().await;
     rx.set("t", Behaviour::Always(503));
-    let config = route_to(&[("t", &rx.url("t"))], "max_attempts = 50");
+    // Retries, not the circuit breaker (control.rs), which would hold
+    // these attempts back for its 30 s cool-down.
+    let config = route_to(&[("t", &rx.url("t"))], "max_attempts = 50\ncircuit = false");
     let router = durable_router(&config).await;
     for i in 0..5 {
         assert_eq!(
@@ -176,7 +178,9 @@ async fn a_target_down_for_a_while_gets_everything_with_retries_in_the_attempt_l
 async fn an_always_failing_target_goes_dead_and_replay_delivers_everything() {
     let rx = Receiver::start().await;
     rx.set("t", Behaviour::Always(500));
-    let config = route_to(&[("t", &rx.url("t"))], "max_attempts = 3");
+    // 15 failures in a row: without `circuit = false` the breaker would
+    // open after 10 and hold the rest back (control.rs tests that).
+    let config = route_to(&[("t", &rx.url("t"))], "max_attempts = 3\ncircuit = false");
     let router = durable_router(&config).await;
     for i in 0..5 {
         assert_eq!(

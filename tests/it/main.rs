@@ -3,6 +3,7 @@
 
 mod cli;
 mod cluster;
+mod control;
 mod dashboard;
 mod delivery;
 mod durable;

@@ -41,6 +41,18 @@ pub enum Behaviour {
     FailFirst { n: usize, status: u16 },
     /// Always `status`.
     Always(u16),
+    /// `status` for the first `n` requests whose body contains `needle`;
+    /// 200 to the rest.
+    FailMatching {
+        needle: &'static str,
+        n: usize,
+        status: u16,
+    },
+    /// `status` until `until`, then 200: a target that is down for a while.
+    FailUntil {
+        until: std::time::Instant,
+        status: u16,
+    },
     /// Never answer (until the test ends).
     Hang,
     /// 200, after this many milliseconds.
@@ -156,6 +168,17 @@ async fn handle(
         *c += 1;
         *c
     };
+    let matching = match behaviour {
+        Behaviour::FailMatching { needle, .. }
+            if String::from_utf8_lossy(&body).contains(needle) =>
+        {
+            let mut counts = inner.counts.lock().unwrap();
+            let c = counts.entry(format!("{path}\0{needle}")).or_default();
+            *c += 1;
+            Some(*c)
+        }
+        _ => None,
+    };
     let mut retry_after = None;
     let status = match behaviour {
         Behaviour::Ok | Behaviour::Slow(_) | Behaviour::Hold => 200,
@@ -173,6 +196,10 @@ async fn handle(
         | Behaviour::RetryAfterSecs { .. }
         | Behaviour::RetryAfterDate { .. } => 200,
         Behaviour::Always(status) => status,
+        Behaviour::FailMatching { n, status, .. } if matching.is_some_and(|c| c <= n) => status,
+        Behaviour::FailMatching { .. } => 200,
+        Behaviour::FailUntil { until, status } if std::time::Instant::now() < until => status,
+        Behaviour::FailUntil { .. } => 200,
         Behaviour::Hang => 0,
     };
     inner.received.lock().unwrap().push(Received {

@@ -178,6 +178,63 @@ pub struct RawTarget {
     pub retry_schedule: Option<Spanned<Vec<Spanned<Text>>>>,
     #[serde(default)]
     pub rate_limit: Option<Spanned<RawRateLimit>>,
+    #[serde(default)]
+    pub circuit: Option<Spanned<RawCircuit>>,
+    #[serde(default)]
+    pub ordering: Option<Spanned<RawOrdering>>,
+}
+
+/// `ordering = { key = { json_pointer = "/customer/id" }, on_dead = "block" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOrdering {
+    pub key: RawEventType,
+    pub on_dead: Option<Text>,
+}
+
+/// `circuit = false`, `true`, or `{ failures = 10, cool_down = "30s",
+/// max_cool_down = "10m" }` (each key optional).
+#[derive(Debug)]
+pub enum RawCircuit {
+    Switch(bool),
+    Table {
+        failures: Option<i64>,
+        cool_down: Option<Text>,
+        max_cool_down: Option<Text>,
+    },
+}
+
+impl<'de> Deserialize<'de> for RawCircuit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            failures: Option<i64>,
+            cool_down: Option<Text>,
+            max_cool_down: Option<Text>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawCircuit;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "false, or a table such as { failures = 10, cool_down = \"30s\", max_cool_down = \"10m\" }",
+                )
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawCircuit, E> {
+                Ok(RawCircuit::Switch(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawCircuit, A::Error> {
+                let t = Table::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawCircuit::Table {
+                    failures: t.failures,
+                    cool_down: t.cool_down,
+                    max_cool_down: t.max_cool_down,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `rate_limit = "50/s"`, or `{ rate = "50/s", burst = 10 }`.

@@ -16,9 +16,9 @@ mod validate;
 mod values;
 
 pub use types::{
-    Config, ConfigError, DEFAULT_RETRY_SCHEDULE, EventTypeRule, PluginLimits, PluginStep,
-    PluginsConfig, RateLimit, Route, Secret, ServerConfig, Source, StorageConfig, StorageUrl,
-    Target,
+    Circuit, Config, ConfigError, DEFAULT_RETRY_SCHEDULE, DeliveryOrder, EventTypeRule, OrderKey,
+    PluginLimits, PluginStep, PluginsConfig, RateLimit, Route, Secret, ServerConfig, Source,
+    StorageConfig, StorageUrl, Target,
 };
 pub use values::{decode_whsec, parse_duration};
 

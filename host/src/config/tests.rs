@@ -178,6 +178,36 @@ fn every_refusal_names_the_key_and_the_line_of_the_bad_value() {
             "unknown unit",
         ),
         (
+            "[[targets]]\nname = \"u\"\nurl = \"http://h/\"\nordering = { key = { json_pointer = \"customer\" } } # here",
+            "targets[1].ordering",
+            "not a JSON pointer",
+        ),
+        (
+            "[[targets]]\nname = \"u\"\nurl = \"http://h/\"\nordering = { key = { header = \"a\", json_pointer = \"/b\" } } # here",
+            "targets[1].ordering",
+            "exactly one",
+        ),
+        (
+            "[[targets]]\nname = \"u\"\nurl = \"http://h/\"\nordering = { key = { header = \"a\" }, on_dead = \"skip\" } # here",
+            "targets[1].ordering",
+            "\"release\"",
+        ),
+        (
+            "[[targets]]\nname = \"u\"\nurl = \"http://h/\"\ncircuit = { failures = 0 } # here",
+            "targets[1].circuit",
+            "between 1 and",
+        ),
+        (
+            "[[targets]]\nname = \"u\"\nurl = \"http://h/\"\ncircuit = { cool_down = \"0s\" } # here",
+            "targets[1].circuit",
+            "more than 0",
+        ),
+        (
+            "[[targets]]\nname = \"u\"\nurl = \"http://h/\"\ncircuit = { cool_down = \"1m\", max_cool_down = \"30s\" } # here",
+            "targets[1].circuit",
+            "shorter than cool_down",
+        ),
+        (
             "[[targets]]\nname = \"u\"\nurl = \"http://h/\"\nrate_limit = \"50\" # here",
             "targets[1].rate_limit",
             "not a rate",
@@ -381,5 +411,101 @@ fn a_rate_limit_is_a_rate_with_an_optional_burst() {
         parse_rate("200000/s", None)
             .unwrap_err()
             .contains("100,000")
+    );
+}
+
+#[test]
+fn the_circuit_breaker_is_on_by_default_and_each_key_is_optional() {
+    let circuit = |line: &str| {
+        parse_text(&format!(
+            "[[targets]]\nname = \"t\"\nurl = \"http://h/\"\n{line}\n"
+        ))
+        .unwrap()
+        .targets[0]
+            .circuit
+    };
+    assert_eq!(circuit(""), Some(Circuit::default()));
+    assert_eq!(circuit("circuit = true"), Some(Circuit::default()));
+    assert_eq!(circuit("circuit = false"), None);
+    let err = parse_text("[[targets]]\nname = \"t\"\nurl = \"http://h/\"\ncircuit = \"off\"\n")
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("expected false, or a table"),
+        "{err}"
+    );
+    assert_eq!(
+        circuit("circuit = { failures = 5, cool_down = \"1h\" }"),
+        Some(Circuit {
+            failures: 5,
+            cool_down: Duration::from_secs(3600),
+            max_cool_down: Duration::from_secs(3600),
+        }),
+        "the cap is at least the cool-down"
+    );
+    assert_eq!(
+        circuit("circuit = { max_cool_down = \"1h\" }"),
+        Some(Circuit {
+            max_cool_down: Duration::from_secs(3600),
+            ..Circuit::default()
+        })
+    );
+}
+
+#[test]
+fn an_ordering_key_comes_from_a_header_or_a_json_pointer_and_long_keys_are_hashed() {
+    let target = |line: &str| {
+        parse_text(&format!(
+            "[[targets]]\nname = \"t\"\nurl = \"http://h/\"\n{line}\n"
+        ))
+        .unwrap()
+        .targets
+        .remove(0)
+    };
+    assert_eq!(target("").ordering, None);
+    let by_pointer = target("ordering = { key = { json_pointer = \"/customer/id\" } }")
+        .ordering
+        .unwrap();
+    assert!(!by_pointer.block_on_dead);
+    let event = |headers: Vec<(String, String)>, body: &str| crate::event::Event {
+        id: "e".into(),
+        source: "s".into(),
+        event_type: String::new(),
+        received_at: 0,
+        headers,
+        body: body.as_bytes().to_vec().into(),
+    };
+    assert_eq!(
+        by_pointer.key_of(&event(vec![], r#"{"customer":{"id":"cus_1"}}"#)),
+        Some("cus_1".into())
+    );
+    assert_eq!(
+        by_pointer.key_of(&event(vec![], r#"{"customer":{"id":42}}"#)),
+        Some("42".into())
+    );
+    assert_eq!(
+        by_pointer.key_of(&event(vec![], r#"{"customer":{}}"#)),
+        None,
+        "no key: unordered"
+    );
+    assert_eq!(by_pointer.key_of(&event(vec![], "not json")), None);
+    let long = "x".repeat(500);
+    let hashed = by_pointer
+        .key_of(&event(
+            vec![],
+            &format!(r#"{{"customer":{{"id":"{long}"}}}}"#),
+        ))
+        .unwrap();
+    assert!(
+        hashed.starts_with("sha256:") && hashed.len() == 7 + 64,
+        "{hashed}"
+    );
+
+    let by_header = target("ordering = { key = { header = \"X-Account\" }, on_dead = \"block\" }")
+        .ordering
+        .unwrap();
+    assert!(by_header.block_on_dead);
+    assert_eq!(
+        by_header.key_of(&event(vec![("x-account".into(), " acct_9 ".into())], "{}")),
+        Some("acct_9".into())
     );
 }

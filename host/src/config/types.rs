@@ -169,6 +169,86 @@ pub struct Target {
     pub retry_schedule: Vec<Duration>,
     /// At most this many attempts start, over the whole cluster.
     pub rate_limit: Option<RateLimit>,
+    /// The circuit breaker; `None`: off (`circuit = false`).
+    pub circuit: Option<Circuit>,
+    /// Deliveries with the same key go one at a time, in order.
+    pub ordering: Option<DeliveryOrder>,
+}
+
+/// `targets[].ordering`: for one key, a delivery is not attempted until
+/// the one before it is delivered or dead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryOrder {
+    pub key: OrderKey,
+    /// `on_dead = "block"`: a dead delivery holds its key's later ones back
+    /// until an operator retries or skips it.
+    pub block_on_dead: bool,
+}
+
+/// Where a delivery's ordering key comes from, in the event it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderKey {
+    /// This (lower-case) header.
+    Header(String),
+    /// This JSON pointer into the body (a string, number or boolean).
+    JsonPointer(String),
+}
+
+/// Keys longer than this are kept as their SHA-256: distinct keys stay
+/// distinct, and the index stays small.
+const MAX_KEY_BYTES: usize = 128;
+
+impl DeliveryOrder {
+    /// The key of `event` (as it goes to the target); `None`: unordered.
+    pub fn key_of(&self, event: &crate::event::Event) -> Option<String> {
+        let key = match &self.key {
+            OrderKey::Header(name) => event
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_string()),
+            OrderKey::JsonPointer(pointer) => {
+                serde_json::from_slice::<serde_json::Value>(&event.body)
+                    .ok()
+                    .and_then(|json| match json.pointer(pointer) {
+                        Some(serde_json::Value::String(s)) => Some(s.clone()),
+                        Some(v) if v.is_number() || v.is_boolean() => Some(v.to_string()),
+                        _ => None,
+                    })
+            }
+        }
+        .filter(|k| !k.is_empty())?;
+        if key.len() <= MAX_KEY_BYTES {
+            return Some(key);
+        }
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(key.as_bytes());
+        Some(format!("sha256:{}", hex(&digest)))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A target's circuit breaker: after `failures` failed attempts in a row,
+/// attempts stop; one probe goes after `cool_down`, which doubles with
+/// each failed probe up to `max_cool_down`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Circuit {
+    pub failures: u32,
+    pub cool_down: Duration,
+    pub max_cool_down: Duration,
+}
+
+impl Default for Circuit {
+    fn default() -> Self {
+        Circuit {
+            failures: 10,
+            cool_down: Duration::from_secs(30),
+            max_cool_down: Duration::from_secs(600),
+        }
+    }
 }
 
 /// A target's rate: one attempt may start every `every`, and up to `burst`

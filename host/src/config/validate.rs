@@ -10,7 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::env::Text;
-use super::file::{RawConfig, RawPluginStep};
+use super::file::{RawCircuit, RawConfig, RawOrdering, RawPluginStep};
 use super::types::*;
 use super::values::{decode_whsec, parse_duration, parse_rate, plugin_config, verifier};
 
@@ -342,6 +342,23 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                 )
             }
         };
+        let circuit = match t.circuit {
+            None => Some(Circuit::default()),
+            Some(raw) => {
+                let span = raw.span();
+                circuit(raw.into_inner()).map_err(|m| c.err(Some(span), key("circuit"), m))?
+            }
+        };
+        let ordering = match t.ordering {
+            None => None,
+            Some(raw) => {
+                let span = raw.span();
+                Some(
+                    ordering(raw.into_inner())
+                        .map_err(|m| c.err(Some(span), key("ordering"), m))?,
+                )
+            }
+        };
         targets.push(Target {
             name,
             url,
@@ -351,6 +368,8 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             max_in_flight: *t.max_in_flight.get_ref() as usize,
             retry_schedule,
             rate_limit,
+            circuit,
+            ordering,
         });
     }
 
@@ -435,6 +454,86 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
 }
 
 /// Names appear in URLs (`/ingest/{source}`) and logs: keep them plain.
+/// `ordering = { key = { … }, on_dead = … }` → how a target's deliveries
+/// are ordered.
+fn ordering(raw: RawOrdering) -> Result<DeliveryOrder, String> {
+    let key = match (raw.key.header, raw.key.json_pointer) {
+        (Some(h), None) if !h.0.trim().is_empty() => {
+            OrderKey::Header(h.0.trim().to_ascii_lowercase())
+        }
+        (None, Some(p)) if p.0.starts_with('/') => OrderKey::JsonPointer(p.0),
+        (None, Some(p)) => {
+            return Err(format!(
+                "key.json_pointer {:?} is not a JSON pointer: it must start with '/', e.g. \"/customer/id\"",
+                p.0
+            ));
+        }
+        _ => {
+            return Err(
+                "key: set exactly one of `header` or `json_pointer`, e.g. key = { json_pointer = \"/customer/id\" }"
+                    .into(),
+            );
+        }
+    };
+    let block_on_dead = match raw.on_dead.as_ref().map(|t| t.0.as_str()) {
+        None | Some("release") => false,
+        Some("block") => true,
+        Some(other) => {
+            return Err(format!(
+                "on_dead = {other:?}: it is \"release\" (the default: a dead delivery lets the next one go) or \"block\""
+            ));
+        }
+    };
+    Ok(DeliveryOrder { key, block_on_dead })
+}
+
+/// `circuit = …` → the breaker, `None` when turned off.
+fn circuit(raw: RawCircuit) -> Result<Option<Circuit>, String> {
+    let (failures, cool_down, max_cool_down) = match raw {
+        RawCircuit::Switch(false) => return Ok(None),
+        RawCircuit::Switch(true) => return Ok(Some(Circuit::default())),
+        RawCircuit::Table {
+            failures,
+            cool_down,
+            max_cool_down,
+        } => (failures, cool_down, max_cool_down),
+    };
+    let default = Circuit::default();
+    let failures = match failures {
+        None => default.failures,
+        Some(n) if (1..=1_000_000).contains(&n) => n as u32,
+        Some(n) => {
+            return Err(format!(
+                "failures = {n}: it must be between 1 and 1000000 (failed attempts in a row that open the circuit); \
+                 write circuit = false to turn the breaker off"
+            ));
+        }
+    };
+    let duration = |what: &str, text: Option<Text>| -> Result<Option<Duration>, String> {
+        let Some(text) = text else { return Ok(None) };
+        let d = parse_duration(&text.0).map_err(|e| format!("{what}: {e}"))?;
+        if d.is_zero() {
+            return Err(format!("{what} must be more than 0"));
+        }
+        Ok(Some(d))
+    };
+    let cool_down = duration("cool_down", cool_down)?.unwrap_or(default.cool_down);
+    let max_cool_down = match duration("max_cool_down", max_cool_down)? {
+        Some(max) if max < cool_down => {
+            return Err(format!(
+                "max_cool_down ({max:?}) is shorter than cool_down ({cool_down:?}): the wait before a probe only grows"
+            ));
+        }
+        Some(max) => max,
+        None => default.max_cool_down.max(cool_down),
+    };
+    Ok(Some(Circuit {
+        failures,
+        cool_down,
+        max_cool_down,
+    }))
+}
+
 fn check_name(
     c: &Checker<'_>,
     name: &Spanned<Text>,

@@ -8,12 +8,14 @@
 //! - Only 2xx is success. Timeouts, connection errors, 408, 429 and 5xx are
 //!   retried on the target's schedule; any other status is final.
 
+mod circuit;
 mod retry;
 mod sender;
 pub mod signing;
 mod starts;
 mod worker;
 
+pub use circuit::Circuits;
 pub use retry::RetryPolicy;
 pub use sender::{Reply, Sender, Verdict};
 pub use worker::Dispatcher;

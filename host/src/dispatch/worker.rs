@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::circuit::{Circuits, Gate, Health};
 use super::retry::RetryPolicy;
-use super::sender::{Sender, Verdict};
+use super::sender::{Reply, Sender, Verdict};
 use super::starts::Starts;
 use crate::config::LiveConfig;
 use crate::event::now_ms;
@@ -45,6 +46,7 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     tail: Arc<Tail>,
     starts: Arc<Starts>,
+    circuits: Arc<Circuits>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     // A std mutex: held only while starting or stopping workers, never across an await.
@@ -69,6 +71,7 @@ impl Dispatcher {
         Dispatcher {
             live,
             starts: Arc::new(Starts::new(store.shared_starts())),
+            circuits: Arc::new(Circuits::new(store.clone(), metrics.clone())),
             store,
             sender,
             metrics,
@@ -77,6 +80,11 @@ impl Dispatcher {
             tracker,
             workers: Mutex::default(),
         }
+    }
+
+    /// Targets' pauses and circuits, as the workers see them.
+    pub fn circuits(&self) -> Arc<Circuits> {
+        self.circuits.clone()
     }
 
     /// Make the running workers match the live config's targets: start new
@@ -110,6 +118,7 @@ impl Dispatcher {
                 metrics: self.metrics.clone(),
                 tail: self.tail.clone(),
                 starts: self.starts.clone(),
+                circuits: self.circuits.clone(),
                 slots: Arc::new(Semaphore::new(target.max_in_flight)),
             };
             self.tracker
@@ -133,6 +142,7 @@ struct TargetWorker {
     metrics: Arc<Metrics>,
     tail: Arc<Tail>,
     starts: Arc<Starts>,
+    circuits: Arc<Circuits>,
     slots: Arc<Semaphore>,
 }
 
@@ -146,12 +156,46 @@ impl TargetWorker {
                 slot = this.slots.clone().acquire_owned() => slot.expect("semaphore is never closed"),
                 () = cancel.cancelled() => return,
             };
+            // Paused, or the circuit open: wait for the probe's time or a
+            // change, holding no slot.
+            let changed = this.circuits.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let circuit = this.circuit();
+            let (most, probe) = match this.circuits.gate(&this.name, circuit, now_ms()) {
+                Gate::Go { most } => (most, false),
+                Gate::Probe => {
+                    if !this.circuits.take_probe(&this.name, this.lease()).await {
+                        continue;
+                    }
+                    (1, true)
+                }
+                Gate::Wait(until) => {
+                    drop(first);
+                    if let Err(e) = this.store.hold(&this.name).await {
+                        tracing::warn!(
+                            "cannot give back the deliveries waiting for this target: {e}"
+                        );
+                    }
+                    let due = until.map(|at| Duration::from_millis(at.saturating_sub(now_ms())));
+                    tokio::select! {
+                        () = changed => {}
+                        () = async { match due {
+                            Some(due) => tokio::time::sleep(due).await,
+                            None => std::future::pending().await,
+                        } } => {}
+                        () = cancel.cancelled() => return,
+                    }
+                    continue;
+                }
+            };
             let rate = this.rate_limit();
             // With a rate, only what may start within a short horizon (or
             // a burst): the rest would only wait, holding their leases.
-            let most = rate.map_or(usize::MAX, |r| {
+            let most = rate.map_or(most, |r| {
                 (r.burst as usize)
                     .max((RATE_HORIZON.as_nanos() / r.every.as_nanos().max(1)) as usize)
+                    .min(most)
             });
             let mut slots = vec![first];
             while slots.len() < most {
@@ -199,7 +243,7 @@ impl TargetWorker {
                 tracker.spawn(
                     async move {
                         wait_until(start).await;
-                        worker.attempt(delivery).await;
+                        worker.attempt(delivery, probe).await;
                         drop(slot);
                     }
                     .instrument(span),
@@ -226,6 +270,10 @@ impl TargetWorker {
         }
     }
 
+    fn circuit(&self) -> Option<crate::config::Circuit> {
+        self.live.load().target(&self.name).and_then(|t| t.circuit)
+    }
+
     fn rate_limit(&self) -> Option<crate::config::RateLimit> {
         self.live
             .load()
@@ -247,9 +295,19 @@ impl TargetWorker {
         timeout + LEASE_MARGIN
     }
 
-    /// Make one attempt and record it.
-    async fn attempt(&self, delivery: Delivery) {
-        let (delivery, attempt, next) = self.try_once(delivery).await;
+    /// Make one attempt and record it; or, if the target was paused or
+    /// its circuit opened since the claim, give the delivery back.
+    async fn attempt(&self, delivery: Delivery, probe: bool) {
+        if !self.circuits.may_start(&self.name, self.circuit(), probe) {
+            let id = delivery.id.clone();
+            let released = until_recorded("giving back the delivery", None, || {
+                self.store.release(delivery.clone())
+            })
+            .await;
+            tracing::debug!(delivery_id = %id, ?released, "not attempted: the target is paused or its circuit is open");
+            return;
+        }
+        let (delivery, attempt, next) = self.try_once(delivery, probe).await;
         self.record(delivery, attempt, next).await;
     }
 
@@ -271,7 +329,7 @@ impl TargetWorker {
         }
     }
 
-    async fn try_once(&self, mut delivery: Delivery) -> (Delivery, Attempt, NextStep) {
+    async fn try_once(&self, mut delivery: Delivery, probe: bool) -> (Delivery, Attempt, NextStep) {
         let config = self.live.load_full();
         let Some(target) = config.target(&self.name) else {
             // Removed from the config after this delivery was claimed: put it
@@ -315,7 +373,20 @@ impl TargetWorker {
                 "the target answered 429 with Retry-After: no attempt to it starts until then"
             );
         }
+        let health = health(&verdict, &reply);
+        let gone = matches!(health, Health::Gone(_));
+        self.circuits
+            .record(&self.name, target.circuit, health, probe)
+            .await;
         let (next, error) = match verdict {
+            // Gone: the target is paused, and the delivery waits for it
+            // like any other, rather than dying.
+            Verdict::Permanent { error } if gone => {
+                match policy.next_delay(delivery.attempts, None, &mut rand::rng()) {
+                    Some(after) => (NextStep::Retry { after }, Some(error)),
+                    None => (NextStep::Dead, Some(error)),
+                }
+            }
             Verdict::Success => {
                 tracing::debug!(status = reply.status, elapsed_ms, "delivered");
                 (NextStep::Delivered, None)
@@ -374,5 +445,15 @@ impl TargetWorker {
             response: reply.excerpt,
         };
         (delivery, attempt, next)
+    }
+}
+
+/// What an attempt's answer says about the target's health.
+fn health(verdict: &Verdict, reply: &Reply) -> Health {
+    match (verdict, reply.status) {
+        (Verdict::Permanent { error }, Some(410)) => Health::Gone(error.clone()),
+        (Verdict::Retryable { .. }, Some(429)) => Health::Up,
+        (Verdict::Retryable { .. }, _) => Health::Down,
+        (Verdict::Success | Verdict::Permanent { .. }, _) => Health::Up,
     }
 }

@@ -99,6 +99,14 @@ const HELP: &[(&str, &str)] = &[
         "wasmhook_delivery_attempts_total",
         "Delivery attempts, by target and result.",
     ),
+    (
+        "wasmhook_circuit_changes_total",
+        "Targets' circuit breakers changing state (open, half_open, closed), by target and new state.",
+    ),
+    (
+        "wasmhook_target_pauses_total",
+        "Targets paused (by an operator, or by a 410 Gone).",
+    ),
 ];
 
 #[derive(Debug, Default)]
@@ -212,6 +220,17 @@ impl Metrics {
             "wasmhook_delivery_attempts_total",
             &[("target", target), ("result", r)],
         );
+    }
+
+    pub fn circuit_changed(&self, target: &str, to: crate::store::CircuitState) {
+        self.inc(
+            "wasmhook_circuit_changes_total",
+            &[("target", target), ("state", to.as_str())],
+        );
+    }
+
+    pub fn target_paused(&self, target: &str) {
+        self.inc("wasmhook_target_pauses_total", &[("target", target)]);
     }
 
     /// The Prometheus text exposition of every counter plus the queue gauges.

@@ -243,7 +243,7 @@ impl Pipeline {
                 });
             }
             for target in targets {
-                if config.target(target).is_none() {
+                let Some(target_config) = config.target(target) else {
                     return Err(Failure {
                         plugin: route.plugins.last().map(|p| p.name.clone()),
                         reason: format!(
@@ -251,7 +251,8 @@ impl Pipeline {
                         ),
                         waiting_for: None,
                     });
-                }
+                };
+                let order = target_config.ordering.as_ref();
                 deliveries.push(Delivery {
                     id: delivery_id(event, &route.name, index, &output.event.id, target),
                     event_id: event.id.clone(),
@@ -260,6 +261,8 @@ impl Pipeline {
                     event: output.event.clone(),
                     attempts: 0,
                     lease: 0,
+                    order_key: order.and_then(|o| o.key_of(&output.event)),
+                    order_block: order.is_some_and(|o| o.block_on_dead),
                 });
             }
         }

@@ -208,6 +208,29 @@ pub async fn retry_delivery(
     }
 }
 
+/// `POST /api/deliveries/{id}/skip`: a dead delivery that holds its
+/// ordering key's later deliveries back (`on_dead = "block"`) lets them go;
+/// it stays dead, and can still be retried.
+pub async fn skip_delivery(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    authorized!(state, headers);
+    match state.store.skip_delivery(&id).await {
+        Ok(true) => (
+            StatusCode::OK,
+            Json(json!({ "id": id, "state": "dead", "blocking": false })),
+        )
+            .into_response(),
+        Ok(false) => error(
+            StatusCode::NOT_FOUND,
+            format!("no dead delivery {id:?} that holds its ordering key back"),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayParams {
@@ -241,6 +264,74 @@ pub async fn replay_target(
             Json(json!({ "target": name, "requeued": n })),
         )
             .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /api/targets/{name}/pause`, with an optional JSON body
+/// `{"reason": "…"}`: no attempt to the target starts, on any node, until
+/// it is resumed. Its deliveries wait, spending no attempt.
+pub async fn pause_target(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    authorized!(state, headers);
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PauseBody {
+        reason: Option<String>,
+    }
+    let reason = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice::<PauseBody>(&body) {
+            Ok(b) => b.reason,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body must be empty or {{\"reason\": \"…\"}}: {e}"),
+                );
+            }
+        }
+    };
+    let reason = match reason.as_deref().map(str::trim) {
+        Some(r) if !r.is_empty() => format!("paused by an operator: {r}"),
+        _ => "paused by an operator".to_string(),
+    };
+    control_target(&state, &name, Some(reason)).await
+}
+
+/// `POST /api/targets/{name}/resume`: lift the target's pause (an
+/// operator's, or a 410's) and close its circuit; its backlog goes at once.
+pub async fn resume_target(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    authorized!(state, headers);
+    control_target(&state, &name, None).await
+}
+
+/// Pause a configured target (with this reason) or resume it (`None`),
+/// and answer with its view.
+async fn control_target(state: &AppState, name: &str, pause: Option<String>) -> Response {
+    if state.live.load().target(name).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no target is named {name:?}"),
+        );
+    }
+    let changed = match pause {
+        Some(reason) => state.circuits.pause(name, reason).await,
+        None => state.circuits.resume(name).await,
+    };
+    if let Err(e) = changed {
+        return unavailable(e);
+    }
+    match super::overview::target_views(state, &[name]).await {
+        Ok(mut views) => Json(views.remove(0)).into_response(),
         Err(e) => unavailable(e),
     }
 }

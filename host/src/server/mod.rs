@@ -70,6 +70,8 @@ pub struct Shared {
     pub pipeline: Option<Arc<Pipeline>>,
     /// `GET /api/stream`'s readers.
     pub tail: Arc<Tail>,
+    /// Targets' pauses and circuits, for the admin API.
+    pub circuits: Arc<crate::dispatch::Circuits>,
     draining: AtomicBool,
 }
 
@@ -88,6 +90,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         pipeline: Option<Arc<Pipeline>>,
         tail: Arc<Tail>,
+        circuits: Arc<crate::dispatch::Circuits>,
     ) -> Self {
         let slots = live.load().server.max_concurrent_requests;
         AppState(Arc::new(Shared {
@@ -99,6 +102,7 @@ impl AppState {
             metrics,
             pipeline,
             tail,
+            circuits,
             draining: AtomicBool::new(false),
         }))
     }
@@ -237,6 +241,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         cancel.clone(),
         tracker.clone(),
     ));
+    // Paused targets stay paused across restarts: read before any worker starts.
+    let circuits = dispatcher.circuits();
+    circuits
+        .refresh()
+        .await
+        .context("cannot read the targets' pauses and circuits from the store")?;
+    tracker.spawn(circuits.clone().keep_refreshed(cancel.clone()));
     dispatcher.reconcile();
     if plugins.watch {
         spawn_plugin_watcher(
@@ -263,6 +274,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics,
         Some(pipeline),
         tail,
+        circuits,
     );
     let listen = live.load().server.listen;
     let listener = tokio::net::TcpListener::bind(listen)

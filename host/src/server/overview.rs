@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::admin::{authorized, unavailable};
 use crate::metrics::TimedSummary;
+use crate::store::CircuitState;
 
 /// Seconds of activity the overview's chart shows.
 const CHART_SECONDS: usize = 3600;
@@ -90,25 +91,60 @@ fn plugins_json(state: &AppState) -> Vec<Value> {
 }
 
 /// `GET /api/targets`: every configured target, its URL with credentials
-/// masked, its work waiting, and how its attempts went.
+/// masked, whether it is paused or its circuit open, its work waiting, and
+/// how its attempts went.
 pub async fn targets(State(state): State<AppState>, headers: HeaderMap) -> Response {
     authorized!(state, headers);
-    let counts = match state.store.target_counts().await {
-        Ok(c) => c,
-        Err(e) => return unavailable(e),
-    };
+    let config = state.live.load();
+    let names: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+    match target_views(&state, &names).await {
+        Ok(targets) => Json(json!({ "targets": targets })).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// What the admin API shows of each of the targets `names` (configured
+/// ones; others are left out).
+pub async fn target_views(
+    state: &AppState,
+    names: &[&str],
+) -> Result<Vec<Value>, crate::store::StoreError> {
+    let counts = state.store.target_counts().await?;
+    // The store's records, not this node's copy: another node's change
+    // shows at once.
+    let controls = state.store.target_controls().await?;
     let attempts = state.metrics.target_summaries();
     let config = state.live.load();
-    let targets: Vec<Value> = config
-        .targets
+    Ok(names
         .iter()
+        .filter_map(|name| config.target(name))
         .map(|t| {
             let c = counts.get(&t.name).cloned().unwrap_or_default();
             let a: TimedSummary = attempts.get(&t.name).cloned().unwrap_or_default();
+            let control = controls.get(&t.name).cloned().unwrap_or_default();
+            let circuit = t.circuit.map(|_| control.circuit);
+            let open = circuit.is_some_and(|c| c != CircuitState::Closed);
+            let state = match (&control.paused, circuit) {
+                (Some(_), _) => "paused",
+                (None, Some(CircuitState::Open)) => "open",
+                (None, Some(CircuitState::HalfOpen)) => "half_open",
+                (None, _) => "active",
+            };
             json!({
                 "name": t.name,
                 "url": masked_url(&t.url),
-                "state": "active",
+                "state": state,
+                "paused": control.paused.as_ref().map(|p| json!({ "reason": p.reason, "at": p.at })),
+                "circuit": circuit.map_or("off", CircuitState::as_str),
+                "failures": control.failures,
+                "opened_at": if open { control.opened_at } else { None },
+                "next_probe_at": if open { control.probe_at } else { None },
+                "cool_down_ms": if open { Some(control.cool_down_ms) } else { None },
+                "circuit_config": t.circuit.map(|c| json!({
+                    "failures": c.failures,
+                    "cool_down_ms": c.cool_down.as_millis() as u64,
+                    "max_cool_down_ms": c.max_cool_down.as_millis() as u64,
+                })),
                 "signed": !t.signing_keys.is_empty(),
                 "max_in_flight": t.max_in_flight,
                 "in_flight": c.in_flight,
@@ -123,8 +159,7 @@ pub async fn targets(State(state): State<AppState>, headers: HeaderMap) -> Respo
                 "p99_ms": a.p99_ms,
             })
         })
-        .collect();
-    Json(json!({ "targets": targets })).into_response()
+        .collect())
 }
 
 /// The URL as an operator may see it: the user name, the password and

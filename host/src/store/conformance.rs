@@ -43,6 +43,8 @@ pub fn delivery(id: &str, e: &Event) -> Delivery {
         event: e.clone(),
         attempts: 0,
         lease: 0,
+        order_key: None,
+        order_block: false,
     }
 }
 
@@ -531,6 +533,174 @@ async fn events_list_newest_first_by_filter_and_page_without_gaps(store: Arc<dyn
     assert_eq!(store.deliveries(pending).await.unwrap()[0].id, "d6");
 }
 
+async fn a_delivery_given_back_is_due_again_with_no_attempt_spent(store: Arc<dyn Store>) {
+    store.accept(event("e"), None).await.unwrap();
+    let e = store.next_event().await;
+    store
+        .complete_event(e.clone(), processed(vec![delivery("d", &e)], vec![]))
+        .await
+        .unwrap();
+    store.hold("t").await.unwrap();
+    let claimed = store.claim("t", Duration::from_secs(60), 1).await.remove(0);
+    assert_eq!(store.release(claimed.clone()).await, Ok(Recorded::Yes));
+    let rec = store.event("e").await.unwrap().unwrap();
+    assert_eq!(rec.deliveries[0].state, "pending");
+    assert_eq!(rec.deliveries[0].attempts, 0);
+    assert!(rec.deliveries[0].attempt_log.is_empty());
+    assert_eq!(
+        store.release(claimed).await,
+        Ok(Recorded::LeaseLost),
+        "a stale lease gives nothing back"
+    );
+    let again = store.claim("t", Duration::from_secs(60), 1).await;
+    assert_eq!(again[0].id, "d");
+}
+
+async fn a_targets_control_record_changes_atomically_and_is_read_back(store: Arc<dyn Store>) {
+    assert!(store.target_controls().await.unwrap().is_empty());
+    let (before, unchanged) = store
+        .change_target_control("t", Box::new(|_| false))
+        .await
+        .unwrap();
+    assert_eq!((before, unchanged), Default::default());
+    // Concurrent increments: none is lost.
+    let bumps = (0..20).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .change_target_control(
+                    "t",
+                    Box::new(|c: &mut TargetControl| {
+                        c.failures += 1;
+                        true
+                    }),
+                )
+                .await
+                .unwrap()
+        })
+    });
+    let mut seen_before: Vec<u32> = Vec::new();
+    for b in bumps {
+        let (before, after) = b.await.unwrap();
+        assert_eq!(after.failures, before.failures + 1);
+        seen_before.push(before.failures);
+    }
+    seen_before.sort_unstable();
+    assert_eq!(
+        seen_before,
+        (0..20).collect::<Vec<_>>(),
+        "each saw the one before"
+    );
+    let (_, paused) = store
+        .change_target_control(
+            "u",
+            Box::new(|c: &mut TargetControl| {
+                c.paused = Some(Paused {
+                    reason: "maintenance".into(),
+                    at: 7,
+                });
+                true
+            }),
+        )
+        .await
+        .unwrap();
+    let all = store.target_controls().await.unwrap();
+    assert_eq!(all["t"].failures, 20);
+    assert_eq!(all["u"], paused);
+}
+
+async fn deliveries_with_one_ordering_key_go_one_at_a_time_in_commit_order(store: Arc<dyn Store>) {
+    let keyed = |id: &str, e: &Event, key: Option<&str>, block: bool| Delivery {
+        order_key: key.map(String::from),
+        order_block: block,
+        ..delivery(id, e)
+    };
+    let ids = |d: &[Delivery]| {
+        let mut ids: Vec<String> = d.iter().map(|d| d.id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    let lease = Duration::from_secs(60);
+    let finish = |d: Delivery, next: NextStep| {
+        let store = store.clone();
+        async move {
+            let d = Delivery {
+                attempts: d.attempts + 1,
+                ..d
+            };
+            assert_eq!(
+                store.finish_attempt(d, Attempt::default(), next).await,
+                Ok(Recorded::Yes)
+            );
+        }
+    };
+    let nothing_due = |store: Arc<dyn Store>| async move {
+        tokio::time::timeout(Duration::from_millis(300), store.claim("t", lease, 10))
+            .await
+            .is_err()
+    };
+    store.accept(event("e"), None).await.unwrap();
+    let e = store.next_event().await;
+    let d = vec![
+        keyed("a1", &e, Some("A"), false),
+        keyed("a2", &e, Some("A"), false),
+        keyed("b1", &e, Some("B"), false),
+        keyed("u1", &e, None, false),
+    ];
+    store
+        .complete_event(e.clone(), processed(d, vec![]))
+        .await
+        .unwrap();
+    let first = store.claim("t", lease, 10).await;
+    assert_eq!(
+        ids(&first),
+        ["a1", "b1", "u1"],
+        "one per key, and the unordered"
+    );
+    let mut first = first.into_iter();
+    let a1 = first.next().unwrap();
+    for other in first {
+        finish(other, NextStep::Delivered).await;
+    }
+    // Retrying, a1 still holds a2 back.
+    finish(
+        a1,
+        NextStep::Retry {
+            after: Duration::ZERO,
+        },
+    )
+    .await;
+    let again = store.claim("t", lease, 10).await;
+    assert_eq!(ids(&again), ["a1"]);
+    finish(again.into_iter().next().unwrap(), NextStep::Delivered).await;
+    let next = store.claim("t", lease, 10).await;
+    assert_eq!(ids(&next), ["a2"]);
+    finish(next.into_iter().next().unwrap(), NextStep::Dead).await;
+
+    // on_dead = "block": a dead c1 holds c2 back until skipped.
+    store.accept(event("f"), None).await.unwrap();
+    let f = store.next_event().await;
+    let d = vec![
+        keyed("c1", &f, Some("C"), true),
+        keyed("c2", &f, Some("C"), true),
+    ];
+    store.complete_event(f, processed(d, vec![])).await.unwrap();
+    let c1 = store.claim("t", lease, 10).await;
+    assert_eq!(ids(&c1), ["c1"]);
+    finish(c1.into_iter().next().unwrap(), NextStep::Dead).await;
+    assert!(
+        nothing_due(store.clone()).await,
+        "c2 waits behind the dead c1"
+    );
+    assert!(
+        !store.skip_delivery("a2").await.unwrap(),
+        "a2 holds nothing back"
+    );
+    assert!(store.skip_delivery("c1").await.unwrap());
+    assert!(!store.skip_delivery("c1").await.unwrap(), "skipped once");
+    assert_eq!(ids(&store.claim("t", lease, 10).await), ["c2"]);
+}
+
 /// Each test, once per store, with the store's pipeline capacity.
 macro_rules! for_each_store {
     ($($name:ident($capacity:expr)),* $(,)?) => {
@@ -591,4 +761,7 @@ for_each_store!(
     the_same_signed_content_under_another_id_is_a_duplicate(10),
     what_each_route_did_is_kept_and_a_rerun_replaces_its_own(10),
     a_record_that_comes_after_its_lease_was_lost_changes_nothing(10),
+    a_delivery_given_back_is_due_again_with_no_attempt_spent(10),
+    a_targets_control_record_changes_atomically_and_is_read_back(10),
+    deliveries_with_one_ordering_key_go_one_at_a_time_in_commit_order(10),
 );

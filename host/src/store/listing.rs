@@ -51,6 +51,25 @@ macro_rules! finished {
 }
 pub(crate) use finished;
 
+/// Whether delivery `d` is first in line for its ordering key (or has
+/// none): no delivery to its target with its key and an earlier `$seq`
+/// (commit order) is unfinished, or dead and blocking (`on_dead =
+/// "block"`). Served by the partial index `deliveries_order`.
+macro_rules! first_in_line {
+    ($seq:literal) => {
+        concat!(
+            "(d.order_key IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries p \
+             WHERE p.target = d.target AND p.order_key = d.order_key AND p.",
+            $seq,
+            " < d.",
+            $seq,
+            " AND (p.state = 'pending' OR p.state = 'retrying' OR p.state = 'in_flight' \
+             OR (p.state = 'dead' AND p.order_block))))"
+        )
+    };
+}
+pub(crate) use first_in_line;
+
 /// What `GET /api/events` asks for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventQuery {

@@ -31,12 +31,14 @@
 mod codec;
 #[cfg(test)]
 mod conformance;
+mod control;
 mod listing;
 #[cfg(test)]
 mod model;
 mod postgres;
 mod sqlite;
 
+pub use control::{CircuitState, ControlChange, Paused, TargetControl};
 pub use listing::{Before, Cursor, EventQuery, EventState, EventSummary, TargetCounts};
 pub use postgres::{PIPELINE_LEASE, PgOptions, PostgresStore};
 pub use sqlite::SqliteStore;
@@ -66,6 +68,13 @@ pub struct Delivery {
     /// claim). Recording an attempt checks it: a delivery whose lease ran
     /// out and was claimed again is not overwritten by the late record.
     pub lease: u64,
+    /// The target's `ordering` key: of deliveries to one target with the
+    /// same key, only the first unfinished one (in commit order) is
+    /// attempted. `None`: unordered.
+    pub order_key: Option<String>,
+    /// Once dead, this delivery holds its key's later ones back (`on_dead
+    /// = "block"`) until retried or skipped.
+    pub order_block: bool,
 }
 
 /// A route whose plugins failed on an event. The event is kept with it, so
@@ -431,6 +440,18 @@ pub trait Store: Send + Sync + 'static {
     fn shared_starts(&self) -> Option<std::sync::Arc<dyn SharedStarts>> {
         None
     }
+    /// Every target's control record (pause, circuit) that has one.
+    async fn target_controls(
+        &self,
+    ) -> Result<std::collections::HashMap<String, TargetControl>, StoreError>;
+    /// Apply `change` to `target`'s control record atomically (for every
+    /// node sharing the store), writing it only if `change` says it
+    /// changed it; returns the record before and after.
+    async fn change_target_control(
+        &self,
+        target: &str,
+        change: ControlChange,
+    ) -> Result<(TargetControl, TargetControl), StoreError>;
     /// Wait until deliveries to `target` are due, and lease up to `max` of
     /// them (at least one) for `lease`, most overdue first.
     async fn claim(&self, target: &str, lease: Duration, max: usize) -> Vec<Delivery>;
@@ -443,6 +464,18 @@ pub trait Store: Send + Sync + 'static {
         attempt: Attempt,
         next: NextStep,
     ) -> Result<Recorded, StoreError>;
+    /// Give a claimed delivery back unattempted (its target's circuit
+    /// opened, or it was paused, before the attempt started): due at once,
+    /// as it was, with no attempt recorded. Under its lease, as
+    /// `finish_attempt`.
+    async fn release(&self, delivery: Delivery) -> Result<Recorded, StoreError>;
+    /// `target`'s worker stops claiming for a while (the target is paused,
+    /// or its circuit open): deliveries this process would hand it in
+    /// memory wait in the table instead, and those waiting in memory go
+    /// back to it, so that they show as waiting. Its next claim ends this.
+    async fn hold(&self, _target: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
     async fn stats(&self) -> Result<QueueStats, StoreError>;
 
     // The admin API.
@@ -466,6 +499,10 @@ pub trait Store: Send + Sync + 'static {
     /// Make one delivery due now with a fresh attempt budget. `false` if
     /// unknown or in flight.
     async fn retry_delivery(&self, id: &str) -> Result<bool, StoreError>;
+    /// Let the deliveries after a dead one with its ordering key go, when it
+    /// holds them back (`on_dead = "block"`); it stays dead. `false` if
+    /// there is no such delivery.
+    async fn skip_delivery(&self, id: &str) -> Result<bool, StoreError>;
     /// Make the dead deliveries of `target` due again (those that died at or
     /// after `since`, ms). Returns how many.
     async fn replay_target(&self, target: &str, since: Option<u64>) -> Result<usize, StoreError>;

@@ -27,11 +27,13 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 
 use super::{
-    Accepted, Attempt, Delivery, DeliveryQuery, DeliveryRecord, EventQuery, EventRecord,
-    EventSummary, FailedFilter, NextStep, Processed, Pruned, QueueStats, Recorded, RouteFailure,
-    SharedStarts, Store, StoreError, TargetCounts, codec, listing,
+    Accepted, Attempt, ControlChange, Delivery, DeliveryQuery, DeliveryRecord, EventQuery,
+    EventRecord, EventSummary, FailedFilter, NextStep, Processed, Pruned, QueueStats, Recorded,
+    RouteFailure, SharedStarts, Store, StoreError, TargetControl, TargetCounts, codec, control,
+    listing,
 };
 use crate::event::Event;
+use crate::store::listing::first_in_line;
 pub use listen::Wake;
 
 /// How long a node may run an event's routes (or re-run a failed route)
@@ -392,7 +394,7 @@ fn until(next: Option<i64>, poll: Duration) -> Duration {
 }
 
 /// How a result statement finds its event row (the CTE `e`, which yields
-/// `source, id`): parameters `$10` on are the head's.
+/// `source, id`): parameters `$12` on are the head's.
 #[derive(Clone, Copy)]
 enum Head {
     /// `accept_processed`: insert the event, processed; a duplicate inserts
@@ -409,20 +411,20 @@ impl Head {
         match self {
             Head::Insert => {
                 "INSERT INTO events (source, id, event_type, received_at, headers, body, state, signed, routes)
-                 VALUES ($10, $11, $12, $13, $14, $15, 'processed', $16, $17) ON CONFLICT DO NOTHING
+                 VALUES ($12, $13, $14, $15, $16, $17, 'processed', $18, $19) ON CONFLICT DO NOTHING
                  RETURNING source, id"
             }
             Head::Complete => {
-                "UPDATE events SET state = 'processed', routes = $12, lease_until = NULL
-                 WHERE source = $10 AND id = $11 RETURNING source, id"
+                "UPDATE events SET state = 'processed', routes = $14, lease_until = NULL
+                 WHERE source = $12 AND id = $13 RETURNING source, id"
             }
-            Head::Existing => "SELECT source, id FROM events WHERE source = $10 AND id = $11",
+            Head::Existing => "SELECT source, id FROM events WHERE source = $12 AND id = $13",
         }
     }
 }
 
 /// One statement for a pipeline result: the event row (`head`), its
-/// deliveries and failed routes (as arrays, `$1`–`$9`), and a `pg_notify`
+/// deliveries and failed routes (as arrays, `$1`–`$11`), and a `pg_notify`
 /// per target that got deliveries. One round trip, and atomic without a
 /// transaction. Yields one row: whether the event row was there (0 or 1),
 /// and the targets notified.
@@ -439,10 +441,13 @@ fn build_result_sql(head: Head) -> String {
         "WITH e AS ({head}),
          d AS (
              INSERT INTO deliveries (id, event_source, event_id, route, target, meta, body, state,
-                                     attempts, due_at, created_at, updated_at)
-             SELECT x.id, e.source, e.id, x.route, x.target, x.meta, x.body, 'pending', 0, n, n, n
+                                     attempts, due_at, created_at, updated_at, order_key, order_block)
+             SELECT x.id, e.source, e.id, x.route, x.target, x.meta, x.body, 'pending', 0, n, n, n,
+                    x.order_key, x.order_block
              FROM e, wasmhook_now_ms() n,
-                  unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[]) AS x(id, route, target, meta, body)
+                  unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $10::text[], $11::bool[])
+                      WITH ORDINALITY AS x(id, route, target, meta, body, order_key, order_block, i)
+             ORDER BY x.i
              ON CONFLICT (id) DO NOTHING RETURNING target),
          f AS (
              INSERT INTO route_failures (event_source, event_id, route, plugin, reason, waiting_for, failed_at)
@@ -471,6 +476,8 @@ struct ResultRows {
     plugins: Vec<Option<String>>,
     reasons: Vec<String>,
     waiting_for: Vec<Option<String>>,
+    order_keys: Vec<Option<String>>,
+    order_blocks: Vec<bool>,
 }
 
 impl ResultRows {
@@ -491,6 +498,8 @@ impl ResultRows {
             plugins: failures.iter().map(|f| f.plugin.clone()).collect(),
             reasons: failures.iter().map(|f| f.reason.clone()).collect(),
             waiting_for: failures.into_iter().map(|f| f.waiting_for).collect(),
+            order_keys: d.iter().map(|d| d.order_key.clone()).collect(),
+            order_blocks: d.iter().map(|d| d.order_block).collect(),
         }
     }
 
@@ -505,6 +514,8 @@ impl ResultRows {
             &self.plugins,
             &self.reasons,
             &self.waiting_for,
+            &self.order_keys,
+            &self.order_blocks,
         ]
     }
 }
@@ -836,11 +847,13 @@ impl Store for PostgresStore {
                 // one row saying how long until something is due (on the
                 // database's clock).
                 let claim = c
-                    .prepare_cached(
+                    .prepare_cached(concat!(
                         "WITH due AS (
-                             SELECT id FROM deliveries
+                             SELECT id FROM deliveries d
                              WHERE target = $1 AND state IN ('pending', 'retrying', 'in_flight')
-                               AND due_at <= wasmhook_now_ms()
+                               AND due_at <= wasmhook_now_ms() AND ",
+                        first_in_line!("seq"),
+                        "
                              ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED),
                          claimed AS (
                              UPDATE deliveries d SET state = 'in_flight', due_at = wasmhook_now_ms() + $3,
@@ -849,14 +862,18 @@ impl Store for PostgresStore {
                              RETURNING d.id, d.event_id, d.route, d.meta,
                                  COALESCE(d.body, (SELECT e.body FROM events e
                                                    WHERE e.source = d.event_source AND e.id = d.event_id)) AS body,
-                                 d.attempts, d.lease)
-                         SELECT id, event_id, route, meta, body, attempts, lease, NULL::bigint FROM claimed
+                                 d.attempts, d.lease, d.order_key, d.order_block)
+                         SELECT id, event_id, route, meta, body, attempts, lease, NULL::bigint, order_key, order_block
+                         FROM claimed
                          UNION ALL
                          SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                                (SELECT MIN(due_at) - wasmhook_now_ms() FROM deliveries
-                                 WHERE target = $1 AND state IN ('pending', 'retrying', 'in_flight'))
+                                (SELECT MIN(due_at) - wasmhook_now_ms() FROM deliveries d
+                                 WHERE target = $1 AND state IN ('pending', 'retrying', 'in_flight') AND ",
+                        first_in_line!("seq"),
+                        "),
+                                NULL, NULL
                          WHERE NOT EXISTS (SELECT 1 FROM claimed)",
-                    )
+                    ))
                     .await
                     .map_err(pg)?;
                 let rows = c
@@ -880,6 +897,8 @@ impl Store for PostgresStore {
                             .map_err(bad_row)?,
                         attempts: r.get::<_, i32>(5) as u32,
                         lease: r.get::<_, i64>(6) as u64,
+                        order_key: r.get(8),
+                        order_block: r.get(9),
                     });
                 }
                 Ok::<_, StoreError>((got, next))
@@ -944,7 +963,55 @@ impl Store for PostgresStore {
         if after.is_some() {
             // The target's claim may be sleeping on a later time.
             self.wake.target(&delivery.target).notify_one();
+        } else if let Some(key) = &delivery.order_key {
+            // The next delivery with its key may go, on any node: wake
+            // them, if one waits.
+            c.execute(
+                "SELECT pg_notify('wasmhook_due', $1) WHERE EXISTS (
+                     SELECT 1 FROM deliveries
+                     WHERE target = $1 AND order_key = $2 AND state IN ('pending', 'retrying'))",
+                &[&delivery.target, key],
+            )
+            .await
+            .map_err(pg)?;
         }
+        Ok(Recorded::Yes)
+    }
+
+    async fn skip_delivery(&self, id: &str) -> Result<bool, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "WITH d AS (
+                     UPDATE deliveries SET order_block = false, updated_at = wasmhook_now_ms()
+                     WHERE id = $1 AND state = 'dead' AND order_block RETURNING target)
+                 SELECT target, pg_notify('wasmhook_due', target) FROM d",
+                &[&id],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.is_some())
+    }
+
+    async fn release(&self, delivery: Delivery) -> Result<Recorded, StoreError> {
+        let c = self.client().await?;
+        let update = c
+            .prepare_cached(
+                "UPDATE deliveries SET state = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END,
+                     due_at = wasmhook_now_ms(), lease = NULL, updated_at = wasmhook_now_ms()
+                 WHERE id = $1 AND state = 'in_flight' AND lease = $2",
+            )
+            .await
+            .map_err(pg)?;
+        let n = c
+            .execute(&update, &[&delivery.id, &(delivery.lease as i64)])
+            .await
+            .map_err(pg)?;
+        if n == 0 {
+            return Ok(Recorded::LeaseLost);
+        }
+        self.wake.target(&delivery.target).notify_one();
         Ok(Recorded::Yes)
     }
 
@@ -1087,6 +1154,61 @@ impl Store for PostgresStore {
             listing::add_target_count(counts.entry(r.get(0)).or_default(), &state, n);
         }
         Ok(counts)
+    }
+
+    async fn target_controls(
+        &self,
+    ) -> Result<std::collections::HashMap<String, TargetControl>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT target, control FROM target_control", &[])
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let target: String = r.get(0);
+                let control = control::decode(&target, r.get(1));
+                (target, control)
+            })
+            .collect())
+    }
+
+    async fn change_target_control(
+        &self,
+        target: &str,
+        change: ControlChange,
+    ) -> Result<(TargetControl, TargetControl), StoreError> {
+        let mut c = self.client().await?;
+        let t = c.transaction().await.map_err(pg)?;
+        // The row exists (and is then locked) before it is read: two nodes
+        // changing one target take turns.
+        t.execute(
+            "INSERT INTO target_control (target, control) VALUES ($1, '{}') ON CONFLICT DO NOTHING",
+            &[&target],
+        )
+        .await
+        .map_err(pg)?;
+        let row = t
+            .query_one(
+                "SELECT control FROM target_control WHERE target = $1 FOR UPDATE",
+                &[&target],
+            )
+            .await
+            .map_err(pg)?;
+        let mut control = control::decode(target, row.get(0));
+        let before = control.clone();
+        if change(&mut control) {
+            t.execute(
+                "UPDATE target_control SET control = $2 WHERE target = $1",
+                &[&target, &control::encode(&control)],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        t.commit().await.map_err(pg)?;
+        Ok((before, control))
     }
 
     async fn retry_delivery(&self, id: &str) -> Result<bool, StoreError> {

@@ -107,6 +107,25 @@ const MIGRATIONS: &[&str] = &[
         tat_us bigint NOT NULL
     );
     "#,
+    // 4: each target's pause and circuit breaker (`store::control`), as
+    // JSON text, shared by every node.
+    r#"
+    CREATE TABLE target_control (
+        target  text PRIMARY KEY,
+        control text NOT NULL
+    );
+    "#,
+    // 5: ordered delivery per key (`targets[].ordering`): a delivery waits
+    // for the unfinished ones of its key numbered before it (`seq`, taken
+    // at insert; rows from before this have none, and no key either).
+    r#"
+    CREATE SEQUENCE wasmhook_delivery_seq;
+    ALTER TABLE deliveries ADD COLUMN seq bigint;
+    ALTER TABLE deliveries ALTER COLUMN seq SET DEFAULT nextval('wasmhook_delivery_seq');
+    ALTER TABLE deliveries ADD COLUMN order_key text;
+    ALTER TABLE deliveries ADD COLUMN order_block boolean NOT NULL DEFAULT false;
+    CREATE INDEX deliveries_order ON deliveries (target, order_key, seq) WHERE order_key IS NOT NULL;
+    "#,
 ];
 
 /// The version this binary writes.

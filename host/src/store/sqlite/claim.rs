@@ -6,15 +6,17 @@ use rusqlite::params;
 
 use super::rows::event_from_meta;
 use crate::store::Delivery;
-use crate::store::listing::unfinished;
+use crate::store::listing::{first_in_line, unfinished};
 
 /// Due deliveries of a target, most overdue first, from the partial index
 /// `deliveries_due`: its predicate is repeated as it is written there.
 pub const SELECT_DUE: &str = concat!(
-    "SELECT d.id, d.event_id, d.route, d.meta, COALESCE(d.body, e.body), d.attempts
+    "SELECT d.id, d.event_id, d.route, d.meta, COALESCE(d.body, e.body), d.attempts, d.order_key, d.order_block
      FROM deliveries d JOIN events e ON e.source = d.event_source AND e.id = d.event_id
      WHERE d.target = ?1 AND d.due_at <= ?2 AND ",
     unfinished!("d."),
+    " AND ",
+    first_in_line!("rowid"),
     " ORDER BY d.due_at LIMIT ?3"
 );
 
@@ -46,6 +48,8 @@ pub fn claim_due(
                 event: event_from_meta(&r.get::<_, String>(3)?, r.get(4)?)?,
                 attempts: r.get(5)?,
                 lease: (now + lease_ms) as u64,
+                order_key: r.get(6)?,
+                order_block: r.get(7)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -56,9 +60,13 @@ pub fn claim_due(
     let next = if due.len() == max {
         Some(now)
     } else {
+        // Deliveries waiting for their key's turn are not due: finishing
+        // the one before them wakes the claim.
         t.prepare_cached(concat!(
-            "SELECT MIN(due_at) FROM deliveries WHERE target = ?1 AND ",
-            unfinished!()
+            "SELECT MIN(d.due_at) FROM deliveries d WHERE d.target = ?1 AND ",
+            unfinished!("d."),
+            " AND ",
+            first_in_line!("rowid")
         ))?
         .query_row([target], |r| r.get(0))?
     };

@@ -54,11 +54,24 @@ impl Targets {
 
     /// Where each of `deliveries` starts: leased and reserved here, or due
     /// in the table. Runs on the store thread, inside the job that inserts
-    /// them.
-    pub fn plan(&self, deliveries: &[Delivery], now: i64) -> (Vec<Start>, Vec<Option<Handed>>) {
+    /// them. `waits[i]`: delivery `i` waits for an earlier one with its
+    /// ordering key, so it goes to the table, where claims keep the order.
+    pub fn plan(
+        &self,
+        deliveries: &[Delivery],
+        waits: &[bool],
+        now: i64,
+    ) -> (Vec<Start>, Vec<Option<Handed>>) {
         let mut starts = Vec::with_capacity(deliveries.len());
         let mut handed = Vec::with_capacity(deliveries.len());
-        for d in deliveries {
+        for (d, &waits) in deliveries.iter().zip(waits) {
+            if waits {
+                // Not due until the one before it finishes, which wakes
+                // the claim.
+                starts.push(Start::Due);
+                handed.push(None);
+                continue;
+            }
             let queue = self.get(&d.target);
             match queue.reserve(d.event.body.len(), now) {
                 Some(lease_until) => {
@@ -103,6 +116,9 @@ struct State {
     db_next_due: Option<i64>,
     /// Whether a claim has looked at the table yet.
     known: bool,
+    /// The worker stopped claiming for a while (its target is paused, or
+    /// its circuit open): nothing is handed over until it claims again.
+    held: bool,
 }
 
 impl State {
@@ -127,6 +143,9 @@ impl TargetQueue {
     fn reserve(&self, bytes: usize, now: i64) -> Option<i64> {
         let mut s = self.lock();
         let lease = s.lease?;
+        if s.held {
+            return None;
+        }
         let table_first = s.table_due(now);
         let full = s.entries >= HANDOFF_MAX || (s.entries > 0 && s.bytes + bytes > HANDOFF_BYTES);
         if table_first || full {
@@ -154,6 +173,19 @@ impl TargetQueue {
         self.lock().table_due(now)
     }
 
+    /// The worker stops claiming for a while: hand nothing more over, and
+    /// return what waits here, for the caller to give back to the table.
+    pub fn hold(&self) -> Vec<Delivery> {
+        let mut s = self.lock();
+        s.held = true;
+        let ready: Vec<Delivery> = s.ready.drain(..).map(|(d, _)| d).collect();
+        for d in &ready {
+            s.entries -= 1;
+            s.bytes -= d.event.body.len();
+        }
+        ready
+    }
+
     /// Whether the worker has claimed and found nothing due in the table.
     #[cfg(test)]
     pub fn is_waiting(&self) -> bool {
@@ -172,6 +204,7 @@ impl TargetQueue {
     pub fn take(&self, max: usize, lease: Duration, now: i64) -> Vec<Delivery> {
         let mut s = self.lock();
         s.lease = Some(lease);
+        s.held = false;
         let mut got = Vec::new();
         while got.len() < max {
             let Some((d, lease_until)) = s.ready.pop_front() else {
@@ -252,6 +285,8 @@ mod tests {
             },
             attempts: 0,
             lease: 0,
+            order_key: None,
+            order_block: false,
         }
     }
 
@@ -269,17 +304,18 @@ mod tests {
     #[test]
     fn nothing_is_handed_over_before_the_worker_claims_and_the_table_is_known() {
         let targets = Targets::default();
-        let (starts, _) = targets.plan(&[delivery("a", 1)], 0);
+        let (starts, _) = targets.plan(&[delivery("a", 1)], &[false; 1], 0);
         assert_eq!(starts, [Start::Due]);
         targets.get("t").take(1, LEASE, 0);
-        let (starts, _) = targets.plan(&[delivery("a", 1)], 0);
+        let (starts, _) = targets.plan(&[delivery("a", 1)], &[false; 1], 0);
         assert_eq!(starts, [Start::Due], "the table was never looked at");
     }
 
     #[test]
     fn handed_deliveries_reach_the_worker_after_the_commit_and_give_back_their_place() {
         let targets = ready_targets();
-        let (starts, handed) = targets.plan(&[delivery("a", 10), delivery("b", 10)], 1_000);
+        let (starts, handed) =
+            targets.plan(&[delivery("a", 10), delivery("b", 10)], &[false; 2], 1_000);
         let lease_until = 1_000 + (LEASE + HANDOFF_WAIT).as_millis() as i64;
         assert_eq!(starts, [Start::Leased { lease_until }; 2]);
         let mut handed: Vec<Handed> = handed.into_iter().flatten().collect();
@@ -300,7 +336,7 @@ mod tests {
     #[test]
     fn a_failed_commit_gives_the_place_back_and_leaves_the_row_to_the_table() {
         let targets = ready_targets();
-        let (_, handed) = targets.plan(&[delivery("a", 10)], 1_000);
+        let (_, handed) = targets.plan(&[delivery("a", 10)], &[false; 1], 1_000);
         drop(handed);
         let q = targets.get("t");
         let held = q.lock();
@@ -317,26 +353,54 @@ mod tests {
         let targets = ready_targets();
         let q = targets.get("t");
         q.due_in_table(500);
-        let (starts, _) = targets.plan(&[delivery("a", 1)], 1_000);
+        let (starts, _) = targets.plan(&[delivery("a", 1)], &[false; 1], 1_000);
         assert_eq!(starts, [Start::Due], "a retry is due: join it in the table");
         q.table_seen(Some(5_000));
-        let (starts, _) = targets.plan(&[delivery("a", 1)], 1_000);
+        let (starts, _) = targets.plan(&[delivery("a", 1)], &[false; 1], 1_000);
         assert!(
             matches!(starts[0], Start::Leased { .. }),
             "the retry is later"
         );
 
         let big = HANDOFF_BYTES / 2 + 1;
-        let (_, first) = targets.plan(&[delivery("big", big)], 1_000);
-        let (starts, _) = targets.plan(&[delivery("big2", big)], 1_000);
+        let (_, first) = targets.plan(&[delivery("big", big)], &[false; 1], 1_000);
+        let (starts, _) = targets.plan(&[delivery("big2", big)], &[false; 1], 1_000);
         assert_eq!(starts, [Start::Due], "over the byte budget");
         drop(first);
     }
 
     #[test]
+    fn a_held_queue_gives_back_what_waits_and_hands_nothing_over_until_the_next_claim() {
+        let targets = ready_targets();
+        let (_, handed) = targets.plan(&[delivery("a", 10)], &[false; 1], 0);
+        let mut h = handed.into_iter().flatten().next().unwrap();
+        h.fill(delivery("a", 10));
+        let q = h.push();
+        let given_back: Vec<String> = q.hold().into_iter().map(|d| d.id).collect();
+        assert_eq!(given_back, ["a"]);
+        let held = q.lock();
+        assert_eq!((held.entries, held.bytes), (0, 0));
+        drop(held);
+        let (starts, _) = targets.plan(&[delivery("b", 1)], &[false; 1], 0);
+        assert_eq!(
+            starts,
+            [Start::Due],
+            "held: new deliveries wait in the table"
+        );
+        // The claim takes what is in memory, then what is due in the table.
+        assert!(q.take(8, LEASE, 0).is_empty());
+        q.table_seen(None);
+        let (starts, _) = targets.plan(&[delivery("c", 1)], &[false; 1], 0);
+        assert!(
+            matches!(starts[0], Start::Leased { .. }),
+            "claiming again ends the hold"
+        );
+    }
+
+    #[test]
     fn a_delivery_that_waited_too_long_is_left_to_the_table() {
         let targets = ready_targets();
-        let (_, handed) = targets.plan(&[delivery("a", 1)], 0);
+        let (_, handed) = targets.plan(&[delivery("a", 1)], &[false; 1], 0);
         let mut h = handed.into_iter().flatten().next().unwrap();
         h.fill(delivery("a", 1));
         let _ = h.push();

@@ -28,9 +28,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::Notify;
 
 use super::{
-    Accepted, Attempt, Delivery, DeliveryQuery, DeliveryRecord, EventQuery, EventRecord,
-    EventSummary, FailedFilter, NextStep, Processed, Pruned, QueueStats, Recorded, RouteFailure,
-    Store, StoreError, TargetCounts, codec,
+    Accepted, Attempt, ControlChange, Delivery, DeliveryQuery, DeliveryRecord, EventQuery,
+    EventRecord, EventSummary, FailedFilter, NextStep, Processed, Pruned, QueueStats, Recorded,
+    RouteFailure, Store, StoreError, TargetControl, TargetCounts, codec, control,
 };
 use crate::event::{Event, now_ms};
 use crate::store::listing::finished;
@@ -185,6 +185,26 @@ impl SqliteStore {
     }
 
     /// The table has deliveries for `target` due at `at` (ms).
+    /// Put leased deliveries back unattempted, due now; returns how many
+    /// were still under the lease they were claimed with.
+    async fn give_back(&self, deliveries: Vec<Delivery>) -> Result<usize, StoreError> {
+        let now = now_ms() as i64;
+        self.writer
+            .run_idempotent(move |t| {
+                let mut update = t.prepare_cached(
+                    "UPDATE deliveries SET state = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END,
+                         due_at = ?2, updated_at = ?2
+                     WHERE id = ?1 AND state = 'in_flight' AND due_at = ?3",
+                )?;
+                let mut n = 0;
+                for d in &deliveries {
+                    n += update.execute(params![d.id, now, d.lease as i64])?;
+                }
+                Ok(n)
+            })
+            .await
+    }
+
     fn due_in_table(&self, target: &str, at: i64) {
         let queue = self.targets.get(target);
         queue.due_in_table(at);
@@ -201,7 +221,8 @@ impl SqliteStore {
         processed: Processed,
         now: i64,
     ) -> rusqlite::Result<Ready> {
-        let (starts, mut handed) = targets.plan(&processed.deliveries, now);
+        let waits = key_waits(t, &processed.deliveries)?;
+        let (starts, mut handed) = targets.plan(&processed.deliveries, &waits, now);
         let inserted = insert_deliveries(t, event, &processed.deliveries, &starts, now)?;
         insert_failures(t, event, &processed.failures(&event.id), now)?;
         let mut ready = Ready::default();
@@ -324,6 +345,28 @@ const FINISHED_BEFORE: &str = concat!(
 const FINISH_ATTEMPT: &str = "UPDATE deliveries SET state = ?2, attempts = ?3, due_at = ?4, last_error = ?5, updated_at = ?6,
             log = json_insert(COALESCE(log, '[]'), '$[#]', json(?7))
      WHERE id = ?1 AND state = 'in_flight' AND due_at = ?8";
+
+/// For each of `deliveries`, whether it waits for an earlier delivery with
+/// its ordering key: one still unfinished in the table, or one before it
+/// in this same list.
+fn key_waits(t: &Transaction<'_>, deliveries: &[Delivery]) -> rusqlite::Result<Vec<bool>> {
+    let mut waits = Vec::with_capacity(deliveries.len());
+    for (i, d) in deliveries.iter().enumerate() {
+        let Some(key) = &d.order_key else {
+            waits.push(false);
+            continue;
+        };
+        let earlier_here = deliveries[..i]
+            .iter()
+            .any(|e| e.target == d.target && e.order_key.as_ref() == Some(key));
+        waits.push(
+            earlier_here
+                || t.prepare_cached(rows::KEY_WAITING)?
+                    .query_row(params![d.target, key], |r| r.get(0))?,
+        );
+    }
+    Ok(waits)
+}
 
 /// Insert a received event, `processed` (with what its routes did) or
 /// `received`; `Some(original id)` when it is a duplicate instead.
@@ -598,6 +641,8 @@ impl Store for SqliteStore {
         next: NextStep,
     ) -> Result<Recorded, StoreError> {
         let target = delivery.target.clone();
+        // The next delivery with its key may go once this one is done.
+        let frees_key = !matches!(next, NextStep::Retry { .. });
         let logged = serde_json::to_string(&attempt).expect("an attempt serializes");
         // One statement: it is all or nothing without a savepoint, and the
         // lease check makes running it twice harmless.
@@ -626,19 +671,53 @@ impl Store for SqliteStore {
                 if n == 0 {
                     return Ok(Err(Recorded::LeaseLost));
                 }
-                Ok(Ok(due_at))
+                // Only when one waits: a wake sends the target's next
+                // deliveries through the table rather than memory.
+                let successor = match &delivery.order_key {
+                    Some(key) if frees_key => t
+                        .prepare_cached(rows::KEY_SUCCESSOR)?
+                        .query_row(params![delivery.target, key], |r| r.get(0))?,
+                    _ => false,
+                };
+                Ok(Ok((due_at, successor)))
             })
             .await?;
         match due {
             Err(lost) => Ok(lost),
-            Ok(due) => {
+            Ok((due, successor)) => {
                 if let Some(at) = due {
                     // The target's claim may be sleeping on a later time.
                     self.due_in_table(&target, at);
                 }
+                if successor {
+                    self.due_in_table(&target, now_ms() as i64);
+                }
                 Ok(Recorded::Yes)
             }
         }
+    }
+
+    async fn release(&self, delivery: Delivery) -> Result<Recorded, StoreError> {
+        let target = delivery.target.clone();
+        let n = self.give_back(vec![delivery]).await?;
+        if n == 0 {
+            return Ok(Recorded::LeaseLost);
+        }
+        self.due_in_table(&target, now_ms() as i64);
+        Ok(Recorded::Yes)
+    }
+
+    async fn hold(&self, target: &str) -> Result<(), StoreError> {
+        let queue = self.targets.get(target);
+        let waiting = queue.hold();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let given_back = self.give_back(waiting).await;
+        // Given back or not, they are due in the table (at the latest when
+        // their leases end).
+        self.due_in_table(target, now_ms() as i64);
+        given_back.map(drop)
     }
 
     async fn stats(&self) -> Result<QueueStats, StoreError> {
@@ -691,6 +770,49 @@ impl Store for SqliteStore {
         self.reader.run(rows::target_counts).await
     }
 
+    async fn target_controls(
+        &self,
+    ) -> Result<std::collections::HashMap<String, TargetControl>, StoreError> {
+        self.reader
+            .run(|t| {
+                let mut stmt = t.prepare_cached("SELECT target, control FROM target_control")?;
+                stmt.query_map([], |r| {
+                    let target: String = r.get(0)?;
+                    let control = control::decode(&target, &r.get::<_, String>(1)?);
+                    Ok((target, control))
+                })?
+                .collect()
+            })
+            .await
+    }
+
+    async fn change_target_control(
+        &self,
+        target: &str,
+        change: ControlChange,
+    ) -> Result<(TargetControl, TargetControl), StoreError> {
+        let target = target.to_string();
+        self.writer
+            .run(move |t| {
+                let mut control = t
+                    .prepare_cached("SELECT control FROM target_control WHERE target = ?1")?
+                    .query_row([&target], |r| r.get::<_, String>(0))
+                    .optional()?
+                    .map(|text| control::decode(&target, &text))
+                    .unwrap_or_default();
+                let before = control.clone();
+                if change(&mut control) {
+                    t.prepare_cached(
+                        "INSERT INTO target_control (target, control) VALUES (?1, ?2)
+                         ON CONFLICT (target) DO UPDATE SET control = excluded.control",
+                    )?
+                    .execute(params![target, control::encode(&control)])?;
+                }
+                Ok((before, control))
+            })
+            .await
+    }
+
     async fn retry_delivery(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_string();
         let target: Option<String> = self
@@ -710,6 +832,26 @@ impl Store for SqliteStore {
             self.due_in_table(&target, now_ms() as i64);
         }
         Ok(found)
+    }
+
+    async fn skip_delivery(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        let target: Option<String> = self
+            .writer
+            .run(move |t| {
+                t.query_row(
+                    "UPDATE deliveries SET order_block = 0, updated_at = ?2
+                     WHERE id = ?1 AND state = 'dead' AND order_block RETURNING target",
+                    params![id, now_ms() as i64],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .await?;
+        if let Some(target) = &target {
+            self.due_in_table(target, now_ms() as i64);
+        }
+        Ok(target.is_some())
     }
 
     async fn replay_target(&self, target: &str, since: Option<u64>) -> Result<usize, StoreError> {

@@ -34,8 +34,18 @@ pub fn event_from_meta(meta: &str, body: Vec<u8>) -> rusqlite::Result<Event> {
 }
 
 pub const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_source, event_id, route, target, meta, body, state, attempts,
-                             due_at, created_at, updated_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?10) ON CONFLICT (id) DO NOTHING";
+                             due_at, created_at, updated_at, order_key, order_block)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?10, ?11, ?12) ON CONFLICT (id) DO NOTHING";
+
+/// Whether a delivery to `?1` with the ordering key `?2` waits for its turn.
+pub const KEY_SUCCESSOR: &str = "SELECT EXISTS (SELECT 1 FROM deliveries
+     WHERE target = ?1 AND order_key = ?2 AND (state = 'pending' OR state = 'retrying'))";
+
+/// Whether an unfinished (or dead and blocking) delivery to `?1` with the
+/// ordering key `?2` exists: a new one with that key then waits for it.
+pub const KEY_WAITING: &str = "SELECT EXISTS (SELECT 1 FROM deliveries
+     WHERE target = ?1 AND order_key = ?2
+       AND (state = 'pending' OR state = 'retrying' OR state = 'in_flight' OR (state = 'dead' AND order_block)))";
 
 /// Where a new delivery starts: due now in the table, or already leased
 /// until `lease_until` (ms) because it is handed to its target's worker in
@@ -75,7 +85,9 @@ pub fn insert_deliveries(
             body,
             state,
             due_at,
-            now
+            now,
+            d.order_key,
+            d.order_block
         ])?;
         inserted.push(n == 1);
     }

@@ -140,6 +140,21 @@ const MIGRATIONS: &[Migration] = &[
     CREATE INDEX events_source_time ON events (source, received_at, id);
     CREATE INDEX events_type_time ON events (event_type, received_at, id, source);
     "#),
+    // 8: each target's pause and circuit breaker (`store::control`), as
+    // JSON: one small row per target that has ever had one.
+    Sql(r#"
+    CREATE TABLE target_control (
+        target  TEXT PRIMARY KEY,
+        control TEXT NOT NULL
+    );
+    "#),
+    // 9: ordered delivery per key (`targets[].ordering`): a delivery waits
+    // for the unfinished ones of its key committed before it (by rowid).
+    Sql(r#"
+    ALTER TABLE deliveries ADD COLUMN order_key TEXT;
+    ALTER TABLE deliveries ADD COLUMN order_block INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX deliveries_order ON deliveries (target, order_key) WHERE order_key IS NOT NULL;
+    "#),
 ];
 
 /// The hot path's shape. Both tables are rebuilt:
