@@ -447,17 +447,34 @@ async function tryRun(name, eventText, configText, output) {
 
 async function targets() {
   const data = await api("/api/targets");
+  // Why it is paused, or when the open circuit probes next.
+  const why = (t) => t.paused ? t.paused.reason
+    : t.next_probe_at ? `${t.failures} failures in a row; next probe ${time(t.next_probe_at)}` : "";
   show(
     h("h1", "Targets"),
-    table(["Name", "URL", "State", "Success", "p50", "p99", "In flight", "Backlog", "Dead"],
+    table(["Name", "URL", "State", "Success", "p50", "p99", "In flight", "Backlog", "Dead", ""],
       data.targets.map((t) => [
-        link("#/deliveries" + query({ target: t.name }), t.name), h("code", t.url), state(t.state),
+        link("#/deliveries" + query({ target: t.name }), t.name), h("code", t.url),
+        h("span", { title: why(t) }, state(t.state)),
         num(pct(t.success_rate)), num(ms(t.p50_ms)), num(ms(t.p99_ms)),
         num(`${t.in_flight}/${t.max_in_flight}`), num(t.backlog),
         t.dead ? link("#/deliveries" + query({ state: "dead", target: t.name }), String(t.dead)) : num(0),
+        t.state === "active"
+          ? h("button.pause", { on: { click: () => control(t.name, "pause") } }, "Pause")
+          : h("button.resume", { on: { click: () => control(t.name, "resume") } }, "Resume"),
       ]), "targets-table"),
   );
   refresh = setTimeout(() => route(), 3000);
+}
+
+async function control(target, action) {
+  try {
+    const t = await api(`/api/targets/${encodeURIComponent(target)}/${action}`, { method: "POST" });
+    await route();
+    flash(`${target} is ${t.state}.`);
+  } catch (err) {
+    flash(err.message, true);
+  }
 }
 
 async function liveTail() {

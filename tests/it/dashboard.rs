@@ -304,6 +304,9 @@ async fn every_admin_call_needs_the_token() {
         ("GET", "/api/deliveries"),
         ("POST", "/api/deliveries/d1/retry"),
         ("POST", "/api/targets/flaky/replay"),
+        ("POST", "/api/targets/flaky/pause"),
+        ("POST", "/api/targets/flaky/resume"),
+        ("POST", "/api/deliveries/d1/skip"),
     ];
     let client = reqwest::Client::new();
     for (method, path) in calls {
@@ -527,6 +530,15 @@ async fn the_dashboard_finds_explains_and_fixes_events_in_a_real_browser() {
     browser.goto(&router.url("/ui/#/targets")).await;
     browser.wait_text("#targets-table", "flaky").await;
     browser.screenshot("ui-targets").await;
+    // Pause for a maintenance window, and resume.
+    browser.click("#targets-table button.pause").await;
+    browser.wait_text("#targets-table", "paused").await;
+    assert_eq!(
+        router.api("/api/targets").await.1["targets"][0]["state"],
+        "paused"
+    );
+    browser.click("#targets-table button.resume").await;
+    browser.wait_text("#targets-table", "active").await;
     browser.goto(&router.url("/ui/#/")).await;
     browser.wait_text("h1", "Overview").await;
     assert_eq!(browser.count("#chart polyline").await, 3);

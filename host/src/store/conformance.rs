@@ -313,13 +313,18 @@ async fn what_each_route_did_is_kept_and_a_rerun_replaces_its_own(store: Arc<dyn
     assert_eq!(json[1]["targets"], serde_json::json!(["t"]));
 }
 
-async fn a_record_that_comes_after_its_lease_was_lost_changes_nothing(store: Arc<dyn Store>) {
+/// Event `e` with one delivery, `d`, to target `t`, through the pipeline.
+async fn one_delivery(store: &Arc<dyn Store>) {
     store.accept(event("e"), None).await.unwrap();
     let e = store.next_event().await;
     store
         .complete_event(e.clone(), processed(vec![delivery("d", &e)], vec![]))
         .await
         .unwrap();
+}
+
+async fn a_record_that_comes_after_its_lease_was_lost_changes_nothing(store: Arc<dyn Store>) {
+    one_delivery(&store).await;
     // A lease that runs out at once: the delivery is claimed again, as
     // after a store outage longer than the lease.
     let first = store.claim("t", Duration::ZERO, 1).await.remove(0);
@@ -534,12 +539,7 @@ async fn events_list_newest_first_by_filter_and_page_without_gaps(store: Arc<dyn
 }
 
 async fn a_delivery_given_back_is_due_again_with_no_attempt_spent(store: Arc<dyn Store>) {
-    store.accept(event("e"), None).await.unwrap();
-    let e = store.next_event().await;
-    store
-        .complete_event(e.clone(), processed(vec![delivery("d", &e)], vec![]))
-        .await
-        .unwrap();
+    one_delivery(&store).await;
     store.hold("t").await.unwrap();
     let claimed = store.claim("t", Duration::from_secs(60), 1).await.remove(0);
     assert_eq!(store.release(claimed.clone()).await, Ok(Recorded::Yes));
