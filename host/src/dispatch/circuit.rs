@@ -67,8 +67,16 @@ pub struct Circuits {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     // A std mutex: held to read or swap a record, never across an await.
-    seen: Mutex<HashMap<String, TargetControl>>,
+    seen: Mutex<Seen>,
     changed: Notify,
+}
+
+/// The records last seen, and how many changes made here since: a
+/// refresh that read the store before one of them must not undo it.
+#[derive(Default)]
+struct Seen {
+    records: HashMap<String, TargetControl>,
+    kept: u64,
 }
 
 impl Circuits {
@@ -83,11 +91,16 @@ impl Circuits {
 
     /// The last record seen for `target`.
     pub fn seen(&self, target: &str) -> TargetControl {
-        self.lock().get(target).cloned().unwrap_or_default()
+        self.lock().records.get(target).cloned().unwrap_or_default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, TargetControl>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
         self.seen.lock().expect("circuit records lock poisoned")
+    }
+
+    /// Wake the waiting workers to look again (the config changed).
+    pub fn nudge(&self) {
+        self.changed.notify_waiters();
     }
 
     /// Resolves at the next change of any record. Create it (and `enable`
@@ -99,8 +112,9 @@ impl Circuits {
     /// Keep `record` as `target`'s latest; wake the workers if it differs.
     fn keep(&self, target: &str, record: TargetControl) {
         let mut seen = self.lock();
-        if seen.get(target) != Some(&record) {
-            seen.insert(target.to_string(), record);
+        seen.kept += 1;
+        if seen.records.get(target) != Some(&record) {
+            seen.records.insert(target.to_string(), record);
             drop(seen);
             self.changed.notify_waiters();
         }
@@ -108,10 +122,16 @@ impl Circuits {
 
     /// Read every record from the store (at start, and every [`REFRESH`]).
     pub async fn refresh(&self) -> Result<(), StoreError> {
+        let kept = self.lock().kept;
         let records = self.store.target_controls().await?;
         let mut seen = self.lock();
-        if *seen != records {
-            *seen = records;
+        if seen.kept != kept {
+            // A change made here came in between: this read may predate
+            // it. The next refresh reads again.
+            return Ok(());
+        }
+        if seen.records != records {
+            seen.records = records;
             drop(seen);
             self.changed.notify_waiters();
         }
@@ -134,7 +154,7 @@ impl Circuits {
     /// May attempts to `target` start now (`now`: ms since the epoch)?
     pub fn gate(&self, target: &str, circuit: Option<Circuit>, now: u64) -> Gate {
         let seen = self.lock();
-        let record = seen.get(target);
+        let record = seen.records.get(target);
         let Some(record) = record else {
             return Gate::Go { most: usize::MAX };
         };
@@ -161,7 +181,7 @@ impl Circuits {
     /// may, while its circuit is half-open).
     pub fn may_start(&self, target: &str, circuit: Option<Circuit>, probe: bool) -> bool {
         let seen = self.lock();
-        let Some(record) = seen.get(target) else {
+        let Some(record) = seen.records.get(target) else {
             return true;
         };
         if record.paused.is_some() {

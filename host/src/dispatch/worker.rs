@@ -94,6 +94,9 @@ impl Dispatcher {
     /// queued, and resume if it comes back.
     pub fn reconcile(&self) {
         let config = self.live.load_full();
+        // A worker waiting on a circuit looks again: `circuit` may have
+        // changed (or been turned off).
+        self.circuits.nudge();
         let mut workers = self.workers.lock().expect("workers lock poisoned");
         workers.retain(|name, w| {
             let keep = config
@@ -307,8 +310,15 @@ impl TargetWorker {
             tracing::debug!(delivery_id = %id, ?released, "not attempted: the target is paused or its circuit is open");
             return;
         }
-        let (delivery, attempt, next) = self.try_once(delivery, probe).await;
+        let (delivery, attempt, next, health) = self.try_once(delivery).await;
         self.record(delivery, attempt, next).await;
+        // After the attempt's own record: waiting on the shared circuit
+        // row must not eat into the delivery's lease.
+        if let Some(health) = health {
+            self.circuits
+                .record(&self.name, self.circuit(), health, probe)
+                .await;
+        }
     }
 
     /// Record an attempt, retrying with backoff while the store fails: the
@@ -329,7 +339,10 @@ impl TargetWorker {
         }
     }
 
-    async fn try_once(&self, mut delivery: Delivery, probe: bool) -> (Delivery, Attempt, NextStep) {
+    async fn try_once(
+        &self,
+        mut delivery: Delivery,
+    ) -> (Delivery, Attempt, NextStep, Option<Health>) {
         let config = self.live.load_full();
         let Some(target) = config.target(&self.name) else {
             // Removed from the config after this delivery was claimed: put it
@@ -342,7 +355,7 @@ impl TargetWorker {
             let next = NextStep::Retry {
                 after: Duration::from_secs(1),
             };
-            return (delivery, attempt, next);
+            return (delivery, attempt, next, None);
         };
         let policy = RetryPolicy {
             schedule: &target.retry_schedule,
@@ -375,9 +388,6 @@ impl TargetWorker {
         }
         let health = health(&verdict, &reply);
         let gone = matches!(health, Health::Gone(_));
-        self.circuits
-            .record(&self.name, target.circuit, health, probe)
-            .await;
         let (next, error) = match verdict {
             // Gone: the target is paused, and the delivery waits for it
             // like any other, rather than dying.
@@ -444,7 +454,7 @@ impl TargetWorker {
             error,
             response: reply.excerpt,
         };
-        (delivery, attempt, next)
+        (delivery, attempt, next, Some(health))
     }
 }
 

@@ -331,7 +331,14 @@ async fn control_target(state: &AppState, name: &str, pause: Option<String>) -> 
         return unavailable(e);
     }
     match super::overview::target_views(state, &[name]).await {
-        Ok(mut views) => Json(views.remove(0)).into_response(),
+        Ok(views) => match views.into_iter().next() {
+            Some(view) => Json(view).into_response(),
+            // Removed from the config by a reload meanwhile.
+            None => error(
+                StatusCode::NOT_FOUND,
+                format!("no target is named {name:?}"),
+            ),
+        },
         Err(e) => unavailable(e),
     }
 }

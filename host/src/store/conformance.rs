@@ -692,6 +692,10 @@ async fn deliveries_with_one_ordering_key_go_one_at_a_time_in_commit_order(store
         nothing_due(store.clone()).await,
         "c2 waits behind the dead c1"
     );
+    // Retention keeps a dead delivery that holds its key back.
+    let later = now_ms() + 1;
+    store.prune(later, later, 0).await.unwrap();
+    assert!(nothing_due(store.clone()).await, "pruning c1 released c2");
     assert!(
         !store.skip_delivery("a2").await.unwrap(),
         "a2 holds nothing back"

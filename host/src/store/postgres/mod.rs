@@ -965,15 +965,19 @@ impl Store for PostgresStore {
             self.wake.target(&delivery.target).notify_one();
         } else if let Some(key) = &delivery.order_key {
             // The next delivery with its key may go, on any node: wake
-            // them, if one waits.
-            c.execute(
-                "SELECT pg_notify('wasmhook_due', $1) WHERE EXISTS (
-                     SELECT 1 FROM deliveries
-                     WHERE target = $1 AND order_key = $2 AND state IN ('pending', 'retrying'))",
-                &[&delivery.target, key],
-            )
-            .await
-            .map_err(pg)?;
+            // them, if one waits. The attempt is recorded already: a
+            // failed wake costs a poll interval, not a second record.
+            if let Err(e) = c
+                .execute(
+                    "SELECT pg_notify('wasmhook_due', $1) WHERE EXISTS (
+                         SELECT 1 FROM deliveries
+                         WHERE target = $1 AND order_key = $2 AND state IN ('pending', 'retrying'))",
+                    &[&delivery.target, key],
+                )
+                .await
+            {
+                tracing::warn!(target = %delivery.target, "cannot wake the next delivery of its key: {e}");
+            }
         }
         Ok(Recorded::Yes)
     }
@@ -1274,7 +1278,8 @@ impl Store for PostgresStore {
                     "DELETE FROM deliveries WHERE id IN (
                          SELECT id FROM deliveries
                          WHERE state IN ('delivered', 'dead') AND updated_at < greatest($1::bigint, $2::bigint)
-                           AND ((state = 'delivered' AND updated_at < $1) OR (state = 'dead' AND updated_at < $2))
+                           AND ((state = 'delivered' AND updated_at < $1)
+                                OR (state = 'dead' AND updated_at < $2 AND NOT order_block))
                          LIMIT $3)",
                     &[&d, &x, &PRUNE_CHUNK],
                 )

@@ -337,7 +337,8 @@ const FINISHED_BEFORE: &str = concat!(
     "SELECT id FROM deliveries WHERE ",
     finished!(),
     " AND updated_at < ?3
-       AND ((state = 'delivered' AND updated_at < ?1) OR (state = 'dead' AND updated_at < ?2))
+       AND ((state = 'delivered' AND updated_at < ?1)
+            OR (state = 'dead' AND updated_at < ?2 AND NOT order_block))
      LIMIT ?4"
 );
 
