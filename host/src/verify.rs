@@ -281,6 +281,11 @@ pub fn parse_prefixed_hex(value: &str, prefix: &str) -> Option<Vec<u8>> {
     decode_hex(value.trim().strip_prefix(prefix)?)
 }
 
+/// Lower-case hex of `bytes` (digests: plugin versions, long keys).
+pub fn encode_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) || text.len() > 1024 {
         return None;

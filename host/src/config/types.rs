@@ -207,15 +207,7 @@ impl DeliveryOrder {
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.trim().to_string()),
-            OrderKey::JsonPointer(pointer) => {
-                serde_json::from_slice::<serde_json::Value>(&event.body)
-                    .ok()
-                    .and_then(|json| match json.pointer(pointer) {
-                        Some(serde_json::Value::String(s)) => Some(s.clone()),
-                        Some(v) if v.is_number() || v.is_boolean() => Some(v.to_string()),
-                        _ => None,
-                    })
-            }
+            OrderKey::JsonPointer(pointer) => crate::event::pointer_text(&event.body, pointer),
         }
         .filter(|k| !k.is_empty())?;
         if key.len() <= MAX_KEY_BYTES {
@@ -223,12 +215,8 @@ impl DeliveryOrder {
         }
         use sha2::Digest as _;
         let digest = sha2::Sha256::digest(key.as_bytes());
-        Some(format!("sha256:{}", hex(&digest)))
+        Some(format!("sha256:{}", crate::verify::encode_hex(&digest)))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A target's circuit breaker: after `failures` failed attempts in a row,

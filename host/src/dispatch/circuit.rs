@@ -213,16 +213,8 @@ impl Circuits {
             }
             due
         });
-        match self.store.change_target_control(target, change).await {
-            Ok((_, record)) => {
-                let took = took.load(Ordering::Acquire);
-                if took {
-                    tracing::info!(target = %target, "circuit half-open: one delivery goes as a probe");
-                    self.metrics.circuit_changed(target, CircuitState::HalfOpen);
-                }
-                self.keep(target, record);
-                took
-            }
+        match self.apply(target, change).await {
+            Ok(_) => took.load(Ordering::Acquire),
             Err(e) => {
                 tracing::warn!(target = %target, "cannot take the circuit's probe: {e}");
                 tokio::time::sleep(STORE_RETRY).await;
@@ -240,11 +232,15 @@ impl Circuits {
         health: Health,
         probe: bool,
     ) {
-        let seen = self.seen(target);
         let now = now_ms();
         let change: crate::store::ControlChange = match health {
             Health::Up => {
-                if seen.circuit == CircuitState::Closed && seen.failures == 0 {
+                let quiet = self
+                    .lock()
+                    .records
+                    .get(target)
+                    .is_none_or(|r| r.circuit == CircuitState::Closed && r.failures == 0);
+                if quiet {
                     return; // The hot path: nothing to write.
                 }
                 Box::new(|c: &mut TargetControl| {
@@ -287,25 +283,33 @@ impl Circuits {
                 })
             }
         };
-        match self.store.change_target_control(target, change).await {
-            Ok((before, after)) => {
-                self.report(target, &before, &after);
-                self.keep(target, after);
-            }
-            Err(e) => {
-                tracing::warn!(target = %target, "cannot record the attempt in the target's circuit: {e}")
-            }
+        if let Err(e) = self.apply(target, change).await {
+            tracing::warn!(target = %target, "cannot record the attempt in the target's circuit: {e}");
         }
+    }
+
+    /// Change `target`'s record in the store; report and keep the result.
+    async fn apply(
+        &self,
+        target: &str,
+        change: crate::store::ControlChange,
+    ) -> Result<TargetControl, StoreError> {
+        let (before, after) = self.store.change_target_control(target, change).await?;
+        self.report(target, &before, &after);
+        self.keep(target, after.clone());
+        Ok(after)
     }
 
     /// Log and count what changed from `before` to `after` (as the store
     /// saw them: of several nodes, the one that made a change reports it).
     fn report(&self, target: &str, before: &TargetControl, after: &TargetControl) {
-        if before.paused.is_none()
-            && let Some(paused) = &after.paused
-        {
-            tracing::warn!(target = %target, "target paused: {}; POST /api/targets/{target}/resume to resume", paused.reason);
-            self.metrics.target_paused(target);
+        match (&before.paused, &after.paused) {
+            (None, Some(paused)) => {
+                tracing::warn!(target = %target, "target paused: {}; POST /api/targets/{target}/resume to resume", paused.reason);
+                self.metrics.target_paused(target);
+            }
+            (Some(_), None) => tracing::info!(target = %target, "target resumed"),
+            _ => {}
         }
         if before.circuit == after.circuit && before.probe_at == after.probe_at {
             return;
@@ -323,11 +327,14 @@ impl Circuits {
                 "the probe failed: the circuit stays open; the next probe goes in {}s",
                 in_s(after)
             ),
+            (_, CircuitState::HalfOpen) => tracing::info!(
+                target = %target,
+                "circuit half-open: one delivery goes as a probe"
+            ),
             (_, CircuitState::Closed) => tracing::info!(
                 target = %target,
                 "circuit closed: deliveries resume"
             ),
-            _ => {}
         }
         if before.circuit != after.circuit {
             self.metrics.circuit_changed(target, after.circuit);
@@ -337,46 +344,28 @@ impl Circuits {
     /// Stop every attempt to `target` until it is resumed, on every node.
     pub async fn pause(&self, target: &str, reason: String) -> Result<TargetControl, StoreError> {
         let now = now_ms();
-        let (before, after) = self
-            .store
-            .change_target_control(
-                target,
-                Box::new(move |c: &mut TargetControl| {
-                    let new = Some(Paused { reason, at: now });
-                    let changed =
-                        c.paused.as_ref().map(|p| &p.reason) != new.as_ref().map(|p| &p.reason);
-                    if changed {
-                        c.paused = new;
-                    }
-                    changed
-                }),
-            )
-            .await?;
-        self.report(target, &before, &after);
-        self.keep(target, after.clone());
-        Ok(after)
+        self.apply(
+            target,
+            Box::new(move |c: &mut TargetControl| {
+                if c.paused.as_ref().is_some_and(|p| p.reason == reason) {
+                    return false;
+                }
+                c.paused = Some(Paused { reason, at: now });
+                true
+            }),
+        )
+        .await
     }
 
     /// Resume `target`: lift its pause and close its circuit, so that its
     /// backlog goes at once (should the target still fail, the circuit
     /// opens again after `failures`).
     pub async fn resume(&self, target: &str) -> Result<TargetControl, StoreError> {
-        let (before, after) = self
-            .store
-            .change_target_control(
-                target,
-                Box::new(|c: &mut TargetControl| {
-                    let was = std::mem::take(c);
-                    was != *c
-                }),
-            )
-            .await?;
-        if before.paused.is_some() {
-            tracing::info!(target = %target, "target resumed");
-        }
-        self.report(target, &before, &after);
-        self.keep(target, after.clone());
-        Ok(after)
+        self.apply(
+            target,
+            Box::new(|c: &mut TargetControl| std::mem::take(c) != TargetControl::default()),
+        )
+        .await
     }
 }
 

@@ -301,7 +301,8 @@ impl TargetWorker {
     /// Make one attempt and record it; or, if the target was paused or
     /// its circuit opened since the claim, give the delivery back.
     async fn attempt(&self, delivery: Delivery, probe: bool) {
-        if !self.circuits.may_start(&self.name, self.circuit(), probe) {
+        let circuit = self.circuit();
+        if !self.circuits.may_start(&self.name, circuit, probe) {
             let id = delivery.id.clone();
             let released = until_recorded("giving back the delivery", None, || {
                 self.store.release(delivery.clone())
@@ -316,7 +317,7 @@ impl TargetWorker {
         // row must not eat into the delivery's lease.
         if let Some(health) = health {
             self.circuits
-                .record(&self.name, self.circuit(), health, probe)
+                .record(&self.name, circuit, health, probe)
                 .await;
         }
     }

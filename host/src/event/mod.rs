@@ -24,6 +24,18 @@ pub struct Event {
     pub body: Bytes,
 }
 
+/// The value at JSON `pointer` in `body` as text: a string as it is, a
+/// number or boolean as written; `None` for anything else, or a body that
+/// is not JSON. (A source's event type, a target's ordering key.)
+pub fn pointer_text(body: &[u8], pointer: &str) -> Option<String> {
+    let json = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    match json.pointer(pointer)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        v if v.is_number() || v.is_boolean() => Some(v.to_string()),
+        _ => None,
+    }
+}
+
 impl Event {
     /// The first value of header `name` (which must be lower-case).
     pub fn header(&self, name: &str) -> Option<&str> {

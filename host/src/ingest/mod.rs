@@ -267,13 +267,7 @@ pub fn build_event(
     let event_type = match &source.event_type {
         EventTypeRule::Default => header("x-event-type"),
         EventTypeRule::Header(name) => header(name),
-        EventTypeRule::JsonPointer(pointer) => serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|json| match json.pointer(pointer) {
-                Some(serde_json::Value::String(s)) => Some(s.clone()),
-                Some(other) if other.is_number() || other.is_boolean() => Some(other.to_string()),
-                _ => None,
-            }),
+        EventTypeRule::JsonPointer(pointer) => crate::event::pointer_text(&body, pointer),
     }
     .unwrap_or_default();
 

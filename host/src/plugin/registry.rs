@@ -11,9 +11,10 @@ use tokio::sync::broadcast;
 
 use super::error::{LoadError, PluginError};
 use super::footprint::Footprint;
-use super::runtime::{CompiledPlugin, PluginRuntime, hex};
+use super::runtime::{CompiledPlugin, PluginRuntime};
 use super::trial::{Trials, Verdict, is_breakage, marked_plugin, short, trial_marker};
 use crate::event::now_ms;
+use crate::verify::encode_hex as hex;
 
 /// What `GET /api/plugins` and `wasmhook check` say about one plugin.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

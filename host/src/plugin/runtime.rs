@@ -20,6 +20,7 @@ use super::pool::{PoolSlots, Reservation, pooling_config};
 use super::warm::{Warm, WarmInstances};
 use crate::config::PluginLimits;
 use crate::event::{Event, Outcome};
+use crate::verify::encode_hex as hex;
 
 /// How often the epoch ticker advances the engine's epoch. Every tick, a
 /// running guest yields to tokio and one tick of its deadline is used up.
@@ -603,10 +604,6 @@ fn footprint(wasm: &[u8], component: &Component) -> Result<Footprint, LoadError>
 /// wasmtime has its own error type; the router's edges speak anyhow.
 fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:#}")
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -51,10 +51,32 @@ macro_rules! finished {
 }
 pub(crate) use finished;
 
+/// Whether a delivery (`$t` qualifies the columns) holds back the later
+/// ones with its ordering key: unfinished, or dead and blocking (`on_dead
+/// = "block"`).
+macro_rules! holds_key {
+    ($t:literal) => {
+        concat!(
+            "(",
+            $t,
+            "state = 'pending' OR ",
+            $t,
+            "state = 'retrying' OR ",
+            $t,
+            "state = 'in_flight' OR (",
+            $t,
+            "state = 'dead' AND ",
+            $t,
+            "order_block))"
+        )
+    };
+}
+pub(crate) use holds_key;
+
 /// Whether delivery `d` is first in line for its ordering key (or has
 /// none): no delivery to its target with its key and an earlier `$seq`
-/// (commit order) is unfinished, or dead and blocking (`on_dead =
-/// "block"`). Served by the partial index `deliveries_order`.
+/// (commit order) holds it back. Served by the partial index
+/// `deliveries_order`.
 macro_rules! first_in_line {
     ($seq:literal) => {
         concat!(
@@ -63,8 +85,9 @@ macro_rules! first_in_line {
             $seq,
             " < d.",
             $seq,
-            " AND (p.state = 'pending' OR p.state = 'retrying' OR p.state = 'in_flight' \
-             OR (p.state = 'dead' AND p.order_block))))"
+            " AND ",
+            $crate::store::listing::holds_key!("p."),
+            "))"
         )
     };
 }

@@ -41,11 +41,13 @@ pub const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_source, eve
 pub const KEY_SUCCESSOR: &str = "SELECT EXISTS (SELECT 1 FROM deliveries
      WHERE target = ?1 AND order_key = ?2 AND (state = 'pending' OR state = 'retrying'))";
 
-/// Whether an unfinished (or dead and blocking) delivery to `?1` with the
-/// ordering key `?2` exists: a new one with that key then waits for it.
-pub const KEY_WAITING: &str = "SELECT EXISTS (SELECT 1 FROM deliveries
-     WHERE target = ?1 AND order_key = ?2
-       AND (state = 'pending' OR state = 'retrying' OR state = 'in_flight' OR (state = 'dead' AND order_block)))";
+/// Whether a delivery to `?1` with the ordering key `?2` holds that key
+/// back: a new one with that key then waits for it.
+pub const KEY_WAITING: &str = concat!(
+    "SELECT EXISTS (SELECT 1 FROM deliveries WHERE target = ?1 AND order_key = ?2 AND ",
+    crate::store::listing::holds_key!(""),
+    ")"
+);
 
 /// Where a new delivery starts: due now in the table, or already leased
 /// until `lease_until` (ms) because it is handed to its target's worker in
