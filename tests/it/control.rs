@@ -129,19 +129,21 @@ async fn a_down_target_opens_its_circuit_and_gets_only_probes_until_it_is_back()
     assert_eq!(closed["circuit"], "closed");
     assert_eq!(closed["failures"], 0);
     assert!(closed["opened_at"].is_null());
-    assert!(router.log_text().contains("circuit opened after"));
-    assert!(
-        router
-            .metric("wasmhook_circuit_changes_total{target=\"t\",state=\"open\"}")
-            .await
-            >= 1.0
-    );
-    assert_eq!(
-        router
-            .metric("wasmhook_circuit_changes_total{target=\"t\",state=\"closed\"}")
-            .await,
-        1.0
-    );
+    router.wait_log_contains("circuit opened after", WAIT).await;
+    router
+        .wait_metric(
+            "wasmhook_circuit_changes_total{target=\"t\",state=\"open\"}",
+            1.0,
+            WAIT,
+        )
+        .await;
+    router
+        .wait_metric_eq(
+            "wasmhook_circuit_changes_total{target=\"t\",state=\"closed\"}",
+            1.0,
+            WAIT,
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -235,13 +237,11 @@ async fn a_410_pauses_the_target_and_says_why() {
     let paused = target_in(&router, "paused").await;
     let reason = paused["paused"]["reason"].as_str().unwrap();
     assert!(reason.contains("410"), "{reason}");
-    assert!(router.log_text().contains("target paused"));
-    assert_eq!(
-        router
-            .metric("wasmhook_target_pauses_total{target=\"t\"}")
-            .await,
-        1.0
-    );
+    // The record is stored before the change is logged and counted, so wait for both.
+    router.wait_log_contains("target paused", WAIT).await;
+    router
+        .wait_metric_eq("wasmhook_target_pauses_total{target=\"t\"}", 1.0, WAIT)
+        .await;
 
     let (status, _) = router
         .ingest("s", "{\"n\":1}", &[("webhook-id", "e1")])
