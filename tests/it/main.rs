@@ -9,6 +9,7 @@ mod delivery;
 mod durable;
 mod hostile;
 mod ingest;
+mod metrics;
 mod plugins;
 mod reload;
 mod security;

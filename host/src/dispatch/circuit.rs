@@ -295,50 +295,9 @@ impl Circuits {
         change: crate::store::ControlChange,
     ) -> Result<TargetControl, StoreError> {
         let (before, after) = self.store.change_target_control(target, change).await?;
-        self.report(target, &before, &after);
+        self.metrics.control_changed(target, &before, &after);
         self.keep(target, after.clone());
         Ok(after)
-    }
-
-    /// Log and count what changed from `before` to `after` (as the store
-    /// saw them: of several nodes, the one that made a change reports it).
-    fn report(&self, target: &str, before: &TargetControl, after: &TargetControl) {
-        match (&before.paused, &after.paused) {
-            (None, Some(paused)) => {
-                tracing::warn!(target = %target, "target paused: {}; POST /api/targets/{target}/resume to resume", paused.reason);
-                self.metrics.target_paused(target);
-            }
-            (Some(_), None) => tracing::info!(target = %target, "target resumed"),
-            _ => {}
-        }
-        if before.circuit == after.circuit && before.probe_at == after.probe_at {
-            return;
-        }
-        let in_s = |c: &TargetControl| c.cool_down_ms as f64 / 1000.0;
-        match (before.circuit, after.circuit) {
-            (CircuitState::Closed, CircuitState::Open) => tracing::warn!(
-                target = %target,
-                "circuit opened after {} failed attempts in a row: attempts stop; a probe goes in {}s",
-                after.failures,
-                in_s(after)
-            ),
-            (_, CircuitState::Open) => tracing::warn!(
-                target = %target,
-                "the probe failed: the circuit stays open; the next probe goes in {}s",
-                in_s(after)
-            ),
-            (_, CircuitState::HalfOpen) => tracing::info!(
-                target = %target,
-                "circuit half-open: one delivery goes as a probe"
-            ),
-            (_, CircuitState::Closed) => tracing::info!(
-                target = %target,
-                "circuit closed: deliveries resume"
-            ),
-        }
-        if before.circuit != after.circuit {
-            self.metrics.circuit_changed(target, after.circuit);
-        }
     }
 
     /// Stop every attempt to `target` until it is resumed, on every node.

@@ -6,6 +6,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::signing;
 use crate::config::Target;
+use crate::metrics::Failure;
 use crate::store::Delivery;
 
 /// Headers never forwarded from the event to a target: hop-by-hop headers
@@ -39,6 +40,8 @@ const EXCERPT_BYTES: usize = 512;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reply {
     pub status: Option<u16>,
+    /// Why no answer came, when none did.
+    pub failure: Option<Failure>,
     /// The start of the response body, on one line.
     pub excerpt: Option<String>,
 }
@@ -128,20 +131,25 @@ impl Sender {
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
-                let error = if e.is_timeout() {
-                    format!("timed out after {} ms", target.timeout.as_millis())
+                let (failure, error) = if e.is_timeout() {
+                    let ms = target.timeout.as_millis();
+                    (Failure::Timeout, format!("timed out after {ms} ms"))
                 } else if e.is_connect() {
-                    format!("connection failed: {}", root_cause(&e))
+                    let why = root_cause(&e);
+                    (Failure::Connect, format!("connection failed: {why}"))
                 } else {
-                    format!("request failed: {}", root_cause(&e))
+                    let why = root_cause(&e);
+                    (Failure::Other, format!("request failed: {why}"))
                 };
-                return (
-                    Verdict::Retryable {
-                        error,
-                        retry_after: None,
-                    },
-                    Reply::default(),
-                );
+                let reply = Reply {
+                    failure: Some(failure),
+                    ..Reply::default()
+                };
+                let verdict = Verdict::Retryable {
+                    error,
+                    retry_after: None,
+                };
+                return (verdict, reply);
             }
         };
         let status = response.status();
@@ -154,6 +162,7 @@ impl Sender {
         let code = status.as_u16();
         let reply = Reply {
             status: Some(code),
+            failure: None,
             excerpt: (!excerpt.is_empty()).then(|| excerpt.clone()),
         };
         if status.is_success() {

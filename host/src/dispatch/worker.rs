@@ -17,7 +17,7 @@ use super::sender::{Reply, Sender, Verdict};
 use super::starts::Starts;
 use crate::config::LiveConfig;
 use crate::event::now_ms;
-use crate::metrics::Metrics;
+use crate::metrics::{Attempted, Metrics};
 use crate::store::{Attempt, Delivery, NextStep, Recorded, Store, until_recorded};
 use crate::tail::{Tail, Tailed};
 
@@ -389,7 +389,9 @@ impl TargetWorker {
         }
         let health = health(&verdict, &reply);
         let gone = matches!(health, Health::Gone(_));
+        let refused = matches!(verdict, Verdict::Permanent { .. }) && !gone;
         let (next, error) = match verdict {
+            Verdict::Success => (NextStep::Delivered, None),
             // Gone: the target is paused, and the delivery waits for it
             // like any other, rather than dying.
             Verdict::Permanent { error } if gone => {
@@ -398,39 +400,25 @@ impl TargetWorker {
                     None => (NextStep::Dead, Some(error)),
                 }
             }
-            Verdict::Success => {
-                tracing::debug!(status = reply.status, elapsed_ms, "delivered");
-                (NextStep::Delivered, None)
-            }
             Verdict::Retryable { error, retry_after } => {
                 match policy.next_delay(delivery.attempts, retry_after, &mut rand::rng()) {
-                    Some(after) => {
-                        tracing::warn!(
-                            elapsed_ms,
-                            retry_in_ms = after.as_millis() as u64,
-                            "attempt failed: {error}"
-                        );
-                        (NextStep::Retry { after }, Some(error))
-                    }
-                    None => {
-                        tracing::error!(
-                            elapsed_ms,
-                            "delivery is dead after {} attempts: {error}",
-                            delivery.attempts
-                        );
-                        (NextStep::Dead, Some(error))
-                    }
+                    Some(after) => (NextStep::Retry { after }, Some(error)),
+                    None => (NextStep::Dead, Some(error)),
                 }
             }
-            Verdict::Permanent { error } => {
-                tracing::error!(
-                    elapsed_ms,
-                    "delivery is dead, the target refused it: {error}"
-                );
-                (NextStep::Dead, Some(error))
-            }
+            Verdict::Permanent { error } => (NextStep::Dead, Some(error)),
         };
-        self.metrics.attempt(&self.name, next, took);
+        self.metrics.attempted(&Attempted {
+            target: &self.name,
+            attempts: delivery.attempts,
+            status: reply.status,
+            failure: reply.failure,
+            next,
+            refused,
+            error: error.as_deref(),
+            took,
+            received_at: delivery.event.received_at,
+        });
         if self.tail.watched() {
             self.tail.publish(Tailed::Attempt {
                 delivery_id: delivery.id.clone(),

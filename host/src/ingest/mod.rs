@@ -12,8 +12,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::config::{EventTypeRule, Source};
+use crate::config::{Config, EventTypeRule, Source};
 use crate::event::{Event, now_ms};
+use crate::metrics::{Ingested, Refusal};
 use crate::server::{AppState, error};
 use crate::tail::Tailed;
 use std::sync::Arc;
@@ -36,28 +37,47 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = tokio::time::Instant::now();
     let config = state.live.load_full();
     let Some(source) = config.source(&source_name) else {
-        state.metrics.ingest_rejected("", "unknown_source");
+        let outcome = Ingested::Refused(Refusal::UnknownSource);
+        state.metrics.ingested("", &outcome, started.elapsed());
         return error(
             StatusCode::NOT_FOUND,
             format!("no source is named {source_name:?}"),
         );
     };
+    let (outcome, response) = take(&state, &config, source, &headers, body).await;
+    state
+        .metrics
+        .ingested(&source.name, &outcome, started.elapsed());
+    response
+}
+
+/// Take one request for `source`: what happened, and the answer.
+async fn take(
+    state: &AppState,
+    config: &Config,
+    source: &Source,
+    headers: &HeaderMap,
+    body: Body,
+) -> (Ingested, Response) {
+    let refused = |why, response| (Ingested::Refused(why), response);
     // Over the cap, shed load before reading the body.
     let Ok(_slot) = state.ingest_slots.clone().try_acquire_owned() else {
-        state.metrics.ingest_rejected(&source.name, "busy");
-        return busy("too many requests in progress; retry shortly");
+        return refused(
+            Refusal::Busy,
+            busy("too many requests in progress; retry shortly"),
+        );
     };
     if state.is_draining() {
-        state.metrics.ingest_rejected(&source.name, "draining");
         let mut r = busy("the router is shutting down; retry shortly");
         // Let the sender reconnect, perhaps to another node.
         r.headers_mut().insert(
             header::CONNECTION,
             header::HeaderValue::from_static("close"),
         );
-        return r;
+        return refused(Refusal::Draining, r);
     }
 
     let limit = config.server.max_body_bytes;
@@ -66,18 +86,19 @@ pub async fn ingest(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        state.metrics.ingest_rejected(&source.name, "too_large");
-        return too_large(limit);
+        return refused(Refusal::TooLarge, too_large(limit));
     }
     let read = tokio::time::timeout(
         config.server.read_timeout,
         axum::body::to_bytes(body, limit),
     );
     let Ok(read) = read.await else {
-        state.metrics.ingest_rejected(&source.name, "read_timeout");
-        return error(
-            StatusCode::REQUEST_TIMEOUT,
-            "the request body did not arrive in time (server.read_timeout_ms)",
+        return refused(
+            Refusal::ReadTimeout,
+            error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time (server.read_timeout_ms)",
+            ),
         );
     };
     let body = match read {
@@ -86,10 +107,12 @@ pub async fn ingest(
             let too_big = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             if too_big {
-                state.metrics.ingest_rejected(&source.name, "too_large");
-                return too_large(limit);
+                return refused(Refusal::TooLarge, too_large(limit));
             }
-            return error(StatusCode::BAD_REQUEST, "could not read the request body");
+            return refused(
+                Refusal::Unreadable,
+                error(StatusCode::BAD_REQUEST, "could not read the request body"),
+            );
         }
     };
 
@@ -100,20 +123,18 @@ pub async fn ingest(
         match verifier.verify(lookup, &body, now) {
             Ok(content) => signed = Some(content.0),
             Err(why) => {
-                state.metrics.ingest_rejected(&source.name, "signature");
-                tracing::warn!(source = %source.name, "request refused: {why}");
-                return error(
-                    StatusCode::UNAUTHORIZED,
-                    format!("signature check failed: {why}"),
+                let message = format!("signature check failed: {why}");
+                return refused(
+                    Refusal::Signature(why.to_string()),
+                    error(StatusCode::UNAUTHORIZED, message),
                 );
             }
         }
     }
-    let event = match build_event(source, &headers, body) {
+    let event = match build_event(source, headers, body) {
         Ok(e) => e,
         Err(message) => {
-            state.metrics.ingest_rejected(&source.name, "malformed");
-            return error(StatusCode::BAD_REQUEST, message);
+            return refused(Refusal::Malformed, error(StatusCode::BAD_REQUEST, message));
         }
     };
     let id = event.id.clone();
@@ -130,52 +151,33 @@ pub async fn ingest(
     // is dropped, but an event that commits is still run and delivered (a
     // half-done accept would leave it stored and never run).
     let (store, pipeline) = (state.store.clone(), state.pipeline.clone());
-    let accepted = tokio::spawn(intake(store, pipeline, event, signed).instrument(span.clone()))
+    let accepted = tokio::spawn(intake(store, pipeline, event, signed).instrument(span))
         .await
         .unwrap_or_else(|e| Err(StoreError::Unavailable(format!("accept failed: {e}"))));
-    let _enter = span.enter();
     match accepted {
         Ok(Accepted::New) => {
-            state.metrics.event_received(&source.name);
             if let Some(t) = tailed {
                 state.tail.publish(t);
             }
-            if untyped {
-                state.metrics.event_untyped(&source.name);
-                tracing::debug!(
-                    "event accepted without an event type: the source's event_type rule found none, so routes with event_types skip it"
-                );
-            } else {
-                tracing::debug!("event accepted");
-            }
-            (StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response()
+            let response = (StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response();
+            (Ingested::New { id, untyped }, response)
         }
         Ok(Accepted::Duplicate(original)) => {
-            state.metrics.ingest_rejected(&source.name, "duplicate");
-            if original == id {
-                tracing::debug!("duplicate event id: accepted again, nothing new to deliver");
-            } else {
-                tracing::warn!(original = %original,
-                    "replayed request: the same signed content as an earlier event, under another id; nothing new to deliver");
-            }
-            (
+            let response = (
                 StatusCode::ACCEPTED,
                 axum::Json(json!({ "id": original, "duplicate": true })),
             )
-                .into_response()
+                .into_response();
+            (Ingested::Duplicate { id, original }, response)
         }
-        Err(StoreError::Full) => {
-            state.metrics.ingest_rejected(&source.name, "queue_full");
-            tracing::warn!("queue full; answered 503");
-            busy("the router's queue is full; retry shortly")
-        }
-        Err(StoreError::Unavailable(detail)) => {
-            state
-                .metrics
-                .ingest_rejected(&source.name, "storage_unavailable");
-            tracing::error!("storage unavailable: {detail}");
-            busy("storage is unavailable; retry shortly")
-        }
+        Err(StoreError::Full) => refused(
+            Refusal::QueueFull,
+            busy("the router's queue is full; retry shortly"),
+        ),
+        Err(StoreError::Unavailable(detail)) => refused(
+            Refusal::StorageUnavailable(detail),
+            busy("storage is unavailable; retry shortly"),
+        ),
     }
 }
 

@@ -86,8 +86,7 @@ impl Pipeline {
                 "no route matched: no route is configured for source {:?}; fix the config, then re-run the event",
                 event.source
             );
-            tracing::warn!("{reason}");
-            self.metrics.event_unrouted(&event.source);
+            self.metrics.event_unrouted(&event.source, &reason);
             result.routes.push(failed(UNROUTED, None, reason, None));
             return result;
         }
@@ -139,8 +138,8 @@ impl Pipeline {
                 });
             }
             Err(f) => {
-                tracing::warn!(route = %route.name, plugin = f.plugin.as_deref().unwrap_or(""), "route failed: {}", f.reason);
-                self.metrics.route_failed(&route.name);
+                self.metrics
+                    .route_failed(&route.name, f.plugin.as_deref(), &f.reason);
                 result
                     .routes
                     .push(failed(&route.name, f.plugin, f.reason, f.waiting_for));
@@ -186,13 +185,12 @@ impl Pipeline {
                 let held = self.registry.record_call(&plugin, outcome.as_ref().err());
                 match outcome {
                     Ok(Outcome::Drop { reason }) => {
-                        self.metrics.plugin_call(&step.name, "drop", took);
-                        self.metrics.route_dropped(&route.name);
-                        tracing::debug!(route = %route.name, plugin = %step.name, "dropped: {reason}");
+                        self.metrics
+                            .plugin_dropped(&route.name, &step.name, &reason, took);
                         note_drop(&mut drops, &step.name, reason);
                     }
                     Ok(Outcome::Emit(outputs)) => {
-                        self.metrics.plugin_call(&step.name, "emit", took);
+                        self.metrics.plugin_emitted(&step.name, took);
                         // An output that names no targets keeps what an
                         // earlier plugin in the chain named.
                         next.extend(outputs.into_iter().map(|mut o| {
@@ -203,7 +201,7 @@ impl Pipeline {
                         }));
                     }
                     Err(e) => {
-                        self.metrics.plugin_call(&step.name, e.kind(), took);
+                        self.metrics.plugin_failed(&step.name, e.kind(), took);
                         return Err(fail(e, held));
                     }
                 }

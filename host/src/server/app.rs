@@ -77,10 +77,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    // Counters still render when the store cannot be read; the gauges then read 0.
-    let stats = state.queue_stats().await.unwrap_or_default();
-    let body = state.metrics.render(&stats);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    let body = state.metrics.render(&overview::gauges(&state).await);
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }
 
 /// Why an admin request was refused.

@@ -204,6 +204,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let memory_only = matches!(config.storage.url, StorageUrl::Memory);
     let live: LiveConfig = Arc::new(ArcSwap::from_pointee(config));
     let metrics = Arc::new(Metrics::default());
+    store.observe_commits(metrics.commits());
     let pipeline = Arc::new(Pipeline::new(
         live.clone(),
         registry.clone(),

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::admin::{authorized, unavailable};
-use crate::metrics::TimedSummary;
+use crate::metrics::{Snapshot, TargetGauges, TimedSummary};
 use crate::store::CircuitState;
 
 /// Seconds of activity the overview's chart shows.
@@ -100,6 +100,45 @@ pub async fn targets(State(state): State<AppState>, headers: HeaderMap) -> Respo
     match target_views(&state, &names).await {
         Ok(targets) => Json(json!({ "targets": targets })).into_response(),
         Err(e) => unavailable(e),
+    }
+}
+
+/// The gauges `/metrics` shows, read now. Counters still render when the
+/// store cannot be read; the gauges it feeds then read 0.
+pub async fn gauges(state: &AppState) -> Snapshot {
+    let (queue, counts, controls) = tokio::join!(
+        state.queue_stats(),
+        state.store.target_counts(),
+        state.store.target_controls()
+    );
+    let (counts, controls) = (counts.unwrap_or_default(), controls.unwrap_or_default());
+    let config = state.live.load();
+    let targets = config
+        .targets
+        .iter()
+        .map(|t| {
+            let c = counts.get(&t.name).cloned().unwrap_or_default();
+            let control = controls.get(&t.name).cloned().unwrap_or_default();
+            TargetGauges {
+                name: t.name.clone(),
+                backlog: c.pending + c.retrying,
+                in_flight: c.in_flight,
+                dead: c.dead,
+                paused: control.paused.is_some(),
+                circuit: t.circuit.map(|_| control.circuit),
+            }
+        })
+        .collect();
+    let plugins_loaded = state
+        .registry
+        .statuses()
+        .iter()
+        .filter(|p| p.version.is_some())
+        .count();
+    Snapshot {
+        queue: queue.unwrap_or_default(),
+        targets,
+        plugins_loaded,
     }
 }
 

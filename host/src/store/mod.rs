@@ -440,6 +440,9 @@ pub trait Store: Send + Sync + 'static {
     fn shared_starts(&self) -> Option<std::sync::Arc<dyn SharedStarts>> {
         None
     }
+    /// Report each commit of the hot path (accepting events, recording
+    /// their results and attempts) to `commits` from now on.
+    fn observe_commits(&self, commits: crate::metrics::Commits);
     /// Every target's control record (pause, circuit) that has one.
     async fn target_controls(
         &self,

@@ -33,6 +33,7 @@ use super::{
     listing,
 };
 use crate::event::Event;
+use crate::metrics::Commits;
 use crate::store::listing::first_in_line;
 pub use listen::Wake;
 
@@ -66,6 +67,7 @@ pub struct PostgresStore {
     /// accepts since.
     backlog: Mutex<(Option<Instant>, usize)>,
     listener: tokio::task::JoinHandle<()>,
+    commits: std::sync::OnceLock<Commits>,
 }
 
 impl Drop for PostgresStore {
@@ -194,7 +196,143 @@ impl PostgresStore {
             wake,
             backlog: Mutex::new((None, 0)),
             listener,
+            commits: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Run `write`, one commit, and report it to the commit metrics.
+    async fn committed<T>(
+        &self,
+        write: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let began = Instant::now();
+        let written = write.await;
+        if written.is_ok()
+            && let Some(commits) = self.commits.get()
+        {
+            commits.observe(1, began.elapsed());
+        }
+        written
+    }
+
+    /// `accept_processed`: the event and its routes' result in one statement.
+    async fn insert_processed(
+        &self,
+        event: Event,
+        signed: Option<[u8; 32]>,
+        processed: Processed,
+    ) -> Result<Accepted, StoreError> {
+        let c = self.client().await?;
+        let rows = ResultRows::new(&event, &processed);
+        let statement = c
+            .prepare_cached(result_sql(Head::Insert))
+            .await
+            .map_err(pg)?;
+        let columns = EventColumns::new(&event, signed);
+        let routes = codec::routes_json(&processed.routes);
+        let mut params = columns.params();
+        params.push(&routes);
+        let written = write_result(&**c, &statement, &rows, &params).await?;
+        match written {
+            Some(targets) => {
+                self.wake_targets(&targets);
+                Ok(Accepted::New)
+            }
+            None => Ok(Accepted::Duplicate(
+                self.original(&c, &event, signed).await?,
+            )),
+        }
+    }
+
+    /// `complete_event`: the routes' result of an event stored `received`.
+    async fn record_processed(&self, event: Event, processed: Processed) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        let rows = ResultRows::new(&event, &processed);
+        let routes = codec::routes_json(&processed.routes);
+        let statement = c
+            .prepare_cached(result_sql(Head::Complete))
+            .await
+            .map_err(pg)?;
+        let targets = write_result(
+            &**c,
+            &statement,
+            &rows,
+            &[&event.source, &event.id, &routes],
+        )
+        .await?
+        // Gone (pruned by hand, say): nothing is left to record.
+        .unwrap_or_default();
+        {
+            // One fewer waiting, until the next recount says how many.
+            let mut b = self.backlog.lock().expect("backlog lock poisoned");
+            b.1 = b.1.saturating_sub(1);
+        }
+        self.wake_targets(&targets);
+        Ok(())
+    }
+
+    /// `finish_attempt`: the attempt's record, under the delivery's lease.
+    async fn record_attempt(
+        &self,
+        delivery: Delivery,
+        attempt: Attempt,
+        next: NextStep,
+    ) -> Result<Recorded, StoreError> {
+        let logged = serde_json::to_string(&attempt).expect("an attempt serializes");
+        let (state, after) = match next {
+            NextStep::Delivered => ("delivered", None),
+            NextStep::Retry { after } => ("retrying", Some(after.as_millis() as i64)),
+            NextStep::Dead => ("dead", None),
+        };
+        let c = self.client().await?;
+        let update = c
+            .prepare_cached(
+                "UPDATE deliveries SET state = $2, attempts = $3,
+                     due_at = wasmhook_now_ms() + $4::bigint, lease = NULL,
+                     last_error = $5, updated_at = wasmhook_now_ms(),
+                     log = COALESCE(log, '[]'::jsonb) || jsonb_build_array($6::text::jsonb)
+                 WHERE id = $1 AND state = 'in_flight' AND lease = $7",
+            )
+            .await
+            .map_err(pg)?;
+        let n = c
+            .execute(
+                &update,
+                &[
+                    &delivery.id,
+                    &state,
+                    &(delivery.attempts as i32),
+                    &after,
+                    &attempt.error,
+                    &logged,
+                    &(delivery.lease as i64),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        if n == 0 {
+            return Ok(Recorded::LeaseLost);
+        }
+        if after.is_some() {
+            // The target's claim may be sleeping on a later time.
+            self.wake.target(&delivery.target).notify_one();
+        } else if let Some(key) = &delivery.order_key {
+            // The next delivery with its key may go, on any node: wake
+            // them, if one waits. The attempt is recorded already: a
+            // failed wake costs a poll interval, not a second record.
+            if let Err(e) = c
+                .execute(
+                    "SELECT pg_notify('wasmhook_due', $1) WHERE EXISTS (
+                         SELECT 1 FROM deliveries
+                         WHERE target = $1 AND order_key = $2 AND state IN ('pending', 'retrying'))",
+                    &[&delivery.target, key],
+                )
+                .await
+            {
+                tracing::warn!(target = %delivery.target, "cannot wake the next delivery of its key: {e}");
+            }
+        }
+        Ok(Recorded::Yes)
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -620,6 +758,10 @@ impl SharedStarts for PgStarts {
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn observe_commits(&self, commits: Commits) {
+        let _ = self.commits.set(commits);
+    }
+
     fn shared_starts(&self) -> Option<Arc<dyn SharedStarts>> {
         Some(Arc::new(PgStarts {
             pool: self.pool.clone(),
@@ -627,7 +769,8 @@ impl Store for PostgresStore {
     }
 
     async fn accept(&self, event: Event, signed: Option<[u8; 32]>) -> Result<Accepted, StoreError> {
-        self.accept_event(event, signed, false).await
+        self.committed(self.accept_event(event, signed, false))
+            .await
     }
 
     async fn accept_running(
@@ -635,7 +778,7 @@ impl Store for PostgresStore {
         event: Event,
         signed: Option<[u8; 32]>,
     ) -> Result<Accepted, StoreError> {
-        self.accept_event(event, signed, true).await
+        self.committed(self.accept_event(event, signed, true)).await
     }
 
     async fn accept_processed(
@@ -644,26 +787,8 @@ impl Store for PostgresStore {
         signed: Option<[u8; 32]>,
         processed: Processed,
     ) -> Result<Accepted, StoreError> {
-        let c = self.client().await?;
-        let rows = ResultRows::new(&event, &processed);
-        let statement = c
-            .prepare_cached(result_sql(Head::Insert))
+        self.committed(self.insert_processed(event, signed, processed))
             .await
-            .map_err(pg)?;
-        let columns = EventColumns::new(&event, signed);
-        let routes = codec::routes_json(&processed.routes);
-        let mut params = columns.params();
-        params.push(&routes);
-        let written = write_result(&**c, &statement, &rows, &params).await?;
-        match written {
-            Some(targets) => {
-                self.wake_targets(&targets);
-                Ok(Accepted::New)
-            }
-            None => Ok(Accepted::Duplicate(
-                self.original(&c, &event, signed).await?,
-            )),
-        }
     }
 
     async fn next_event(&self) -> Event {
@@ -718,29 +843,8 @@ impl Store for PostgresStore {
     }
 
     async fn complete_event(&self, event: Event, processed: Processed) -> Result<(), StoreError> {
-        let c = self.client().await?;
-        let rows = ResultRows::new(&event, &processed);
-        let routes = codec::routes_json(&processed.routes);
-        let statement = c
-            .prepare_cached(result_sql(Head::Complete))
+        self.committed(self.record_processed(event, processed))
             .await
-            .map_err(pg)?;
-        let targets = write_result(
-            &**c,
-            &statement,
-            &rows,
-            &[&event.source, &event.id, &routes],
-        )
-        .await?
-        // Gone (pruned by hand, say): nothing is left to record.
-        .unwrap_or_default();
-        {
-            // One fewer waiting, until the next recount says how many.
-            let mut b = self.backlog.lock().expect("backlog lock poisoned");
-            b.1 = b.1.saturating_sub(1);
-        }
-        self.wake_targets(&targets);
-        Ok(())
     }
 
     async fn failed_routes(
@@ -925,61 +1029,8 @@ impl Store for PostgresStore {
         attempt: Attempt,
         next: NextStep,
     ) -> Result<Recorded, StoreError> {
-        let logged = serde_json::to_string(&attempt).expect("an attempt serializes");
-        let (state, after) = match next {
-            NextStep::Delivered => ("delivered", None),
-            NextStep::Retry { after } => ("retrying", Some(after.as_millis() as i64)),
-            NextStep::Dead => ("dead", None),
-        };
-        let c = self.client().await?;
-        let update = c
-            .prepare_cached(
-                "UPDATE deliveries SET state = $2, attempts = $3,
-                     due_at = wasmhook_now_ms() + $4::bigint, lease = NULL,
-                     last_error = $5, updated_at = wasmhook_now_ms(),
-                     log = COALESCE(log, '[]'::jsonb) || jsonb_build_array($6::text::jsonb)
-                 WHERE id = $1 AND state = 'in_flight' AND lease = $7",
-            )
+        self.committed(self.record_attempt(delivery, attempt, next))
             .await
-            .map_err(pg)?;
-        let n = c
-            .execute(
-                &update,
-                &[
-                    &delivery.id,
-                    &state,
-                    &(delivery.attempts as i32),
-                    &after,
-                    &attempt.error,
-                    &logged,
-                    &(delivery.lease as i64),
-                ],
-            )
-            .await
-            .map_err(pg)?;
-        if n == 0 {
-            return Ok(Recorded::LeaseLost);
-        }
-        if after.is_some() {
-            // The target's claim may be sleeping on a later time.
-            self.wake.target(&delivery.target).notify_one();
-        } else if let Some(key) = &delivery.order_key {
-            // The next delivery with its key may go, on any node: wake
-            // them, if one waits. The attempt is recorded already: a
-            // failed wake costs a poll interval, not a second record.
-            if let Err(e) = c
-                .execute(
-                    "SELECT pg_notify('wasmhook_due', $1) WHERE EXISTS (
-                         SELECT 1 FROM deliveries
-                         WHERE target = $1 AND order_key = $2 AND state IN ('pending', 'retrying'))",
-                    &[&delivery.target, key],
-                )
-                .await
-            {
-                tracing::warn!(target = %delivery.target, "cannot wake the next delivery of its key: {e}");
-            }
-        }
-        Ok(Recorded::Yes)
     }
 
     async fn skip_delivery(&self, id: &str) -> Result<bool, StoreError> {

@@ -422,6 +422,10 @@ struct Ready {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn observe_commits(&self, commits: crate::metrics::Commits) {
+        self.writer.observe_commits(commits);
+    }
+
     async fn accept(&self, event: Event, signed: Option<[u8; 32]>) -> Result<Accepted, StoreError> {
         self.accept_event(event, signed, true).await
     }

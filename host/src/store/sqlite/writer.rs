@@ -27,12 +27,14 @@
 //! starts the log over.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics::Commits;
 use crate::store::StoreError;
 
 /// Most jobs in one transaction: bounds commit latency under a flood.
@@ -48,6 +50,15 @@ type Job = Box<dyn FnOnce(Result<&Transaction<'_>, StoreError>) -> Finish + Send
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    commits: Arc<OnceLock<Commits>>,
+}
+
+/// A committed batch waiting for its sync: how to answer its callers, and
+/// what to report of it once durable.
+struct Committed {
+    finishers: Vec<Finish>,
+    jobs: usize,
+    began: Instant,
 }
 
 impl Writer {
@@ -61,10 +72,12 @@ impl Writer {
         log: Option<std::fs::File>,
     ) -> Self {
         let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE);
+        let commits = Arc::new(OnceLock::<Commits>::new());
         let reset_wanted = Arc::new(AtomicBool::new(false));
         let checkpointer =
             checkpoints.map(|(c, wal)| start_checkpointer(c, wal, reset_wanted.clone()));
-        let syncer = log.map(start_syncer);
+        let syncer = log.map(|log| start_syncer(log, commits.clone()));
+        let observer = commits.clone();
         std::thread::Builder::new()
             .name("wasmhook-store".into())
             .spawn(move || {
@@ -76,16 +89,29 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
+                    let (began, jobs) = (Instant::now(), batch.len());
                     let (finishers, committed) = run_batch(&mut conn, batch);
                     match (&syncer, committed) {
                         // Answered once the log is on disk. A full channel
                         // holds this thread until the syncer catches up.
                         (Some(syncer), Ok(())) => {
-                            if let Err(unsent) = syncer.send(finishers) {
-                                answer(unsent.0, Err(stopped_syncing()));
+                            let batch = Committed {
+                                finishers,
+                                jobs,
+                                began,
+                            };
+                            if let Err(unsent) = syncer.send(batch) {
+                                answer(unsent.0.finishers, Err(stopped_syncing()));
                             }
                         }
-                        (_, committed) => answer(finishers, committed),
+                        (_, committed) => {
+                            if committed.is_ok()
+                                && let Some(commits) = observer.get()
+                            {
+                                commits.observe(jobs, began.elapsed());
+                            }
+                            answer(finishers, committed);
+                        }
                     }
                     if reset_wanted.swap(false, Ordering::AcqRel) {
                         // Only what came since the checkpointer's pass.
@@ -102,7 +128,12 @@ impl Writer {
                 }
             })
             .expect("spawning the store thread");
-        Writer { jobs }
+        Writer { jobs, commits }
+    }
+
+    /// Report each commit to `commits` from now on (the first call wins).
+    pub fn observe_commits(&self, commits: Commits) {
+        let _ = self.commits.set(commits);
     }
 
     /// Run `f` in a transaction on the store thread, in a savepoint of its
@@ -186,8 +217,11 @@ const SYNC_QUEUE: usize = 64;
 /// A thread that syncs the log `file` and then answers the batches that
 /// committed before the sync began: one sync for all that are waiting.
 /// It ends when the writer does.
-fn start_syncer(file: std::fs::File) -> std::sync::mpsc::SyncSender<Vec<Finish>> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Finish>>(SYNC_QUEUE);
+fn start_syncer(
+    file: std::fs::File,
+    commits: Arc<OnceLock<Commits>>,
+) -> std::sync::mpsc::SyncSender<Committed> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Committed>(SYNC_QUEUE);
     std::thread::Builder::new()
         .name("wasmhook-sync".into())
         .spawn(move || {
@@ -200,8 +234,13 @@ fn start_syncer(file: std::fs::File) -> std::sync::mpsc::SyncSender<Vec<Finish>>
                     tracing::error!("store: syncing the write-ahead log failed: {e}");
                     StoreError::Unavailable(format!("syncing the write-ahead log failed: {e}"))
                 });
-                for finishers in waiting {
-                    answer(finishers, synced.clone());
+                for batch in waiting {
+                    if synced.is_ok()
+                        && let Some(commits) = commits.get()
+                    {
+                        commits.observe(batch.jobs, batch.began.elapsed());
+                    }
+                    answer(batch.finishers, synced.clone());
                 }
             }
         })
