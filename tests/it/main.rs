@@ -9,6 +9,7 @@ mod delivery;
 mod durable;
 mod hostile;
 mod ingest;
+mod openapi;
 mod plugins;
 mod reload;
 mod security;
