@@ -10,6 +10,7 @@ mod durable;
 mod hostile;
 mod ingest;
 mod metrics;
+mod openapi;
 mod plugins;
 mod reload;
 mod security;

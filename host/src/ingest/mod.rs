@@ -31,6 +31,38 @@ const MAX_ID_LEN: usize = 256;
 /// admin API, handed to a plugin, or forwarded (unless `keep_headers`).
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
 
+#[utoipa::path(
+    post,
+    path = "/ingest/{source}",
+    tag = "ingest",
+    summary = "Accept a webhook",
+    description = "Open to senders (no admin token); a source with `verify` checks the \
+        sender's signature instead. The answer is 202 only once the event is stored; every \
+        refusal keeps nothing. The event id comes from the source's `id_header`, else \
+        `webhook-id`, else `idempotency-key`, else a new one; a repeated id (or signed \
+        content) is accepted again as a duplicate, with nothing new to deliver.",
+    params(
+        ("source" = String, Path, description = "The source's name, as configured in `[[sources]]`"),
+        ("x-event-type" = Option<String>, Header, description = "The event type, unless the source's `event_type` rule names another header or a JSON pointer into the body"),
+        ("webhook-id" = Option<String>, Header, description = "The event id, unless the source's `id_header` gives one: 1 to 256 printable characters, no spaces"),
+        ("idempotency-key" = Option<String>, Header, description = "The event id when neither of the above is sent"),
+    ),
+    request_body(
+        content = String,
+        content_type = "*/*",
+        description = "The payload, as the sender sends it: any bytes, up to `server.max_body_bytes`",
+    ),
+    responses(
+        (status = 202, description = "Stored (or a duplicate of a stored event)", body = crate::server::IngestAccepted),
+        (status = 400, description = "The event id header is malformed, or the body could not be read", body = crate::server::ErrorBody),
+        (status = 401, description = "The source's signature check failed", body = crate::server::ErrorBody),
+        (status = 404, description = "No source has this name", body = crate::server::ErrorBody),
+        (status = 408, description = "The body did not arrive within `server.read_timeout_ms`", body = crate::server::ErrorBody),
+        (status = 413, description = "The body is larger than `server.max_body_bytes`", body = crate::server::ErrorBody),
+        (status = 503, description = "Busy, shutting down, the queue is full, or the store is unavailable: retry", body = crate::server::ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+    ),
+)]
 pub async fn ingest(
     State(state): State<AppState>,
     Path(source_name): Path<String>,

@@ -13,7 +13,7 @@
 use wasmtime::wasmparser::{self, KnownCustom, Parser, Payload};
 
 /// The pool resources one instance of a component takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Footprint {
     pub core_instances: u32,
     pub memories: u32,

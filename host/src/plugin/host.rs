@@ -43,7 +43,7 @@ pub struct CallState {
 }
 
 /// One `log` call of a plugin.
-#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct LogLine {
     pub level: &'static str,
     pub message: String,

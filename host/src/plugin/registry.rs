@@ -17,9 +17,10 @@ use crate::event::now_ms;
 use crate::verify::encode_hex as hex;
 
 /// What `GET /api/plugins` and `wasmhook check` say about one plugin.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PluginStatus {
     pub name: String,
+    #[schema(value_type = String)]
     pub path: PathBuf,
     /// Hex SHA-256 of the loaded `.wasm`; `None` when no version is loaded.
     pub version: Option<String>,

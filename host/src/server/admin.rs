@@ -6,13 +6,18 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::error;
+use super::overview::TargetView;
+use super::response::ErrorBody;
 use crate::pipeline::rerun_route;
-use crate::store::{Before, DeliveryQuery, EventQuery, EventState, FailedFilter, StoreError};
+use crate::store::{
+    Before, DeliveryQuery, DeliveryRecord, EventQuery, EventRecord, EventState, EventSummary,
+    FailedFilter, StoreError,
+};
 
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
@@ -36,21 +41,55 @@ macro_rules! authorized {
 }
 pub(super) use authorized;
 
-#[derive(Debug, Deserialize)]
+/// `GET /api/events`' filters. An empty one (a form's blank field) filters
+/// nothing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventListParams {
+    /// Only events from this source.
     source: Option<String>,
+    /// Only events of this type.
     #[serde(rename = "type")]
     event_type: Option<String>,
+    /// `received` (its routes have not run yet), `processed`, or `failed`
+    /// (a route failed on it, and it can be re-run).
+    #[param(example = "failed")]
     state: Option<String>,
+    /// Only events before this point: a time in ms since the Unix epoch,
+    /// or the previous page's `next`.
     before: Option<String>,
+    /// Only events received at or after this time (ms since the Unix epoch).
     since: Option<u64>,
+    /// Events per page: 100 unless given, at most 1000.
     limit: Option<usize>,
+}
+
+/// A page of events, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    events: Vec<EventSummary>,
+    /// Pass as `before` for the next page; `null` on the last.
+    next: Option<String>,
 }
 
 /// `GET /api/events?source=&type=&state=&before=&since=&limit=`: events,
 /// newest first. `before` is a time (ms since the epoch) or the previous
 /// page's `next`.
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "events",
+    summary = "List events, newest first",
+    description = "Each event has counts of its `deliveries`, `delivered`, `dead` and \
+        `failed_routes`. A page is full when it has `limit` events; then `next` is set.",
+    params(EventListParams),
+    responses(
+        (status = 200, description = "A page of events", body = EventPage),
+        (status = 400, description = "An unknown parameter, or a `state` or `before` that does not parse", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry shortly", body = ErrorBody),
+    ),
+)]
 pub async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -102,21 +141,38 @@ pub async fn events(
             let next = (page.len() == limit)
                 .then(|| page.last().map(|e| e.cursor().render()))
                 .flatten();
-            Json(json!({ "events": page, "next": next })).into_response()
+            Json(EventPage { events: page, next }).into_response()
         }
         Err(e) => unavailable(e),
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventParams {
-    /// Ids are unique per source: name it when two sources may share one.
+    /// Ids are unique per source: name it when two sources may share one
+    /// (else the first received is shown).
     source: Option<String>,
 }
 
 /// `GET /api/events/{id}[?source=S]`: the event, its failed routes,
 /// deliveries and attempts.
+#[utoipa::path(
+    get,
+    path = "/api/events/{id}",
+    tag = "events",
+    summary = "One event, with everything that happened to it",
+    description = "Its headers and body, what each route did (`routes`), the routes that \
+        failed on it, and its deliveries with every attempt.",
+    params(("id" = String, Path, description = "The event's id"), EventParams),
+    responses(
+        (status = 200, description = "The event", body = EventRecord),
+        (status = 400, description = "An unknown query parameter", body = ErrorBody),
+        (status = 404, description = "No event has this id", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry shortly", body = ErrorBody),
+    ),
+)]
 pub async fn event(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -135,17 +191,47 @@ pub async fn event(
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `GET /api/deliveries`' filters. An empty one (a form's blank field)
+/// filters nothing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// `pending`, `in_flight`, `retrying`, `delivered` or `dead`.
+    #[param(example = "dead")]
     state: Option<String>,
+    /// Only deliveries to this target.
     target: Option<String>,
+    /// Only deliveries after this id: the previous page's `next`.
     after: Option<String>,
+    /// Deliveries per page: 100 unless given, at most 1000.
     limit: Option<usize>,
+}
+
+/// A page of deliveries, oldest first (by id).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryPage {
+    deliveries: Vec<DeliveryRecord>,
+    /// Pass as `after` for the next page; `null` on the last.
+    next: Option<String>,
 }
 
 /// `GET /api/deliveries?state=dead&target=…&limit=…&after=…`, paged by id:
 /// pass the response's `next` as `after` for the next page.
+#[utoipa::path(
+    get,
+    path = "/api/deliveries",
+    tag = "deliveries",
+    summary = "List deliveries by state and target",
+    description = "Oldest first, by id. A page is full when it has `limit` deliveries; \
+        then `next` is set.",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of deliveries", body = DeliveryPage),
+        (status = 400, description = "An unknown parameter, or an unknown `state`", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry shortly", body = ErrorBody),
+    ),
+)]
 pub async fn deliveries(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -181,13 +267,41 @@ pub async fn deliveries(
             let next = (page.len() == limit)
                 .then(|| page.last().map(|d| d.id.clone()))
                 .flatten();
-            Json(json!({ "deliveries": page, "next": next })).into_response()
+            Json(DeliveryPage {
+                deliveries: page,
+                next,
+            })
+            .into_response()
         }
         Err(e) => unavailable(e),
     }
 }
 
+/// A delivery's state after a retry or a skip.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryChange {
+    id: String,
+    /// `pending` after a retry; `dead` after a skip.
+    state: &'static str,
+    /// After a skip: `false`, it no longer holds its ordering key back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blocking: Option<bool>,
+}
+
 /// `POST /api/deliveries/{id}/retry`: due now, with a fresh attempt budget.
+#[utoipa::path(
+    post,
+    path = "/api/deliveries/{id}/retry",
+    tag = "deliveries",
+    summary = "Retry a delivery now",
+    description = "The delivery is due at once, with a fresh attempt budget.",
+    params(("id" = String, Path, description = "The delivery's id")),
+    responses(
+        (status = 202, description = "Queued: `state` is `pending`", body = DeliveryChange),
+        (status = 404, description = "No delivery has this id, or it is in flight", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry shortly", body = ErrorBody),
+    ),
+)]
 pub async fn retry_delivery(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -197,7 +311,11 @@ pub async fn retry_delivery(
     match state.store.retry_delivery(&id).await {
         Ok(true) => (
             StatusCode::ACCEPTED,
-            Json(json!({ "id": id, "state": "pending" })),
+            Json(DeliveryChange {
+                id,
+                state: "pending",
+                blocking: None,
+            }),
         )
             .into_response(),
         Ok(false) => error(
@@ -211,6 +329,20 @@ pub async fn retry_delivery(
 /// `POST /api/deliveries/{id}/skip`: a dead delivery that holds its
 /// ordering key's later deliveries back (`on_dead = "block"`) lets them go;
 /// it stays dead, and can still be retried.
+#[utoipa::path(
+    post,
+    path = "/api/deliveries/{id}/skip",
+    tag = "deliveries",
+    summary = "Let a blocking dead delivery's ordering key go on",
+    description = "For a dead delivery that holds its ordering key's later deliveries back \
+        (`on_dead = \"block\"`): they go. It stays dead, and can still be retried.",
+    params(("id" = String, Path, description = "The delivery's id")),
+    responses(
+        (status = 200, description = "Skipped: `state` is `dead`, `blocking` is `false`", body = DeliveryChange),
+        (status = 404, description = "No dead delivery with this id holds its ordering key back", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry shortly", body = ErrorBody),
+    ),
+)]
 pub async fn skip_delivery(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -220,7 +352,11 @@ pub async fn skip_delivery(
     match state.store.skip_delivery(&id).await {
         Ok(true) => (
             StatusCode::OK,
-            Json(json!({ "id": id, "state": "dead", "blocking": false })),
+            Json(DeliveryChange {
+                id,
+                state: "dead",
+                blocking: Some(false),
+            }),
         )
             .into_response(),
         Ok(false) => error(
@@ -231,14 +367,36 @@ pub async fn skip_delivery(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReplayParams {
     /// Only deliveries that died at or after this time (ms since the epoch).
     since: Option<u64>,
 }
 
+/// What a replay re-queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Replayed {
+    target: String,
+    /// Dead deliveries made pending again.
+    requeued: usize,
+}
+
 /// `POST /api/targets/{name}/replay[?since=MS]`: re-queue the target's dead deliveries.
+#[utoipa::path(
+    post,
+    path = "/api/targets/{name}/replay",
+    tag = "targets",
+    summary = "Re-queue a target's dead deliveries",
+    params(("name" = String, Path, description = "The target's name"), ReplayParams),
+    responses(
+        (status = 202, description = "Re-queued", body = Replayed),
+        (status = 400, description = "An unknown query parameter, or a `since` that is not a number", body = ErrorBody),
+        (status = 404, description = "No target has this name", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry shortly", body = ErrorBody),
+    ),
+)]
 pub async fn replay_target(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -261,16 +419,44 @@ pub async fn replay_target(
     match state.store.replay_target(&name, p.since).await {
         Ok(n) => (
             StatusCode::ACCEPTED,
-            Json(json!({ "target": name, "requeued": n })),
+            Json(Replayed {
+                target: name,
+                requeued: n,
+            }),
         )
             .into_response(),
         Err(e) => unavailable(e),
     }
 }
 
+/// `POST /api/targets/{name}/pause`'s optional body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PauseBody {
+    /// Shown with the pause, after "paused by an operator: ".
+    #[schema(example = "maintenance until 14:00")]
+    reason: Option<String>,
+}
+
 /// `POST /api/targets/{name}/pause`, with an optional JSON body
 /// `{"reason": "…"}`: no attempt to the target starts, on any node, until
 /// it is resumed. Its deliveries wait, spending no attempt.
+#[utoipa::path(
+    post,
+    path = "/api/targets/{name}/pause",
+    tag = "targets",
+    summary = "Pause a target",
+    description = "No attempt to the target starts, on any router, until it is resumed; its \
+        deliveries wait, spending no attempt. The body may be empty.",
+    params(("name" = String, Path, description = "The target's name")),
+    request_body(content = Option<PauseBody>, description = "Optional: why", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Paused: the target as `GET /api/targets` shows it", body = TargetView),
+        (status = 400, description = "The body is neither empty nor `{\"reason\": \"…\"}`", body = ErrorBody),
+        (status = 404, description = "No target has this name", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry shortly", body = ErrorBody),
+    ),
+)]
 pub async fn pause_target(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -278,11 +464,6 @@ pub async fn pause_target(
     body: axum::body::Bytes,
 ) -> Response {
     authorized!(state, headers);
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct PauseBody {
-        reason: Option<String>,
-    }
     let reason = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -305,6 +486,20 @@ pub async fn pause_target(
 
 /// `POST /api/targets/{name}/resume`: lift the target's pause (an
 /// operator's, or a 410's) and close its circuit; its backlog goes at once.
+#[utoipa::path(
+    post,
+    path = "/api/targets/{name}/resume",
+    tag = "targets",
+    summary = "Resume a target",
+    description = "Lifts the target's pause (an operator's, or a 410's) and closes its \
+        circuit; its backlog goes at once.",
+    params(("name" = String, Path, description = "The target's name")),
+    responses(
+        (status = 200, description = "Resumed: the target as `GET /api/targets` shows it", body = TargetView),
+        (status = 404, description = "No target has this name", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry shortly", body = ErrorBody),
+    ),
+)]
 pub async fn resume_target(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -343,7 +538,37 @@ async fn control_target(state: &AppState, name: &str, pause: Option<String>) -> 
     }
 }
 
+/// What a re-run did, route by route.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Rerun {
+    /// The event's id.
+    id: String,
+    routes: Vec<RerunRoute>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RerunRoute {
+    route: String,
+    /// Whether the route ran this time (its deliveries are made).
+    ok: bool,
+    /// Why it failed again, when it did.
+    reason: Option<String>,
+}
+
 /// `POST /api/events/{id}/rerun`: re-run the routes that failed on this event.
+#[utoipa::path(
+    post,
+    path = "/api/events/{id}/rerun",
+    tag = "events",
+    summary = "Re-run the routes that failed on an event",
+    description = "For instance after fixing a plugin. A route that fails again stays failed.",
+    params(("id" = String, Path, description = "The event's id")),
+    responses(
+        (status = 202, description = "Re-run: each failed route, and whether it ran", body = Rerun),
+        (status = 404, description = "The event has no failed routes to re-run", body = ErrorBody),
+        (status = 503, description = "The pipeline is not running, or the store is unavailable", body = ErrorBody),
+    ),
+)]
 pub async fn rerun_event(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -373,15 +598,18 @@ pub async fn rerun_event(
     let mut results = Vec::new();
     for (event, failure) in failed {
         let still = rerun_route(pipeline, state.store.as_ref(), event, &failure.route).await;
-        results.push(json!({
-            "route": failure.route,
-            "ok": still.is_empty(),
-            "reason": still.first().map(|f| f.reason.clone()),
-        }));
+        results.push(RerunRoute {
+            route: failure.route,
+            ok: still.is_empty(),
+            reason: still.first().map(|f| f.reason.clone()),
+        });
     }
     (
         StatusCode::ACCEPTED,
-        Json(json!({ "id": id, "routes": results })),
+        Json(Rerun {
+            id,
+            routes: results,
+        }),
     )
         .into_response()
 }

@@ -11,6 +11,7 @@ mod admin;
 mod app;
 mod idle;
 mod listener;
+mod openapi;
 mod overview;
 mod response;
 mod stats;
@@ -20,7 +21,8 @@ mod ui;
 
 pub use app::app;
 pub use listener::{HttpLimits, serve_http};
-pub use response::error;
+pub use openapi::IngestAccepted;
+pub use response::{ErrorBody, error};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -17,13 +17,31 @@ use super::AppState;
 use super::admin::authorized;
 use super::error;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamParams {
     /// Only events from this source.
     source: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/stream",
+    tag = "admin",
+    summary = "The live tail, as server-sent events",
+    description = "`event: event` with `{\"id\", \"source\", \"event_type\", \"received_at\"}` \
+        for each event this node accepts; `event: attempt` with `{\"delivery_id\", \"event_id\", \
+        \"source\", \"target\", \"attempt\", \"status\", \"outcome\", \"duration_ms\", \"error\"}` \
+        (`outcome` is `delivered`, `retry` or `dead`) for each attempt it makes; `event: lagged` \
+        with `{\"missed\": n}` when the reader fell more than 1024 behind. A comment every 15 s \
+        keeps the connection open; the stream ends when the router drains.",
+    params(StreamParams),
+    responses(
+        (status = 200, description = "The stream", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "An unknown query parameter", body = super::response::ErrorBody),
+    ),
+)]
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,

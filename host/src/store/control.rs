@@ -29,7 +29,7 @@ impl CircuitState {
 }
 
 /// Why and when a target was paused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Paused {
     pub reason: String,
     /// ms since the epoch.

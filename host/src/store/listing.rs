@@ -177,7 +177,7 @@ impl Cursor {
 }
 
 /// One event in a listing: what it is and, in counts, what became of it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct EventSummary {
     pub id: String,
     pub source: String,

@@ -79,7 +79,7 @@ pub struct Delivery {
 
 /// A route whose plugins failed on an event. The event is kept with it, so
 /// the route can be re-run.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RouteFailure {
     pub event_id: String,
     pub route: String,
@@ -92,14 +92,14 @@ pub struct RouteFailure {
 
 /// What one route did with an event: the record `GET /api/events/{id}`
 /// shows, so a drop's reason is never only in the log.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RouteOutcome {
     pub route: String,
     #[serde(flatten)]
     pub result: RouteResult,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum RouteResult {
     /// The route's plugins emitted `outputs` events, delivered to `targets`;
@@ -128,7 +128,7 @@ pub enum RouteResult {
 }
 
 /// A plugin's drop, with how many events it dropped for that reason.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Dropped {
     pub plugin: String,
     pub reason: String,
@@ -176,7 +176,7 @@ pub enum Accepted {
 }
 
 /// One attempt, as recorded.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Attempt {
     /// Milliseconds since the Unix epoch.
     pub started_at: u64,
@@ -226,7 +226,7 @@ pub enum StoreError {
 }
 
 /// Counts for `/readyz` and metrics.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct QueueStats {
     /// Events accepted whose routes have not all run yet (queued or running).
     pub awaiting_pipeline: usize,
@@ -238,7 +238,7 @@ pub struct QueueStats {
 }
 
 /// One delivery as the admin API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DeliveryRecord {
     pub id: String,
     pub event_id: String,
@@ -257,7 +257,7 @@ pub struct DeliveryRecord {
 }
 
 /// An event with everything that happened to it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventRecord {
     pub id: String,
     pub source: String,
@@ -265,6 +265,8 @@ pub struct EventRecord {
     pub received_at: u64,
     /// `received` until its routes have run, then `processed`.
     pub state: String,
+    /// `[name, value]` pairs, as received.
+    #[schema(value_type = Vec<Vec<String>>)]
     pub headers: Vec<(String, String)>,
     /// The body as text when it is UTF-8 …
     pub body: Option<String>,
