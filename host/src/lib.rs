@@ -18,4 +18,5 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod tail;
+pub mod telemetry;
 pub mod verify;

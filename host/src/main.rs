@@ -1,17 +1,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use wasmhook::cli::{Cli, init_logging, run};
+use wasmhook::cli::{Cli, run};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let level = cli.default_log_level();
-    init_logging(cli.log_format, level);
-    match run(cli).await {
+    match run(Cli::parse()).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

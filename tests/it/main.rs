@@ -14,6 +14,7 @@ mod openapi;
 mod plugins;
 mod reload;
 mod security;
+mod telemetry;
 mod templates;
 
 use std::time::Duration;

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub use plugin::PluginCommand;
 
-use crate::config;
+use crate::{config, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -117,32 +117,22 @@ impl Cli {
     }
 }
 
-pub fn init_logging(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    // Colours only for a terminal: a log file or a pipe gets plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
-    }
-}
-
+/// Run the command, logging as `--log-format` and `RUST_LOG` say.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let level = cli.default_log_level();
+    if let Command::Serve { config } = cli.command {
+        // The config first: its [telemetry] says where spans go. (Loading
+        // logs nothing; its error is the command's.)
+        let config = config::load(&config)?;
+        let telemetry = telemetry::init(cli.log_format, level, Some(&config.telemetry))?;
+        let served = crate::server::serve(config).await;
+        telemetry.shutdown().await;
+        served?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let _logs = telemetry::init(cli.log_format, level, None)?;
     match cli.command {
-        Command::Serve { config } => {
-            let config = config::load(&config)?;
-            crate::server::serve(config).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Serve { .. } => unreachable!("handled above"),
         Command::Check { config } => check::check(&config).await,
         Command::Send(args) => send::send(args).await,
         Command::Listen(args) => listen::listen(args).await,

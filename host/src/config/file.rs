@@ -24,6 +24,18 @@ pub struct RawConfig {
     pub targets: Vec<RawTarget>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTelemetry {
+    pub otlp_endpoint: Option<Spanned<Text>>,
+    pub service_name: Option<Spanned<Text>>,
+    pub sample_ratio: Option<Spanned<f64>>,
+    pub timeout: Option<Spanned<Text>>,
+    pub headers: BTreeMap<String, Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,7 +18,7 @@ mod values;
 pub use types::{
     Circuit, Config, ConfigError, DEFAULT_RETRY_SCHEDULE, DeliveryOrder, EventTypeRule, OrderKey,
     PluginLimits, PluginStep, PluginsConfig, RateLimit, Route, Secret, ServerConfig, Source,
-    StorageConfig, StorageUrl, Target,
+    StorageConfig, StorageUrl, Target, TelemetryConfig,
 };
 pub use values::{decode_whsec, parse_duration};
 

@@ -48,6 +48,26 @@ fn every_refusal_names_the_key_and_the_line_of_the_bad_value() {
             "must start with sqlite://",
         ),
         (
+            "[telemetry]\notlp_endpoint = \"grpc://collector:4317\" # here",
+            "telemetry.otlp_endpoint",
+            "must be http:// or https://",
+        ),
+        (
+            "[telemetry]\notlp_endpoint = \"collector:4318\" # here",
+            "telemetry.otlp_endpoint",
+            "http://",
+        ),
+        (
+            "[telemetry]\nsample_ratio = 1.5 # here",
+            "telemetry.sample_ratio",
+            "between 0 and 1",
+        ),
+        (
+            "[telemetry]\ntimeout = \"0s\" # here",
+            "telemetry.timeout",
+            "above 0",
+        ),
+        (
             "[storage]\nqueue_capacity = 0 # here",
             "storage.queue_capacity",
             "above 0",
@@ -324,6 +344,32 @@ fn an_empty_file_is_the_documented_defaults() {
     assert_eq!(c.plugins.limits.timeout, Duration::from_millis(100));
     assert_eq!(c.plugins.limits.memory_bytes, 64 << 20);
     assert!(c.sources.is_empty() && c.targets.is_empty() && c.routes.is_empty());
+    assert!(c.telemetry.otlp_endpoint.is_none(), "no spans exported");
+    assert_eq!(c.telemetry.service_name, "wasmhook");
+}
+
+#[test]
+fn the_otlp_endpoint_is_a_base_url_that_gets_v1_traces() {
+    let endpoint = |url: &str| {
+        let c = parse_text(&format!("[telemetry]\notlp_endpoint = \"{url}\"")).unwrap();
+        c.telemetry.otlp_endpoint.map(|u| u.to_string())
+    };
+    let traces = Some("http://127.0.0.1:4318/v1/traces".to_string());
+    assert_eq!(endpoint("http://127.0.0.1:4318"), traces);
+    assert_eq!(endpoint("http://127.0.0.1:4318/"), traces);
+    assert_eq!(endpoint("http://127.0.0.1:4318/v1/traces"), traces);
+    assert_eq!(
+        endpoint("https://otel.example.test/team-a/"),
+        Some("https://otel.example.test/team-a/v1/traces".to_string())
+    );
+    assert_eq!(endpoint(""), None, "empty: off");
+    let c = parse_text(
+        "[telemetry]\notlp_endpoint = \"http://c:4318\"\nheaders = { \"X-Api-Key\" = \"k\" }\nsample_ratio = 0.25",
+    )
+    .unwrap();
+    assert_eq!(c.telemetry.sample_ratio, 0.25);
+    assert_eq!(c.telemetry.headers[0].0, "x-api-key");
+    assert_eq!(c.telemetry.headers[0].1.expose(), b"k");
 }
 
 #[test]

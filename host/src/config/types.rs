@@ -21,6 +21,22 @@ pub struct Config {
     pub sources: Vec<Source>,
     pub targets: Vec<Target>,
     pub routes: Vec<Route>,
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: where spans go. Read at start; a change needs a restart.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP traces URL (`…/v1/traces`); `None`: no spans exported.
+    pub otlp_endpoint: Option<reqwest::Url>,
+    pub service_name: String,
+    /// Of the traces that start here, the share kept (a sender's sampled
+    /// flag decides for the traces it starts).
+    pub sample_ratio: f64,
+    /// Each export's limit.
+    pub timeout: Duration,
+    /// Sent with each export (an API key for a hosted collector, say).
+    pub headers: Vec<(String, Secret)>,
 }
 
 impl Config {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::env::Text;
-use super::file::{RawCircuit, RawConfig, RawOrdering, RawPluginStep};
+use super::file::{RawCircuit, RawConfig, RawOrdering, RawPluginStep, RawTelemetry};
 use super::types::*;
 use super::values::{decode_whsec, parse_duration, parse_rate, plugin_config, verifier};
 
@@ -442,6 +442,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         });
     }
 
+    let telemetry = telemetry(&c, raw.telemetry)?;
     Ok(Config {
         path: path.to_path_buf(),
         server,
@@ -450,6 +451,82 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         sources,
         targets,
         routes,
+        telemetry,
+    })
+}
+
+/// `[telemetry]`. `otlp_endpoint` is the collector's base URL, as in
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`: `/v1/traces` is added to its path (unless
+/// it ends so already). Empty means none, so it can come from an unset
+/// variable's default.
+fn telemetry(c: &Checker<'_>, t: RawTelemetry) -> Result<TelemetryConfig, ConfigError> {
+    let otlp_endpoint = match &t.otlp_endpoint {
+        Some(url) if !url.get_ref().0.is_empty() => {
+            let bad = |m: &str| c.err(Some(url.span()), "telemetry.otlp_endpoint", m);
+            let mut parsed = reqwest::Url::parse(&url.get_ref().0).map_err(|e| {
+                bad(&format!(
+                    "not a URL ({e}): use the collector's OTLP/HTTP address, e.g. \"http://127.0.0.1:4318\""
+                ))
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(bad(
+                    "must be http:// or https:// (OTLP over HTTP, protobuf), e.g. \"http://127.0.0.1:4318\"",
+                ));
+            }
+            if !parsed.path().ends_with("/v1/traces") {
+                let path = format!("{}/v1/traces", parsed.path().trim_end_matches('/'));
+                parsed.set_path(&path);
+            }
+            Some(parsed)
+        }
+        _ => None,
+    };
+    let service_name = match &t.service_name {
+        Some(name) if name.get_ref().0.trim().is_empty() => {
+            return Err(c.err(
+                Some(name.span()),
+                "telemetry.service_name",
+                "must not be empty",
+            ));
+        }
+        Some(name) => name.get_ref().0.clone(),
+        None => "wasmhook".to_string(),
+    };
+    let sample_ratio = match &t.sample_ratio {
+        Some(r) if !(0.0..=1.0).contains(r.get_ref()) => {
+            return Err(c.err(
+                Some(r.span()),
+                "telemetry.sample_ratio",
+                "must be between 0 and 1 (1: every trace)",
+            ));
+        }
+        Some(r) => *r.get_ref(),
+        None => 1.0,
+    };
+    let timeout = match &t.timeout {
+        Some(d) => parse_duration(&d.get_ref().0)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                c.err(
+                    Some(d.span()),
+                    "telemetry.timeout",
+                    "must be a duration above 0, e.g. \"10s\"",
+                )
+            })?,
+        None => Duration::from_secs(10),
+    };
+    let headers = t
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), Secret::new(v.0)))
+        .collect();
+    Ok(TelemetryConfig {
+        otlp_endpoint,
+        service_name,
+        sample_ratio,
+        timeout,
+        headers,
     })
 }
 

@@ -110,6 +110,12 @@ impl Sender {
             );
         }
         let timestamp = now_secs();
+        if crate::telemetry::enabled()
+            && let Some(parent) = crate::telemetry::traceparent(&tracing::Span::current())
+        {
+            // The target's work joins this attempt's span.
+            headers.insert("traceparent", header_value(&parent));
+        }
         headers.insert("webhook-id", header_value(&delivery.id));
         headers.insert("webhook-timestamp", header_value(&timestamp.to_string()));
         if !target.signing_keys.is_empty() {

@@ -241,7 +241,11 @@ impl TargetWorker {
                     delivery_id = %delivery.id,
                     target = %this.name,
                     attempt = delivery.attempts + 1,
+                    http.response.status_code = tracing::field::Empty,
                 );
+                if crate::telemetry::enabled() {
+                    crate::telemetry::continue_from(&span, &delivery.event.headers);
+                }
                 let worker = this.clone();
                 tracker.spawn(
                     async move {
@@ -386,6 +390,9 @@ impl TargetWorker {
                 pause_ms = paused.as_millis() as u64,
                 "the target answered 429 with Retry-After: no attempt to it starts until then"
             );
+        }
+        if let Some(code) = reply.status {
+            tracing::Span::current().record("http.response.status_code", code);
         }
         let health = health(&verdict, &reply);
         let gone = matches!(health, Health::Gone(_));

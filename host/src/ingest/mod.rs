@@ -163,7 +163,7 @@ async fn take(
             }
         }
     }
-    let event = match build_event(source, headers, body) {
+    let mut event = match build_event(source, headers, body) {
         Ok(e) => e,
         Err(message) => {
             return refused(Refusal::Malformed, error(StatusCode::BAD_REQUEST, message));
@@ -179,6 +179,11 @@ async fn take(
     });
     let untyped = event.event_type.is_empty() && source.event_type != EventTypeRule::Default;
     let span = tracing::info_span!("ingest", event_id = %id, source = %source.name);
+    if crate::telemetry::enabled() {
+        // The sender's trace goes on; what runs later joins this span.
+        crate::telemetry::continue_from(&span, &event.headers);
+        crate::telemetry::stamp(&span, &mut event.headers);
+    }
     // On a task of its own: if the sender hangs up mid-commit, the handler
     // is dropped, but an event that commits is still run and delivered (a
     // half-done accept would leave it stored and never run).

@@ -7,6 +7,7 @@ use crate::event::{Event, Outcome, Output};
 use crate::metrics::Metrics;
 use crate::plugin::{PluginError, PluginRegistry};
 use crate::store::{Delivery, Dropped, Processed, RouteOutcome, RouteResult};
+use tracing::Instrument;
 
 /// The route name recorded for an event whose source had no route. Route
 /// names cannot contain `*`, so it never clashes with a configured one.
@@ -174,11 +175,17 @@ impl Pipeline {
             let mut next = Vec::new();
             for input in current {
                 let started = tokio::time::Instant::now();
-                let outcome = self
-                    .registry
-                    .runtime()
-                    .invoke(&plugin, &input.event, step.config.clone())
-                    .await;
+                let call =
+                    self.registry
+                        .runtime()
+                        .invoke(&plugin, &input.event, step.config.clone());
+                let outcome = if crate::telemetry::enabled() {
+                    let span =
+                        tracing::info_span!("plugin", plugin = %step.name, route = %route.name);
+                    call.instrument(span).await
+                } else {
+                    call.await
+                };
                 // A new version on trial is rolled back if it breaks on its
                 // first calls; routes it broke wait for the verdict.
                 let took = started.elapsed();
@@ -224,7 +231,10 @@ impl Pipeline {
         }
         let outputs = current.len();
         let mut deliveries = Vec::new();
-        for (index, output) in current.into_iter().enumerate() {
+        for (index, mut output) in current.into_iter().enumerate() {
+            if crate::telemetry::enabled() {
+                keep_trace(event, &mut output.event);
+            }
             let targets = if output.targets.is_empty() {
                 &route.targets
             } else {
@@ -327,6 +337,20 @@ fn matches(route: &Route, event: &Event) -> bool {
 /// then 15 hex digits of a hash of what makes the delivery: stable across
 /// re-runs, and in time order, so the store appends to its indexes rather
 /// than writing all over them.
+/// An output keeps its event's trace: a plugin that dropped the
+/// `traceparent` header (or built its headers anew) does not cut the
+/// deliveries off from it. One the plugin set itself stays.
+fn keep_trace(event: &Event, output: &mut Event) {
+    const TRACEPARENT: &str = "traceparent";
+    if output.header(TRACEPARENT).is_none()
+        && let Some(parent) = event.header(TRACEPARENT)
+    {
+        output
+            .headers
+            .push((TRACEPARENT.to_string(), parent.to_string()));
+    }
+}
+
 fn delivery_id(event: &Event, route: &str, index: usize, output_id: &str, target: &str) -> String {
     use std::fmt::Write as _;
     let mut h = Sha256::new();

@@ -39,6 +39,9 @@ pub fn spawn_pipeline_workers(
             let (pipeline, store, cancel) = (pipeline.clone(), store.clone(), cancel.clone());
             let span =
                 tracing::info_span!("pipeline", event_id = %event.id, source = %event.source);
+            if crate::telemetry::enabled() {
+                crate::telemetry::continue_from(&span, &event.headers);
+            }
             tasks.spawn(
                 async move {
                     let result = tokio::select! {
