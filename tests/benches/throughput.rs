@@ -2,7 +2,8 @@
 //! local sink, beside a raw HTTP hop (the load generator straight into the
 //! same sink) measured in the same run. Run with `cargo xtask bench
 //! throughput`; `cargo xtask bench throughput -- raw e2e` runs only those
-//! parts (raw, e2e, postgres, logs, controls, rate, flat, backlog); `e2e-memory`,
+//! parts (raw, e2e, postgres, logs, controls, telemetry, rate, flat,
+//! backlog); `e2e-memory`,
 //! `e2e-fsync` and `e2e-nofsync` run one storage of `e2e` (for profiling
 //! one of them). `postgres` runs a throwaway PostgreSQL server (fsync on)
 //! and one router on it, then two sharing it (each fed by a generator
@@ -73,6 +74,8 @@ struct Scenario<'a> {
     plugin: bool,
     target_extra: &'a str,
     storage_extra: &'a str,
+    /// Tables before the sources (`[telemetry]`, say).
+    top_extra: &'a str,
     /// `RUST_LOG` for the router; empty: its default level.
     log: &'a str,
 }
@@ -86,6 +89,7 @@ fn fsync_redact<'a>(target_extra: &'a str, log: &'a str) -> Scenario<'a> {
         plugin: true,
         target_extra,
         storage_extra: "",
+        top_extra: "",
         log,
     }
 }
@@ -100,9 +104,10 @@ async fn router(sink: &Sink, s: &Scenario<'_>) -> Router {
     settle();
     let plugins = if s.plugin { REDACT } else { "" };
     let config = format!(
-        "[[sources]]\nname = \"s\"\n\n\
+        "{}[[sources]]\nname = \"s\"\n\n\
          [[targets]]\nname = \"t\"\nurl = \"{}\"\nsigning_secret = \"{SECRET}\"\nmax_in_flight = 64\n{}\n\n\
          [[routes]]\nname = \"r\"\nsource = \"s\"\nplugins = [{plugins}]\ntargets = [\"t\"]\n",
+        s.top_extra,
         sink.url("t"),
         s.target_extra,
     );
@@ -228,6 +233,7 @@ async fn fixed_rate(per_second: u64, seconds: u64, body: &str) {
         plugin: true,
         target_extra: "",
         storage_extra: "",
+        top_extra: "",
         log: "",
     };
     let router = router(&sink, &s).await;
@@ -267,6 +273,7 @@ async fn flat(n: u64, body: &str) {
         target_extra: "",
         // Delivered work is pruned five seconds after, events with it.
         storage_extra: "retention = \"5s\"\ndedup_window = \"5s\"\n",
+        top_extra: "",
         log: "",
     };
     let router = router(&sink, &s).await;
@@ -394,6 +401,7 @@ async fn backlog(n: u64) {
         plugin: false,
         target_extra: "retry_schedule = [\"1h\"]",
         storage_extra: "",
+        top_extra: "",
         log: "",
     };
     let router = router(&sink, &s).await;
@@ -442,6 +450,7 @@ fn main() {
                         plugin,
                         target_extra: "",
                         storage_extra: "",
+                        top_extra: "",
                         log: "",
                     };
                     let rate = end_to_end(s, &body, E2E_EVENTS, raw).await;
@@ -473,6 +482,7 @@ fn main() {
                             plugin: true,
                             target_extra: "",
                             storage_extra: "",
+                            top_extra: "",
                             log: "",
                         };
                         end_to_end(s, &body, E2E_EVENTS, raw).await;
@@ -513,6 +523,24 @@ fn main() {
                 );
                 end_to_end(fsync_redact(target_extra, ""), &body, E2E_EVENTS, raw).await;
             }
+        }
+        if run("telemetry") {
+            // Spans exported over OTLP/HTTP to a sink of their own (it
+            // answers 200 to anything), against the same run without.
+            let collector = Sink::start();
+            let on = format!(
+                "[telemetry]\notlp_endpoint = \"{}\"\n\n",
+                collector.url("otlp")
+            );
+            for (label, top_extra) in [("off", ""), ("on", on.as_str())] {
+                println!("telemetry {label}:");
+                let s = Scenario {
+                    top_extra,
+                    ..fsync_redact("", "")
+                };
+                end_to_end(s, &body, E2E_EVENTS, raw).await;
+            }
+            println!("span exports received: {}", collector.received());
         }
         if run("rate") {
             fixed_rate(5_000, 10, &body).await;
