@@ -14,6 +14,8 @@
 //! - each attempt sends its own span's context to the target, as
 //!   `traceparent`.
 //!
+//! Sampling is by trace id (`sample_ratio`), the same on every node.
+//!
 //! Without an endpoint nothing here runs per event: [`enabled`] is false,
 //! the extra spans are not made, and no header is touched.
 
@@ -35,7 +37,11 @@ use tracing_subscriber::util::SubscriberInitExt;
 use crate::cli::LogFormat;
 use crate::config::TelemetryConfig;
 
+/// Set once, with the process's subscriber (itself process-wide).
 static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// The longest the last spans' export may hold up the process's exit.
+pub const SHUTDOWN_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Whether spans are exported: only then are trace contexts read and
 /// written.
@@ -52,15 +58,16 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Export the spans still buffered, then stop (bounded by the
-    /// exporter's timeout).
+    /// Export the spans still buffered, then stop: at most
+    /// [`SHUTDOWN_BUDGET`], after which what is left is lost.
     pub async fn shutdown(self) {
         let Some(provider) = self.provider else {
             return;
         };
-        EXPORTING.store(false, Ordering::Relaxed);
         // It waits for the exporter's thread: not on a runtime thread.
-        let done = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        let done =
+            tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(SHUTDOWN_BUDGET))
+                .await;
         if let Ok(Err(e)) = done {
             eprintln!("warning: exporting the last spans failed: {e}");
         }
@@ -129,9 +136,10 @@ fn provider(t: &TelemetryConfig, url: &reqwest::Url) -> anyhow::Result<SdkTracer
         .build();
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            t.sample_ratio,
-        ))))
+        // By trace id, whoever started the trace: every span of a trace
+        // (on any node) gets the same verdict, and a sender's sampled
+        // flag cannot make the router export every one of its events.
+        .with_sampler(Sampler::TraceIdRatioBased(t.sample_ratio))
         .with_resource(resource)
         .build())
 }
@@ -183,7 +191,10 @@ impl Injector for HeadersMut<'_> {
     fn set(&mut self, key: &str, value: String) {
         let key = key.to_ascii_lowercase();
         self.0.retain(|(k, _)| *k != key);
-        self.0.push((key, value));
+        // An empty `tracestate` is no header at all.
+        if !value.is_empty() {
+            self.0.push((key, value));
+        }
     }
 }
 
@@ -212,6 +223,7 @@ mod tests {
         TraceContextPropagator::new().inject_context(&cx, &mut HeadersMut(&mut out));
         let written: Vec<_> = out.iter().filter(|(k, _)| k == "traceparent").collect();
         assert_eq!(written.len(), 1, "one traceparent: {out:?}");
+        assert_eq!(out.len(), 2, "no empty tracestate: {out:?}");
         assert_eq!(written[0].1, sent);
         assert_eq!(out[0].0, "content-type", "other headers kept in order");
     }

@@ -358,6 +358,7 @@ fn the_otlp_endpoint_is_a_base_url_that_gets_v1_traces() {
     assert_eq!(endpoint("http://127.0.0.1:4318"), traces);
     assert_eq!(endpoint("http://127.0.0.1:4318/"), traces);
     assert_eq!(endpoint("http://127.0.0.1:4318/v1/traces"), traces);
+    assert_eq!(endpoint("http://127.0.0.1:4318/v1/traces/"), traces);
     assert_eq!(
         endpoint("https://otel.example.test/team-a/"),
         Some("https://otel.example.test/team-a/v1/traces".to_string())
@@ -370,6 +371,14 @@ fn the_otlp_endpoint_is_a_base_url_that_gets_v1_traces() {
     assert_eq!(c.telemetry.sample_ratio, 0.25);
     assert_eq!(c.telemetry.headers[0].0, "x-api-key");
     assert_eq!(c.telemetry.headers[0].1.expose(), b"k");
+    for bad in ["\"a%2Fb\"", "\"key\\n\""] {
+        let text = format!("[telemetry]\nheaders = {{ \"x-api-key\" = {bad} }}");
+        let e = parse_text(&text).unwrap_err();
+        assert_eq!(e.key, "telemetry.headers.x-api-key", "{bad}");
+        assert!(e.message.contains("not a valid header value"), "{e}");
+    }
+    let e = parse_text("[telemetry]\nheaders = { \"bad name\" = \"v\" }").unwrap_err();
+    assert!(e.message.contains("header name"), "{e}");
 }
 
 #[test]

@@ -25,7 +25,7 @@ pub struct Config {
 }
 
 /// `[telemetry]`: where spans go. Read at start; a change needs a restart.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TelemetryConfig {
     /// The OTLP/HTTP traces URL (`…/v1/traces`); `None`: no spans exported.
     pub otlp_endpoint: Option<reqwest::Url>,

@@ -473,9 +473,11 @@ fn telemetry(c: &Checker<'_>, t: RawTelemetry) -> Result<TelemetryConfig, Config
                     "must be http:// or https:// (OTLP over HTTP, protobuf), e.g. \"http://127.0.0.1:4318\"",
                 ));
             }
-            if !parsed.path().ends_with("/v1/traces") {
-                let path = format!("{}/v1/traces", parsed.path().trim_end_matches('/'));
-                parsed.set_path(&path);
+            let base = parsed.path().trim_end_matches('/').to_string();
+            if base.ends_with("/v1/traces") {
+                parsed.set_path(&base);
+            } else {
+                parsed.set_path(&format!("{base}/v1/traces"));
             }
             Some(parsed)
         }
@@ -516,11 +518,22 @@ fn telemetry(c: &Checker<'_>, t: RawTelemetry) -> Result<TelemetryConfig, Config
             })?,
         None => Duration::from_secs(10),
     };
-    let headers = t
-        .headers
-        .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), Secret::new(v.0)))
-        .collect();
+    let mut headers = Vec::new();
+    for (name, value) in t.headers {
+        let key = format!("telemetry.headers.{name}");
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(c.err(None, key, "not a valid HTTP header name"));
+        }
+        // The exporter URL-decodes values: a `%` would be sent changed.
+        if http::HeaderValue::from_str(&value.0).is_err() || value.0.contains('%') {
+            return Err(c.err(
+                None,
+                key,
+                "not a valid header value: visible ASCII only, no line breaks (a trailing newline from a file?) and no '%'",
+            ));
+        }
+        headers.push((name.to_ascii_lowercase(), Secret::new(value.0)));
+    }
     Ok(TelemetryConfig {
         otlp_endpoint,
         service_name,

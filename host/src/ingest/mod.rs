@@ -44,7 +44,7 @@ const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "
     params(
         ("source" = String, Path, description = "The source's name, as configured in `[[sources]]`"),
         ("x-event-type" = Option<String>, Header, description = "The event type, unless the source's `event_type` rule names another header or a JSON pointer into the body"),
-        ("webhook-id" = Option<String>, Header, description = "The event id, unless the source's `id_header` gives one: 1 to 256 printable characters, no spaces"),
+        ("webhook-id" = Option<String>, Header, description = "The event id, unless the source's `id_header` gives one: 1 to 256 bytes (UTF-8) of printable characters, no spaces"),
         ("idempotency-key" = Option<String>, Header, description = "The event id when neither of the above is sent"),
     ),
     request_body(
@@ -79,22 +79,36 @@ pub async fn ingest(
             format!("no source is named {source_name:?}"),
         );
     };
-    let (outcome, response) = take(&state, &config, source, &headers, body).await;
-    state
-        .metrics
-        .ingested(&source.name, &outcome, started.elapsed());
-    response
+    match take(&state, &config, source, &headers, body, started).await {
+        Taken::Reported(response) => response,
+        Taken::Refused(refusal, response) => {
+            let outcome = Ingested::Refused(refusal);
+            state
+                .metrics
+                .ingested(&source.name, &outcome, started.elapsed());
+            response
+        }
+    }
 }
 
-/// Take one request for `source`: what happened, and the answer.
+/// What became of a request.
+enum Taken {
+    /// Stored, or refused by the store: reported where that was decided.
+    Reported(Response),
+    /// Refused before the store saw it: for the caller to report.
+    Refused(Refusal, Response),
+}
+
+/// Take one request for `source`.
 async fn take(
     state: &AppState,
     config: &Config,
     source: &Source,
     headers: &HeaderMap,
     body: Body,
-) -> (Ingested, Response) {
-    let refused = |why, response| (Ingested::Refused(why), response);
+    started: tokio::time::Instant,
+) -> Taken {
+    let refused = Taken::Refused;
     // Over the cap, shed load before reading the body.
     let Ok(_slot) = state.ingest_slots.clone().try_acquire_owned() else {
         return refused(
@@ -186,36 +200,61 @@ async fn take(
     }
     // On a task of its own: if the sender hangs up mid-commit, the handler
     // is dropped, but an event that commits is still run and delivered (a
-    // half-done accept would leave it stored and never run).
+    // half-done accept would leave it stored and never run), and reported:
+    // logged, counted and tailed by the task, whoever still listens.
     let (store, pipeline) = (state.store.clone(), state.pipeline.clone());
-    let accepted = tokio::spawn(intake(store, pipeline, event, signed).instrument(span))
-        .await
-        .unwrap_or_else(|e| Err(StoreError::Unavailable(format!("accept failed: {e}"))));
-    match accepted {
-        Ok(Accepted::New) => {
-            if let Some(t) = tailed {
-                state.tail.publish(t);
+    let (metrics, tail, name) = (
+        state.metrics.clone(),
+        state.tail.clone(),
+        source.name.clone(),
+    );
+    let report_id = id.clone();
+    let stored = async move {
+        let accepted = intake(store, pipeline, event, signed).await;
+        let outcome = match &accepted {
+            Ok(Accepted::New) => {
+                if let Some(t) = tailed {
+                    tail.publish(t);
+                }
+                Ingested::New {
+                    id: report_id,
+                    untyped,
+                }
             }
-            let response = (StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response();
-            (Ingested::New { id, untyped }, response)
+            Ok(Accepted::Duplicate(original)) => Ingested::Duplicate {
+                id: report_id,
+                original: original.clone(),
+            },
+            Err(StoreError::Full) => Ingested::Refused(Refusal::QueueFull),
+            Err(StoreError::Unavailable(detail)) => {
+                Ingested::Refused(Refusal::StorageUnavailable(detail.clone()))
+            }
+        };
+        metrics.ingested(&name, &outcome, started.elapsed());
+        accepted
+    };
+    let accepted = match tokio::spawn(stored.instrument(span)).await {
+        Ok(accepted) => accepted,
+        // The task panicked, unreported.
+        Err(e) => {
+            return refused(
+                Refusal::StorageUnavailable(format!("accept failed: {e}")),
+                busy("storage is unavailable; retry shortly"),
+            );
         }
-        Ok(Accepted::Duplicate(original)) => {
-            let response = (
-                StatusCode::ACCEPTED,
-                axum::Json(json!({ "id": original, "duplicate": true })),
-            )
-                .into_response();
-            (Ingested::Duplicate { id, original }, response)
+    };
+    Taken::Reported(match accepted {
+        Ok(Accepted::New) => {
+            (StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response()
         }
-        Err(StoreError::Full) => refused(
-            Refusal::QueueFull,
-            busy("the router's queue is full; retry shortly"),
-        ),
-        Err(StoreError::Unavailable(detail)) => refused(
-            Refusal::StorageUnavailable(detail),
-            busy("storage is unavailable; retry shortly"),
-        ),
-    }
+        Ok(Accepted::Duplicate(original)) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "id": original, "duplicate": true })),
+        )
+            .into_response(),
+        Err(StoreError::Full) => busy("the router's queue is full; retry shortly"),
+        Err(StoreError::Unavailable(_)) => busy("storage is unavailable; retry shortly"),
+    })
 }
 
 /// How long ingest waits for an event's routes before answering. Within

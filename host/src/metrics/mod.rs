@@ -166,10 +166,11 @@ fn timings<L: Clone + std::hash::Hash + Eq>(make: fn() -> Buckets) -> Timings<L>
     Family::new_with_constructor(make)
 }
 
-/// Seconds, from 100 µs to about 55 minutes in doublings: plugin calls and
-/// commits at the low end, a delivery that waited out retries at the top.
+/// Seconds, from 100 µs to about 3.7 hours (13,422 s) in doublings:
+/// plugin calls and commits at the low end, a delivery that waited out
+/// hours of retries at the top.
 fn seconds() -> Buckets {
-    Buckets::new(exponential_buckets(0.0001, 2.0, 25))
+    Buckets::new(exponential_buckets(0.0001, 2.0, 28))
 }
 
 /// Jobs in one store commit: 1 to 512 (the writer's largest batch).
@@ -178,16 +179,17 @@ fn batch_sizes() -> Buckets {
 }
 
 /// What one scrape reads from outside this module: the store's counts and
-/// the loaded plugins.
+/// the loaded plugins. `None`: the store could not be read; those gauges
+/// keep their last values, and `wasmhook_store_up` reads 0.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    pub queue: QueueStats,
-    pub targets: Vec<TargetGauges>,
+    pub queue: Option<QueueStats>,
+    pub targets: Option<Vec<TargetGauges>>,
     pub plugins_loaded: usize,
 }
 
 /// One configured target's gauges.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct TargetGauges {
     pub name: String,
     /// Deliveries pending or waiting to retry.
@@ -227,6 +229,7 @@ struct Exposed {
     target_paused: Family<ByTarget, Gauge>,
     circuit_open: Family<ByTarget, Gauge>,
     plugins_loaded: Gauge,
+    store_up: Gauge,
 }
 
 impl Exposed {
@@ -264,9 +267,10 @@ impl Exposed {
             target_paused: Family::default(),
             circuit_open: Family::default(),
             plugins_loaded: Gauge::default(),
+            store_up: Gauge::default(),
         };
         // Counters first: the exposition adds `_total` to their names.
-        let all: [(&str, &str, &dyn Reg); 24] = [
+        let all: [(&str, &str, &dyn Reg); 25] = [
             (
                 "wasmhook_events_received",
                 "Events accepted by ingest (answered 202, new)",
@@ -389,6 +393,11 @@ impl Exposed {
                 "Plugins with a version loaded and serving",
                 &s.plugins_loaded,
             ),
+            (
+                "wasmhook_store_up",
+                "1 when the last scrape could read the store; 0 when not (the store's gauges then keep their last values)",
+                &s.store_up,
+            ),
         ];
         for (name, help, metric) in all {
             metric.register(r, name, help);
@@ -442,6 +451,7 @@ pub struct Metrics {
     plugins: Mutex<BTreeMap<String, Timed>>,
     targets: Mutex<BTreeMap<String, Timed>>,
     activity: Mutex<Activity>,
+    rendering: Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -460,6 +470,7 @@ impl Default for Metrics {
             plugins: Mutex::default(),
             targets: Mutex::default(),
             activity: Mutex::default(),
+            rendering: Mutex::default(),
         }
     }
 }
@@ -690,34 +701,42 @@ impl Metrics {
     /// The exposition, in the OpenMetrics text format: every counter and
     /// histogram, and the gauges from `now`.
     pub fn render(&self, now: &Snapshot) -> String {
+        // One scrape at a time: each sets the gauges, then encodes them.
+        let _one = self.rendering.lock().expect("metrics lock poisoned");
         let s = &self.series;
-        for (gauge, read) in &s.queue {
-            gauge.set(read(&now.queue) as i64);
+        if let Some(queue) = &now.queue {
+            for (gauge, read) in &s.queue {
+                gauge.set(read(queue) as i64);
+            }
         }
+        if let Some(targets) = &now.targets {
+            // Targets removed from the config drop out of the gauges.
+            for family in [
+                &s.backlog,
+                &s.target_in_flight,
+                &s.target_dead,
+                &s.target_paused,
+                &s.circuit_open,
+            ] {
+                family.clear();
+            }
+            for t in targets {
+                let by = ByTarget {
+                    target: Name::of(&t.name),
+                };
+                s.backlog.get_or_create(&by).set(t.backlog as i64);
+                s.target_in_flight
+                    .get_or_create(&by)
+                    .set(t.in_flight as i64);
+                s.target_dead.get_or_create(&by).set(t.dead as i64);
+                s.target_paused.get_or_create(&by).set(i64::from(t.paused));
+                let open = t.circuit.is_some_and(|c| c != CircuitState::Closed);
+                s.circuit_open.get_or_create(&by).set(i64::from(open));
+            }
+        }
+        let up = now.queue.is_some() && now.targets.is_some();
+        s.store_up.set(i64::from(up));
         s.plugins_loaded.set(now.plugins_loaded as i64);
-        // Targets removed from the config drop out of the gauges.
-        for family in [
-            &s.backlog,
-            &s.target_in_flight,
-            &s.target_dead,
-            &s.target_paused,
-            &s.circuit_open,
-        ] {
-            family.clear();
-        }
-        for t in &now.targets {
-            let by = ByTarget {
-                target: Name::of(&t.name),
-            };
-            s.backlog.get_or_create(&by).set(t.backlog as i64);
-            s.target_in_flight
-                .get_or_create(&by)
-                .set(t.in_flight as i64);
-            s.target_dead.get_or_create(&by).set(t.dead as i64);
-            s.target_paused.get_or_create(&by).set(i64::from(t.paused));
-            let open = t.circuit.is_some_and(|c| c != CircuitState::Closed);
-            s.circuit_open.get_or_create(&by).set(i64::from(open));
-        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");

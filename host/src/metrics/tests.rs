@@ -19,14 +19,14 @@ fn renders_counters_histograms_and_gauges_with_escaped_labels() {
     m.ingested("github", &new("b"), Duration::from_millis(3));
     m.plugin_emitted("a\"b", Duration::from_millis(1));
     let text = m.render(&Snapshot {
-        targets: vec![TargetGauges {
+        queue: Some(QueueStats::default()),
+        targets: Some(vec![TargetGauges {
             name: "ci".into(),
             backlog: 7,
             circuit: Some(CircuitState::Open),
             ..TargetGauges::default()
-        }],
+        }]),
         plugins_loaded: 3,
-        ..Snapshot::default()
     });
     let value = |s| line(&text, s);
     assert_eq!(
@@ -60,8 +60,23 @@ fn renders_counters_histograms_and_gauges_with_escaped_labels() {
     );
     assert!(text.ends_with("# EOF\n"));
 
-    // A target gone from the config leaves the gauges.
+    assert_eq!(value("wasmhook_store_up"), Some("1"));
+
+    // The store down: its gauges keep their last values, not 0, and say so.
     let text = m.render(&Snapshot::default());
+    assert_eq!(
+        line(&text, "wasmhook_target_backlog{target=\"ci\"}"),
+        Some("7"),
+        "{text}"
+    );
+    assert_eq!(line(&text, "wasmhook_store_up"), Some("0"));
+
+    // A target gone from the config leaves the gauges.
+    let text = m.render(&Snapshot {
+        queue: Some(QueueStats::default()),
+        targets: Some(Vec::new()),
+        ..Snapshot::default()
+    });
     assert_eq!(
         line(&text, "wasmhook_target_backlog{target=\"ci\"}"),
         None,
@@ -201,6 +216,11 @@ fn an_attempt_counts_its_result_its_class_and_a_delivery_its_latency() {
         ),
         (
             "wasmhook_delivery_latency_seconds_bucket{le=\"3.2768\",target=\"ci\"}",
+            "1",
+        ),
+        // The top bucket: hours of retries still land below +Inf.
+        (
+            "wasmhook_delivery_latency_seconds_bucket{le=\"13421.7728\",target=\"ci\"}",
             "1",
         ),
     ] {

@@ -332,17 +332,18 @@ fn matches(route: &Route, event: &Event) -> bool {
             .is_none_or(|types| types.contains(&event.event_type))
 }
 
-/// `msg_` + 26 hex digits of SHA-256 over the parts that identify a delivery.
-/// `msg_`, the event's arrival (ms, 11 hex digits: good to the year 2527),
-/// then 15 hex digits of a hash of what makes the delivery: stable across
-/// re-runs, and in time order, so the store appends to its indexes rather
-/// than writing all over them.
 /// An output keeps its event's trace: a plugin that dropped the
 /// `traceparent` header (or built its headers anew) does not cut the
 /// deliveries off from it. One the plugin set itself stays.
 fn keep_trace(event: &Event, output: &mut Event) {
     const TRACEPARENT: &str = "traceparent";
-    if output.header(TRACEPARENT).is_none()
+    // A plugin may write header names in any case.
+    let has = |e: &Event| {
+        e.headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(TRACEPARENT))
+    };
+    if !has(output)
         && let Some(parent) = event.header(TRACEPARENT)
     {
         output
@@ -351,6 +352,11 @@ fn keep_trace(event: &Event, output: &mut Event) {
     }
 }
 
+/// `msg_` + 26 hex digits of SHA-256 over the parts that identify a delivery.
+/// `msg_`, the event's arrival (ms, 11 hex digits: good to the year 2527),
+/// then 15 hex digits of a hash of what makes the delivery: stable across
+/// re-runs, and in time order, so the store appends to its indexes rather
+/// than writing all over them.
 fn delivery_id(event: &Event, route: &str, index: usize, output_id: &str, target: &str) -> String {
     use std::fmt::Write as _;
     let mut h = Sha256::new();

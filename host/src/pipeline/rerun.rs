@@ -2,6 +2,7 @@
 //! it is (a plugin file removed and added back, or added after the events).
 
 use std::sync::Arc;
+use tracing::Instrument;
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -105,7 +106,15 @@ pub async fn rerun_route(
     event: crate::event::Event,
     route: &str,
 ) -> Vec<crate::store::RouteFailure> {
-    let result = pipeline.rerun(&event, route).await;
+    let span = if crate::telemetry::enabled() {
+        // The event's trace, however long after.
+        let span = tracing::info_span!("rerun", event_id = %event.id, route);
+        crate::telemetry::continue_from(&span, &event.headers);
+        span
+    } else {
+        tracing::Span::none()
+    };
+    let result = pipeline.rerun(&event, route).instrument(span).await;
     let failures = result.failures(&event.id);
     if let Err(e) = store.record_rerun(event, route, result).await {
         tracing::error!(route, "could not record a re-run: {e}");

@@ -118,6 +118,20 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             changed.push(key);
         }
     };
+    let Config {
+        // Live: read per request, per event or per attempt.
+        path: _,
+        sources: _,
+        targets: _,
+        routes: _,
+        // Sorted below, setting by setting.
+        server: _,
+        storage: _,
+        plugins: _,
+        // Read once, when the span exporter starts.
+        telemetry,
+    } = old;
+    check("telemetry", *telemetry != new.telemetry);
     let ServerConfig {
         listen,
         max_concurrent_requests,
@@ -279,6 +293,11 @@ mod tests {
                 "plugins.watch_debounce_ms",
             ),
             ("[plugins]\nsettle_ms = 7", "plugins.settle_ms"),
+            (
+                "[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"",
+                "telemetry",
+            ),
+            ("[telemetry]\nsample_ratio = 0.5", "telemetry"),
         ] {
             assert_eq!(restart_only_changes(&base, &parse(text)), [key], "{text}");
         }

@@ -67,7 +67,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub ingest_slots: Arc<Semaphore>,
     /// Queue counts for `/readyz` and `/metrics`, cached briefly.
-    pub stats: stats::CachedStats,
+    pub stats: stats::Cached<crate::store::QueueStats>,
+    /// Each target's gauges for `/metrics`, cached alike.
+    pub target_gauges: stats::Cached<Vec<crate::metrics::TargetGauges>>,
     /// For the admin API's re-run.
     pub pipeline: Option<Arc<Pipeline>>,
     /// `GET /api/stream`'s readers.
@@ -98,7 +100,8 @@ impl AppState {
         AppState(Arc::new(Shared {
             live,
             ingest_slots: Arc::new(Semaphore::new(slots)),
-            stats: stats::CachedStats::new(stats::STATS_MAX_AGE),
+            stats: stats::Cached::new(stats::STATS_MAX_AGE),
+            target_gauges: stats::Cached::new(stats::STATS_MAX_AGE),
             store,
             registry,
             metrics,

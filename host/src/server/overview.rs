@@ -217,17 +217,33 @@ pub async fn targets(State(state): State<AppState>, headers: HeaderMap) -> Respo
     }
 }
 
-/// The gauges `/metrics` shows, read now. Counters still render when the
-/// store cannot be read; the gauges it feeds then read 0.
+/// The gauges `/metrics` shows: read from the store at most four times a
+/// second, however often it is scraped. A count the store could not give
+/// is `None` (the exposition then keeps the last one, and says the store is
+/// down).
 pub async fn gauges(state: &AppState) -> Snapshot {
-    let (queue, counts, controls) = tokio::join!(
+    let (queue, targets) = tokio::join!(
         state.queue_stats(),
-        state.store.target_counts(),
-        state.store.target_controls()
+        state.target_gauges.get(|| target_gauges(state))
     );
-    let (counts, controls) = (counts.unwrap_or_default(), controls.unwrap_or_default());
+    let plugins_loaded = state
+        .registry
+        .statuses()
+        .iter()
+        .filter(|p| p.version.is_some())
+        .count();
+    Snapshot {
+        queue: queue.ok(),
+        targets: targets.ok(),
+        plugins_loaded,
+    }
+}
+
+async fn target_gauges(state: &AppState) -> Result<Vec<TargetGauges>, crate::store::StoreError> {
+    let (counts, controls) =
+        tokio::try_join!(state.store.target_counts(), state.store.target_controls())?;
     let config = state.live.load();
-    let targets = config
+    Ok(config
         .targets
         .iter()
         .map(|t| {
@@ -242,18 +258,7 @@ pub async fn gauges(state: &AppState) -> Snapshot {
                 circuit: t.circuit.map(|_| control.circuit),
             }
         })
-        .collect();
-    let plugins_loaded = state
-        .registry
-        .statuses()
-        .iter()
-        .filter(|p| p.version.is_some())
-        .count();
-    Snapshot {
-        queue: queue.unwrap_or_default(),
-        targets,
-        plugins_loaded,
-    }
+        .collect())
 }
 
 /// Whether attempts to a target go.

@@ -1,5 +1,6 @@
-//! Queue counts for `/readyz` and `/metrics`, from the store at most a few
-//! times a second however often they are asked.
+//! Store counts for `/readyz` and `/metrics` (the queue's, and each
+//! target's), from the store at most a few times a second however often
+//! they are asked.
 //!
 //! Each count is a store query; a scraper or a load balancer polling hard
 //! would otherwise turn into a flood of them. Callers that arrive while a
@@ -10,22 +11,24 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::store::{QueueStats, StoreError};
+#[cfg(test)]
+use crate::store::QueueStats;
+use crate::store::StoreError;
 
 /// How stale an answer may be.
 pub const STATS_MAX_AGE: Duration = Duration::from_millis(250);
 
 #[derive(Debug)]
-pub struct CachedStats {
+pub struct Cached<T> {
     max_age: Duration,
     // A tokio mutex: held across the store query, so one caller queries and
     // the others wait for its answer.
-    last: Mutex<Option<(Instant, Result<QueueStats, StoreError>)>>,
+    last: Mutex<Option<(Instant, Result<T, StoreError>)>>,
 }
 
-impl CachedStats {
+impl<T: Clone> Cached<T> {
     pub fn new(max_age: Duration) -> Self {
-        CachedStats {
+        Cached {
             max_age,
             last: Mutex::new(None),
         }
@@ -34,9 +37,9 @@ impl CachedStats {
     /// The last answer if it is fresh, else `fetch`'s. A failure is an
     /// answer too: while the store is down, callers do not queue up to
     /// query it one after another.
-    pub async fn get<F>(&self, fetch: impl FnOnce() -> F) -> Result<QueueStats, StoreError>
+    pub async fn get<F>(&self, fetch: impl FnOnce() -> F) -> Result<T, StoreError>
     where
-        F: Future<Output = Result<QueueStats, StoreError>>,
+        F: Future<Output = Result<T, StoreError>>,
     {
         let mut last = self.last.lock().await;
         if let Some((at, answer)) = &*last
@@ -58,9 +61,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_flood_of_asks_makes_one_query_per_period() {
-        let cache = Arc::new(CachedStats::new(Duration::from_secs(60)));
+        let cache = Arc::new(Cached::new(Duration::from_secs(60)));
         let queries = Arc::new(AtomicUsize::new(0));
-        let ask = |cache: Arc<CachedStats>, queries: Arc<AtomicUsize>| async move {
+        let ask = |cache: Arc<Cached<QueueStats>>, queries: Arc<AtomicUsize>| async move {
             cache
                 .get(|| async {
                     queries.fetch_add(1, Ordering::SeqCst);
@@ -81,7 +84,7 @@ mod tests {
         assert_eq!(queries.load(Ordering::SeqCst), 1);
 
         // A failure is cached as well, and expires like an answer.
-        let fresh = CachedStats::new(Duration::from_millis(50));
+        let fresh = Cached::new(Duration::from_millis(50));
         let down = || async { Err(StoreError::Unavailable("down".into())) };
         assert!(fresh.get(down).await.is_err());
         assert!(

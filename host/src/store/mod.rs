@@ -442,8 +442,10 @@ pub trait Store: Send + Sync + 'static {
     fn shared_starts(&self) -> Option<std::sync::Arc<dyn SharedStarts>> {
         None
     }
-    /// Report each commit of the hot path (accepting events, recording
-    /// their results and attempts) to `commits` from now on.
+    /// Report commits to `commits` from now on: on SQLite every group
+    /// commit (every write goes through one); on PostgreSQL each write of
+    /// the hot path (accepting an event, recording its result or an
+    /// attempt), from asking for a connection to the commit.
     fn observe_commits(&self, commits: crate::metrics::Commits);
     /// Every target's control record (pause, circuit) that has one.
     async fn target_controls(
