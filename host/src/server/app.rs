@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, admin, error, openapi, overview, stream, tryrun, ui};
+use super::{AppState, admin, error, openapi, overview, stream, targets, tryrun, ui};
 use crate::store::QueueStats;
 
 /// The router's HTTP app. Tests call it with `oneshot`, no socket needed.
@@ -67,9 +67,9 @@ pub(super) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::deliveries))
         .routes(routes!(admin::retry_delivery))
         .routes(routes!(admin::skip_delivery))
-        .routes(routes!(admin::replay_target))
-        .routes(routes!(admin::pause_target))
-        .routes(routes!(admin::resume_target))
+        .routes(routes!(targets::replay_target))
+        .routes(routes!(targets::pause_target))
+        .routes(routes!(targets::resume_target))
 }
 
 /// `/healthz`'s answer.

@@ -16,6 +16,7 @@ mod overview;
 mod response;
 mod stats;
 mod stream;
+mod targets;
 mod tryrun;
 mod ui;
 
