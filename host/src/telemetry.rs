@@ -159,6 +159,18 @@ pub fn stamp(span: &tracing::Span, headers: &mut Vec<(String, String)>) {
     TraceContextPropagator::new().inject_context(&span.context(), &mut written);
 }
 
+/// With spans exported, an output keeps its event's trace: a plugin that
+/// dropped the `traceparent` header (or built its headers anew) does not
+/// cut the deliveries off from it. One the plugin set itself stays.
+pub fn keep_trace(event: &[(String, String)], output: &mut Vec<(String, String)>) {
+    if !enabled() || Headers(output).get(TRACEPARENT).is_some() {
+        return;
+    }
+    if let Some(parent) = Headers(event).get(TRACEPARENT) {
+        output.push((TRACEPARENT.to_string(), parent.to_string()));
+    }
+}
+
 /// A `traceparent` for `span`, to send on: `None` when it has no trace.
 pub fn traceparent(span: &tracing::Span) -> Option<String> {
     let mut headers = Vec::new();
@@ -168,16 +180,17 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
         .find_map(|(k, v)| (k == TRACEPARENT).then_some(v))
 }
 
-const TRACEPARENT: &str = "traceparent";
+pub const TRACEPARENT: &str = "traceparent";
 
-/// An event's headers (lower-case names), for the propagator to read.
+/// An event's headers, for the propagator to read. Names are lower-case
+/// as ingest stores them, but a plugin may write its own in any case.
 struct Headers<'a>(&'a [(String, String)]);
 
 impl Extractor for Headers<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
-            .find_map(|(k, v)| (k == key).then_some(v.as_str()))
+            .find_map(|(k, v)| k.eq_ignore_ascii_case(key).then_some(v.as_str()))
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -190,7 +203,7 @@ struct HeadersMut<'a>(&'a mut Vec<(String, String)>);
 impl Injector for HeadersMut<'_> {
     fn set(&mut self, key: &str, value: String) {
         let key = key.to_ascii_lowercase();
-        self.0.retain(|(k, _)| *k != key);
+        self.0.retain(|(k, _)| !k.eq_ignore_ascii_case(&key));
         // An empty `tracestate` is no header at all.
         if !value.is_empty() {
             self.0.push((key, value));
@@ -226,6 +239,16 @@ mod tests {
         assert_eq!(out.len(), 2, "no empty tracestate: {out:?}");
         assert_eq!(written[0].1, sent);
         assert_eq!(out[0].0, "content-type", "other headers kept in order");
+    }
+
+    #[test]
+    fn a_plugins_header_in_any_case_is_read_and_replaced() {
+        let sent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut headers = vec![("Traceparent".to_string(), sent.to_string())];
+        let cx = TraceContextPropagator::new().extract(&Headers(&headers));
+        assert_eq!(trace_of(&cx), "4bf92f3577b34da6a3ce929d0e0e4736");
+        TraceContextPropagator::new().inject_context(&cx, &mut HeadersMut(&mut headers));
+        assert_eq!(headers, [("traceparent".to_string(), sent.to_string())]);
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl Sender {
             && let Some(parent) = crate::telemetry::traceparent(&tracing::Span::current())
         {
             // The target's work joins this attempt's span.
-            headers.insert("traceparent", header_value(&parent));
+            headers.insert(crate::telemetry::TRACEPARENT, header_value(&parent));
         }
         headers.insert("webhook-id", header_value(&delivery.id));
         headers.insert("webhook-timestamp", header_value(&timestamp.to_string()));

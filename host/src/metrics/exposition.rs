@@ -2,6 +2,7 @@
 //! its name and help in the registry.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -64,12 +65,13 @@ pub(super) struct ByTargetState {
 
 /// A name (of a source, route, plugin or target) as a label value,
 /// escaped as the text format requires: the crate writes values as given.
+/// Shared: the label sets of one call hold one copy.
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
-pub(super) struct Name(String);
+pub(super) struct Name(Arc<str>);
 
 impl Name {
     pub(super) fn of(name: &str) -> Self {
-        Name(name.to_string())
+        Name(name.into())
     }
 }
 

@@ -141,31 +141,32 @@ impl Metrics {
     pub fn ingested(&self, source: &str, outcome: &Ingested, took: Duration) {
         outcome.log(source);
         let s = &self.series;
-        let by_source = || BySource {
+        // One copy of the name per call; the label sets share it.
+        let by_source = BySource {
             source: Name::of(source),
         };
         match outcome {
             Ingested::New { untyped, .. } => {
-                s.received.get_or_create(&by_source()).inc();
+                s.received.get_or_create(&by_source).inc();
                 if *untyped {
-                    s.untyped.get_or_create(&by_source()).inc();
+                    s.untyped.get_or_create(&by_source).inc();
                 }
                 self.happened(Happened::EventIn);
             }
             Ingested::Duplicate { .. } => {
-                s.duplicates.get_or_create(&by_source()).inc();
+                s.duplicates.get_or_create(&by_source).inc();
             }
             Ingested::Refused(why) => {
                 s.rejected
                     .get_or_create(&ByReason {
-                        source: Name::of(source),
+                        source: by_source.source.clone(),
                         reason: why.reason(),
                     })
                     .inc();
             }
         }
         s.ingest_seconds
-            .get_or_create(&by_source())
+            .get_or_create(&by_source)
             .observe(took.as_secs_f64());
     }
 
@@ -233,16 +234,17 @@ impl Metrics {
 
     fn count_call(&self, plugin: &str, result: &'static str, ok: bool, took: Duration) {
         let s = &self.series;
+        let by_plugin = ByPlugin {
+            plugin: Name::of(plugin),
+        };
         s.plugin_calls
             .get_or_create(&ByPluginResult {
-                plugin: Name::of(plugin),
+                plugin: by_plugin.plugin.clone(),
                 result,
             })
             .inc();
         s.plugin_seconds
-            .get_or_create(&ByPlugin {
-                plugin: Name::of(plugin),
-            })
+            .get_or_create(&by_plugin)
             .observe(took.as_secs_f64());
         record_timed(&self.plugins, plugin, ok, took);
     }
@@ -270,28 +272,28 @@ impl Metrics {
         } else {
             Happened::Failed
         });
-        let by_target = || ByTarget {
+        let by_target = ByTarget {
             target: Name::of(a.target),
         };
         s.attempts
             .get_or_create(&ByTargetResult {
-                target: Name::of(a.target),
+                target: by_target.target.clone(),
                 result: a.result(),
             })
             .inc();
         s.attempt_classes
             .get_or_create(&ByTargetClass {
-                target: Name::of(a.target),
+                target: by_target.target.clone(),
                 class: a.class(),
             })
             .inc();
         s.attempt_seconds
-            .get_or_create(&by_target())
+            .get_or_create(&by_target)
             .observe(a.took.as_secs_f64());
         if delivered {
             let waited = now_ms().saturating_sub(a.received_at);
             s.delivery_seconds
-                .get_or_create(&by_target())
+                .get_or_create(&by_target)
                 .observe(waited as f64 / 1000.0);
         }
     }

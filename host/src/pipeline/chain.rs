@@ -232,9 +232,7 @@ impl Pipeline {
         let outputs = current.len();
         let mut deliveries = Vec::new();
         for (index, mut output) in current.into_iter().enumerate() {
-            if crate::telemetry::enabled() {
-                keep_trace(event, &mut output.event);
-            }
+            crate::telemetry::keep_trace(&event.headers, &mut output.event.headers);
             let targets = if output.targets.is_empty() {
                 &route.targets
             } else {
@@ -330,26 +328,6 @@ fn matches(route: &Route, event: &Event) -> bool {
             .event_types
             .as_ref()
             .is_none_or(|types| types.contains(&event.event_type))
-}
-
-/// An output keeps its event's trace: a plugin that dropped the
-/// `traceparent` header (or built its headers anew) does not cut the
-/// deliveries off from it. One the plugin set itself stays.
-fn keep_trace(event: &Event, output: &mut Event) {
-    const TRACEPARENT: &str = "traceparent";
-    // A plugin may write header names in any case.
-    let has = |e: &Event| {
-        e.headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case(TRACEPARENT))
-    };
-    if !has(output)
-        && let Some(parent) = event.header(TRACEPARENT)
-    {
-        output
-            .headers
-            .push((TRACEPARENT.to_string(), parent.to_string()));
-    }
 }
 
 /// `msg_` + 26 hex digits of SHA-256 over the parts that identify a delivery.

@@ -11,8 +11,6 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-#[cfg(test)]
-use crate::store::QueueStats;
 use crate::store::StoreError;
 
 /// How stale an answer may be.
@@ -56,6 +54,7 @@ impl<T: Clone> Cached<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::QueueStats;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
