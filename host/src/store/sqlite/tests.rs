@@ -477,3 +477,19 @@ async fn a_kib_event_fits_in_its_tables_pages() {
     // Three rows of about 1.2 KiB a 4 KiB page, and the indexes' entries.
     assert!(per_event < 0.5, "{per_event:.2} pages per event");
 }
+
+/// A job's savepoint journal stays in memory: spilled to a temporary file
+/// (past 64 KiB), every page a job changes cost two more `pwrite`s.
+#[tokio::test]
+async fn the_savepoint_journal_stays_in_memory() {
+    let dir = std::env::temp_dir().join(format!("wasmhook-temp-store-{}", std::process::id()));
+    let store = SqliteStore::open(Some(&dir.join("db")), false, 10).unwrap();
+    let temp_store = store
+        .writer
+        .run(|t| t.query_row("PRAGMA temp_store", [], |r| r.get::<_, i64>(0)))
+        .await
+        .unwrap();
+    assert_eq!(temp_store, 2, "PRAGMA temp_store is not MEMORY");
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -13,7 +13,9 @@
 //! committed before the sync began is durable when it returns. While one
 //! batch's sync runs, the next batch already runs its statements, so the
 //! disk's flush time is no longer a pause of the one thread every write
-//! waits for. Callers still hear "done" only once their data is on disk.
+//! waits for; it stays open, taking every job that comes, until that sync
+//! ends, and commits then (see [`run_batch`]). Callers still hear "done"
+//! only once their data is on disk.
 //!
 //! The thread does not copy the WAL into the database itself: a
 //! checkpointer thread of its own, on its own connection, does that after
@@ -47,9 +49,19 @@ type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// to answer the caller once the commit's outcome is known.
 type Job = Box<dyn FnOnce(Result<&Transaction<'_>, StoreError>) -> Finish + Send>;
 
+/// Syncs the write-ahead log to disk.
+type SyncLog = Box<dyn FnMut() -> std::io::Result<()> + Send>;
+
+/// What the store thread is sent.
+enum Work {
+    Job(Job),
+    /// The syncer has answered the last batch it was given.
+    Synced,
+}
+
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Work>,
     commits: Arc<OnceLock<Commits>>,
 }
 
@@ -67,30 +79,48 @@ impl Writer {
     /// `log`: the write-ahead log to sync after each commit, when `conn`
     /// commits without syncing it (see the module's notes).
     pub fn start(
-        mut conn: Connection,
+        conn: Connection,
         checkpoints: Option<(Connection, PathBuf)>,
         log: Option<std::fs::File>,
     ) -> Self {
-        let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE);
+        Self::start_with(
+            conn,
+            checkpoints,
+            log.map(|file| Box::new(move || file.sync_data()) as SyncLog),
+        )
+    }
+
+    /// [`Writer::start`] with `sync` in place of the log file's sync.
+    fn start_with(
+        mut conn: Connection,
+        checkpoints: Option<(Connection, PathBuf)>,
+        sync: Option<SyncLog>,
+    ) -> Self {
+        let (jobs, mut rx) = mpsc::channel::<Work>(QUEUE);
         let commits = Arc::new(OnceLock::<Commits>::new());
         let reset_wanted = Arc::new(AtomicBool::new(false));
         let checkpointer =
             checkpoints.map(|(c, wal)| start_checkpointer(c, wal, reset_wanted.clone()));
-        let syncer = log.map(|log| start_syncer(log, commits.clone()));
+        // A batch is with the syncer: the next one stays open.
+        let syncing = Arc::new(AtomicBool::new(false));
+        let syncer =
+            sync.map(|sync| start_syncer(sync, commits.clone(), syncing.clone(), jobs.downgrade()));
         let observer = commits.clone();
         std::thread::Builder::new()
             .name("wasmhook-store".into())
             .spawn(move || {
-                while let Some(first) = rx.blocking_recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(job) => batch.push(job),
-                            Err(_) => break,
+                loop {
+                    let first = loop {
+                        match rx.blocking_recv() {
+                            Some(Work::Job(job)) => break Some(job),
+                            Some(Work::Synced) => {}
+                            None => break None,
                         }
-                    }
-                    let (began, jobs) = (Instant::now(), batch.len());
-                    let (finishers, committed) = run_batch(&mut conn, batch);
+                    };
+                    let Some(first) = first else { return };
+                    let began = Instant::now();
+                    let (finishers, jobs, committed) =
+                        run_batch(&mut conn, first, &mut rx, &syncing);
                     match (&syncer, committed) {
                         // Answered once the log is on disk. A full channel
                         // holds this thread until the syncer catches up.
@@ -100,7 +130,9 @@ impl Writer {
                                 jobs,
                                 began,
                             };
+                            syncing.store(true, Ordering::Release);
                             if let Err(unsent) = syncer.send(batch) {
+                                syncing.store(false, Ordering::Release);
                                 answer(unsent.0.finishers, Err(stopped_syncing()));
                             }
                         }
@@ -173,7 +205,7 @@ impl Writer {
             })
         });
         self.jobs
-            .send(job)
+            .send(Work::Job(job))
             .await
             .map_err(|_| StoreError::Unavailable("the store thread has stopped".into()))?;
         rx.await
@@ -181,24 +213,63 @@ impl Writer {
     }
 }
 
-/// Run a batch in one transaction and commit it; returns how to answer
-/// its jobs, and whether the commit took.
-fn run_batch(conn: &mut Connection, batch: Vec<Job>) -> (Vec<Finish>, Result<(), StoreError>) {
+/// Run `first` and every job that comes while the batch is open in one
+/// transaction, and commit it; returns how to answer its jobs, how many
+/// there were, and whether the commit took.
+///
+/// The batch stays open while `syncing` (the last batch is still being
+/// synced, and this one could not be synced before that ends anyway), up
+/// to [`MAX_BATCH`] jobs. So under load each sync carries one commit, as
+/// large as the sync took, rather than many small ones: a commit writes
+/// every page it changed to the log, and consecutive small commits write
+/// the same hot pages (the tables' and indexes' last leaves) again and
+/// again.
+fn run_batch(
+    conn: &mut Connection,
+    first: Job,
+    rx: &mut mpsc::Receiver<Work>,
+    syncing: &AtomicBool,
+) -> (Vec<Finish>, usize, Result<(), StoreError>) {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
             tracing::error!("store: cannot begin a transaction: {e}");
             let err = to_store_error(&e);
-            let finishers = batch.into_iter().map(|job| job(Err(err.clone()))).collect();
-            return (finishers, Err(err));
+            let mut finishers = vec![first(Err(err.clone()))];
+            // Whatever else waits fails with it, as it would have in the
+            // transaction.
+            while let Ok(work) = rx.try_recv() {
+                if let Work::Job(job) = work {
+                    finishers.push(job(Err(err.clone())));
+                }
+            }
+            let jobs = finishers.len();
+            return (finishers, jobs, Err(err));
         }
     };
-    let finishers: Vec<Finish> = batch.into_iter().map(|job| job(Ok(&tx))).collect();
+    let mut finishers = vec![first(Ok(&tx))];
+    while finishers.len() < MAX_BATCH {
+        let work = match rx.try_recv() {
+            Ok(work) => work,
+            Err(_) if !syncing.load(Ordering::Acquire) => break,
+            // Nothing waits, and the syncer is busy: wait for either. The
+            // syncer clears the flag before it sends `Synced`, so a wake-up
+            // lost to a full channel is made up by the jobs that fill it.
+            Err(_) => match rx.blocking_recv() {
+                Some(work) => work,
+                None => break,
+            },
+        };
+        if let Work::Job(job) = work {
+            finishers.push(job(Ok(&tx)));
+        }
+    }
     let committed = tx.commit().map_err(|e| {
         tracing::error!("store: commit failed: {e}");
         to_store_error(&e)
     });
-    (finishers, committed)
+    let jobs = finishers.len();
+    (finishers, jobs, committed)
 }
 
 fn answer(finishers: Vec<Finish>, outcome: Result<(), StoreError>) {
@@ -218,8 +289,10 @@ const SYNC_QUEUE: usize = 64;
 /// committed before the sync began: one sync for all that are waiting.
 /// It ends when the writer does.
 fn start_syncer(
-    file: std::fs::File,
+    mut sync: SyncLog,
     commits: Arc<OnceLock<Commits>>,
+    syncing: Arc<AtomicBool>,
+    writer: mpsc::WeakSender<Work>,
 ) -> std::sync::mpsc::SyncSender<Committed> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Committed>(SYNC_QUEUE);
     std::thread::Builder::new()
@@ -228,7 +301,7 @@ fn start_syncer(
             while let Ok(first) = rx.recv() {
                 let mut waiting = vec![first];
                 waiting.extend(rx.try_iter());
-                let synced = file.sync_data().map_err(|e| {
+                let synced = sync().map_err(|e| {
                     // The kernel may have dropped the pages it failed to
                     // write: nothing here may be said to be durable.
                     tracing::error!("store: syncing the write-ahead log failed: {e}");
@@ -241,6 +314,11 @@ fn start_syncer(
                         commits.observe(batch.jobs, batch.began.elapsed());
                     }
                     answer(batch.finishers, synced.clone());
+                }
+                // The writer may commit its open batch now.
+                syncing.store(false, Ordering::Release);
+                if let Some(writer) = writer.upgrade() {
+                    let _ = writer.try_send(Work::Synced);
                 }
             }
         })
@@ -315,6 +393,8 @@ pub fn to_store_error(e: &rusqlite::Error) -> StoreError {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// A caller hears the sync's outcome, not the commit's: a log that
@@ -353,6 +433,97 @@ mod tests {
         {
             assert_eq!(answer.unwrap(), i as i64);
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// While a batch is being synced, the jobs that come meanwhile run in
+    /// one open transaction, committed once that sync ends: one commit per
+    /// sync, not one per arrival. None is answered before its own sync.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_that_come_during_a_sync_share_the_next_commit() {
+        use std::sync::mpsc::{Receiver, channel};
+        use std::sync::{Arc, Mutex};
+
+        let dir = std::env::temp_dir().join(format!("wasmhook-open-batch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let committed = || {
+            Connection::open(&path)
+                .unwrap()
+                .query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+                .unwrap()
+        };
+
+        // Each sync says it began, then waits to be let go.
+        let (began_tx, began) = channel::<()>();
+        let (go, go_rx) = channel::<()>();
+        let go_rx = Mutex::new(go_rx);
+        let sync: SyncLog = Box::new(move || {
+            began_tx.send(()).unwrap();
+            go_rx.lock().unwrap().recv().unwrap();
+            Ok(())
+        });
+        let writer = Writer::start_with(conn, None, Some(sync));
+        let insert = |x: i64, ran: Option<std::sync::mpsc::Sender<()>>| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .run(move |t| {
+                        t.execute("INSERT INTO t VALUES (?1)", [x])?;
+                        if let Some(ran) = ran {
+                            ran.send(()).unwrap();
+                        }
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        let wait = |rx: &Receiver<()>| rx.recv_timeout(Duration::from_secs(10)).unwrap();
+
+        let first = insert(1, None);
+        let began = Arc::new(Mutex::new(began));
+        let began_ = began.clone();
+        tokio::task::spawn_blocking(move || wait(&began_.lock().unwrap()))
+            .await
+            .unwrap();
+        // The first batch is committed and being synced; eight more come.
+        let (ran_tx, ran) = channel::<()>();
+        let rest: Vec<_> = (2..=9).map(|x| insert(x, Some(ran_tx.clone()))).collect();
+        let ran = tokio::task::spawn_blocking(move || {
+            for _ in 2..=9 {
+                wait(&ran);
+            }
+        });
+        ran.await.unwrap();
+        assert_eq!(
+            committed(),
+            1,
+            "the jobs that came during the sync are not committed yet"
+        );
+        assert!(!first.is_finished(), "answered before its sync ended");
+
+        go.send(()).unwrap();
+        assert_eq!(first.await.unwrap(), Ok(()));
+        let began_ = began.clone();
+        tokio::task::spawn_blocking(move || wait(&began_.lock().unwrap()))
+            .await
+            .unwrap();
+        // The second sync carries all eight, committed at once.
+        assert_eq!(committed(), 9);
+        assert!(rest.iter().all(|r| !r.is_finished()));
+        go.send(()).unwrap();
+        for r in rest {
+            assert_eq!(r.await.unwrap(), Ok(()));
+        }
+        assert!(
+            began.lock().unwrap().try_recv().is_err(),
+            "one sync for the eight, not one each"
+        );
+        drop(writer);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
