@@ -206,10 +206,11 @@ async fn end_to_end(s: Scenario<'_>, body: &str, n: u64, raw: f64) -> f64 {
     );
     let delivered = start.elapsed();
     let cost = cost.report(n);
+    let commits = store_commits(&routers[0], n / nodes as u64).await;
     let lat = sink.take_latencies();
     let rate = n as f64 / delivered.as_secs_f64();
     println!(
-        "{:<17} {:<15} {n} events, {SENDERS} senders: ingest {:>6.0}/s, delivered {rate:>6.0}/s ({:.3} of raw)  e2e p50 {:>6.2} ms  p99 {:>6.2} ms  {cost}",
+        "{:<17} {:<15} {n} events, {SENDERS} senders: ingest {:>6.0}/s, delivered {rate:>6.0}/s ({:.3} of raw)  e2e p50 {:>6.2} ms  p99 {:>6.2} ms  {cost}{commits}",
         s.storage.label(),
         if s.plugin {
             "redact plugin"
@@ -222,6 +223,28 @@ async fn end_to_end(s: Scenario<'_>, body: &str, n: u64, raw: f64) -> f64 {
         quantile(&lat, 0.99) as f64 / 1e3,
     );
     rate
+}
+
+/// The store's commits per event, and jobs per commit, from the router's
+/// `/metrics` (`n`: the events it took).
+async fn store_commits(router: &Router, n: u64) -> String {
+    let (_, text) = router.get("/metrics").await;
+    let sum = |name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let commits = sum("wasmhook_store_commit_batch_size_count");
+    let jobs = sum("wasmhook_store_commit_batch_size_sum");
+    if commits == 0.0 {
+        return String::new();
+    }
+    format!(
+        ", store {:.2} commits and {:.1} jobs/event",
+        commits / n as f64,
+        jobs / n as f64
+    )
 }
 
 /// An open loop at a fixed rate: the latency a sender sees below saturation.
