@@ -391,7 +391,11 @@ impl TargetWorker {
                 "the target answered 429 with Retry-After: no attempt to it starts until then"
             );
         }
-        if let Some(code) = reply.status {
+        // For the exported span only: the log lines say the status, and
+        // a recorded field costs the log layer a reformat of the span's.
+        if let Some(code) = reply.status
+            && crate::telemetry::enabled()
+        {
             tracing::Span::current().record("http.response.status_code", code);
         }
         let health = health(&verdict, &reply);
