@@ -415,6 +415,8 @@ fn rss_mib(pid: u32) -> (f64, f64) {
 
 /// A backlog on disk: the target refuses everything, so deliveries pile up.
 /// Memory must stay bounded by configuration, whatever the backlog's size.
+/// The circuit breaker is off, so that every delivery's first attempt is
+/// made (and counted by the sink) however long the target refuses.
 async fn backlog(n: u64) {
     let sink = Sink::start();
     sink.answer(503);
@@ -422,7 +424,7 @@ async fn backlog(n: u64) {
         pg_url: "",
         storage: Storage::Fsync,
         plugin: false,
-        target_extra: "retry_schedule = [\"1h\"]",
+        target_extra: "retry_schedule = [\"1h\"]\ncircuit = false",
         storage_extra: "",
         top_extra: "",
         log: "",
