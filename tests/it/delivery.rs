@@ -117,6 +117,26 @@ async fn a_target_that_fails_twice_gets_the_event_on_the_third_attempt_with_the_
             .await,
         2.0
     );
+    // Each failed attempt's line names its event, delivery, target and
+    // attempt (README: "delivery lines also carry …"), from its span: in
+    // JSON, a top-level `target` is the line's module.
+    let (_, events) = router.api("/api/events").await;
+    let event_id = &events["events"][0]["id"];
+    for attempt in [1, 2] {
+        router
+            .wait_log(&format!("attempt {attempt}'s warning"), WAIT, |l| {
+                let span = &l["span"];
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("attempt failed"))
+                    && span["attempt"] == attempt
+                    && span["delivery_id"] == ids[0]
+                    && span["target"] == "flaky"
+                    && span["event_id"] == *event_id
+                    && event_id.as_str().is_some_and(|id| id.starts_with("evt_"))
+            })
+            .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
