@@ -225,18 +225,13 @@ async fn end_to_end(s: Scenario<'_>, body: &str, n: u64, raw: f64) -> f64 {
     rate
 }
 
-/// The store's commits per event, and jobs per commit, from the router's
-/// `/metrics` (`n`: the events it took).
+/// The store's commits and jobs per event, from the router's `/metrics`
+/// (`n`: the events it took).
 async fn store_commits(router: &Router, n: u64) -> String {
-    let (_, text) = router.get("/metrics").await;
-    let sum = |name: &str| -> f64 {
-        text.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
-    let commits = sum("wasmhook_store_commit_batch_size_count");
-    let jobs = sum("wasmhook_store_commit_batch_size_sum");
+    let commits = router
+        .metric("wasmhook_store_commit_batch_size_count")
+        .await;
+    let jobs = router.metric("wasmhook_store_commit_batch_size_sum").await;
     if commits == 0.0 {
         return String::new();
     }

@@ -119,8 +119,8 @@ impl Writer {
                     };
                     let Some(first) = first else { return };
                     let began = Instant::now();
-                    let (finishers, jobs, committed) =
-                        run_batch(&mut conn, first, &mut rx, &syncing);
+                    let (finishers, committed) = run_batch(&mut conn, first, &mut rx, &syncing);
+                    let jobs = finishers.len();
                     match (&syncer, committed) {
                         // Answered once the log is on disk. A full channel
                         // holds this thread until the syncer catches up.
@@ -214,8 +214,8 @@ impl Writer {
 }
 
 /// Run `first` and every job that comes while the batch is open in one
-/// transaction, and commit it; returns how to answer its jobs, how many
-/// there were, and whether the commit took.
+/// transaction, and commit it; returns how to answer its jobs, and
+/// whether the commit took.
 ///
 /// The batch stays open while `syncing` (the last batch is still being
 /// synced, and this one could not be synced before that ends anyway), up
@@ -229,7 +229,7 @@ fn run_batch(
     first: Job,
     rx: &mut mpsc::Receiver<Work>,
     syncing: &AtomicBool,
-) -> (Vec<Finish>, usize, Result<(), StoreError>) {
+) -> (Vec<Finish>, Result<(), StoreError>) {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
@@ -243,8 +243,7 @@ fn run_batch(
                     finishers.push(job(Err(err.clone())));
                 }
             }
-            let jobs = finishers.len();
-            return (finishers, jobs, Err(err));
+            return (finishers, Err(err));
         }
     };
     let mut finishers = vec![first(Ok(&tx))];
@@ -268,8 +267,7 @@ fn run_batch(
         tracing::error!("store: commit failed: {e}");
         to_store_error(&e)
     });
-    let jobs = finishers.len();
-    (finishers, jobs, committed)
+    (finishers, committed)
 }
 
 fn answer(finishers: Vec<Finish>, outcome: Result<(), StoreError>) {
