@@ -2,7 +2,12 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::signing;
 use crate::config::Target;
@@ -61,21 +66,53 @@ pub enum Verdict {
     },
 }
 
-/// The shared HTTP client: one connection pool for every target.
+/// The body of every attempt: the delivery's bytes, in one frame.
+type Body = http_body_util::Full<bytes::Bytes>;
+
+/// The shared HTTP client: one connection pool for every target, HTTP/1.1
+/// or HTTP/2 (over TLS, as the target offers it), `https://` checked
+/// against the public web roots.
+///
+/// It is hyper's own pooled client, not reqwest: an attempt needs none of
+/// reqwest's layers (redirects, proxies, cookies, decompression), and they
+/// cost about 15 µs of CPU per delivered event, a twelfth of the router's
+/// (`cargo bench -p wasmhook-e2e --bench throughput -- e2e-fsync`, 3
+/// alternating runs each: 180 against 165 µs).
 #[derive(Debug, Clone)]
 pub struct Sender {
-    client: reqwest::Client,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
 }
+
+const USER_AGENT: &str = concat!("wasmhook/", env!("CARGO_PKG_VERSION"));
 
 impl Sender {
     pub fn new() -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("wasmhook/", env!("CARGO_PKG_VERSION")))
-            // A redirect would send the signed payload somewhere the config
-            // never named; targets must be configured with their final URL.
-            .redirect(reqwest::redirect::Policy::none())
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        Self::with_roots(roots)
+    }
+
+    /// A sender that trusts `roots` for `https://` targets.
+    pub fn with_roots(roots: rustls::RootCertStore) -> anyhow::Result<Self> {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut tcp = HttpConnector::new();
+        // The scheme is checked by the HTTPS layer above.
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .build()?;
+            .build(connector);
         Ok(Sender { client })
     }
 
@@ -128,24 +165,60 @@ impl Sender {
             headers.insert("webhook-signature", header_value(&sig));
         }
 
-        let request = self
-            .client
-            .post(target.url.clone())
-            .headers(headers)
-            .timeout(target.timeout)
-            .body(event.body.clone());
-        let response = match request.send().await {
-            Ok(r) => r,
+        // What a client says of itself, unless the event already said it.
+        headers
+            .entry(http::header::USER_AGENT)
+            .or_insert(HeaderValue::from_static(USER_AGENT));
+        headers
+            .entry(http::header::ACCEPT)
+            .or_insert(HeaderValue::from_static("*/*"));
+        // A redirect is never followed: it would send the signed payload
+        // somewhere the config never named.
+        let mut request = http::Request::new(Body::new(event.body.clone()));
+        *request.method_mut() = http::Method::POST;
+        *request.headers_mut() = headers;
+        match endpoint(&target.url) {
+            Ok((uri, credentials)) => {
+                *request.uri_mut() = uri;
+                if let Some(basic) = credentials {
+                    request
+                        .headers_mut()
+                        .insert(http::header::AUTHORIZATION, basic);
+                }
+            }
             Err(e) => {
-                let (failure, error) = if e.is_timeout() {
-                    let ms = target.timeout.as_millis();
-                    (Failure::Timeout, format!("timed out after {ms} ms"))
-                } else if e.is_connect() {
-                    let why = root_cause(&e);
-                    (Failure::Connect, format!("connection failed: {why}"))
-                } else {
-                    let why = root_cause(&e);
-                    (Failure::Other, format!("request failed: {why}"))
+                let error = format!("request failed: the URL is not one HTTP can send to: {e}");
+                let reply = Reply {
+                    failure: Some(Failure::Other),
+                    ..Reply::default()
+                };
+                return (Verdict::Permanent { error }, reply);
+            }
+        }
+        // The timeout covers the whole exchange: connecting, the answer's
+        // head, and the start of its body that the log keeps.
+        let exchange = async {
+            let response = self.client.request(request).await?;
+            let (head, body) = response.into_parts();
+            Ok::<_, hyper_util::client::legacy::Error>((head, body_excerpt(body).await))
+        };
+        let (head, excerpt) = match tokio::time::timeout(target.timeout, exchange).await {
+            Ok(Ok(answer)) => answer,
+            outcome => {
+                let (failure, error) = match outcome {
+                    Err(_) => {
+                        let ms = target.timeout.as_millis();
+                        (Failure::Timeout, format!("timed out after {ms} ms"))
+                    }
+                    Ok(Err(e)) if e.is_connect() => {
+                        let why = root_cause(&e);
+                        (Failure::Connect, format!("connection failed: {why}"))
+                    }
+                    Ok(Err(e)) => {
+                        let why = root_cause(&e);
+                        (Failure::Other, format!("request failed: {why}"))
+                    }
+                    Ok(Ok(_)) => unreachable!("answered above"),
                 };
                 let reply = Reply {
                     failure: Some(failure),
@@ -158,13 +231,12 @@ impl Sender {
                 return (verdict, reply);
             }
         };
-        let status = response.status();
-        let retry_after = response
-            .headers()
+        let status = head.status;
+        let retry_after = head
+            .headers
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| super::retry::parse_retry_after(v, std::time::SystemTime::now()));
-        let excerpt = body_excerpt(response).await;
         let code = status.as_u16();
         let reply = Reply {
             status: Some(code),
@@ -188,6 +260,30 @@ impl Sender {
     }
 }
 
+/// Where a target's requests go, and the credentials its URL carries
+/// (`https://user:pass@host/…`), sent as HTTP Basic authentication rather
+/// than in the request line.
+fn endpoint(url: &reqwest::Url) -> Result<(http::Uri, Option<HeaderValue>), http::uri::InvalidUri> {
+    if url.username().is_empty() && url.password().is_none() {
+        return Ok((url.as_str().parse()?, None));
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let user = decode(url.username());
+    let password = url.password().map(decode).unwrap_or_default();
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut basic = header_value(&format!("Basic {token}"));
+    basic.set_sensitive(true);
+    let mut bare = url.clone();
+    // Only a URL that cannot have credentials refuses these, and it has none.
+    let _ = bare.set_username("");
+    let _ = bare.set_password(None);
+    Ok((bare.as_str().parse()?, Some(basic)))
+}
+
 fn header_value(s: &str) -> HeaderValue {
     HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
@@ -205,12 +301,18 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-/// Up to [`EXCERPT_BYTES`] of the body, as text on one line.
-async fn body_excerpt(mut response: reqwest::Response) -> String {
+/// Up to [`EXCERPT_BYTES`] of the body, as text on one line. A body that
+/// fails midway keeps what came before.
+async fn body_excerpt(mut body: hyper::body::Incoming) -> String {
+    use http_body_util::BodyExt as _;
     let mut buf = Vec::new();
     while buf.len() < EXCERPT_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
             _ => break,
         }
     }
@@ -219,4 +321,300 @@ async fn body_excerpt(mut response: reqwest::Response) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use http_body_util::BodyExt as _;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::event::Event;
+
+    const CERT: &[u8] = include_bytes!("../../testdata/tls/cert.pem");
+    const KEY: &[u8] = include_bytes!("../../testdata/tls/key.pem");
+
+    /// What a target saw of one request.
+    #[derive(Debug, Clone)]
+    struct Seen {
+        target: String,
+        headers: HeaderMap,
+        body: Bytes,
+    }
+
+    /// A target on 127.0.0.1 that records each request and answers it with
+    /// `status`, `headers` and `body`; with `tls`, over HTTPS with the test
+    /// certificate. Returns its address and what it saw.
+    async fn target(
+        tls: bool,
+        status: u16,
+        headers: &'static [(&'static str, &'static str)],
+        body: &'static str,
+    ) -> (std::net::SocketAddr, Arc<Mutex<Vec<Seen>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let acceptor = tls.then(|| {
+            let cert = CertificateDer::from_pem_slice(CERT).unwrap();
+            let key = PrivateKeyDer::from_pem_slice(KEY).unwrap();
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert], key)
+                .unwrap();
+            tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        });
+        let log = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let log = log.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let log = log.clone();
+                        async move {
+                            let (head, incoming) = req.into_parts();
+                            let body_seen = incoming.collect().await.unwrap().to_bytes();
+                            log.lock().unwrap().push(Seen {
+                                target: head.uri.to_string(),
+                                headers: head.headers,
+                                body: body_seen,
+                            });
+                            let mut answer = http::Response::new(Body::new(Bytes::from(body)));
+                            *answer.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            for (name, value) in headers {
+                                answer
+                                    .headers_mut()
+                                    .insert(*name, HeaderValue::from_static(value));
+                            }
+                            Ok::<_, Infallible>(answer)
+                        }
+                    });
+                    match acceptor {
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let _ = http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        None => {
+                            let _ = http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    fn to(url: &str) -> Target {
+        Target {
+            name: "t".into(),
+            url: reqwest::Url::parse(url).unwrap(),
+            signing_keys: Vec::new(),
+            timeout: Duration::from_secs(5),
+            max_attempts: 3,
+            max_in_flight: 1,
+            retry_schedule: vec![Duration::from_secs(1)],
+            rate_limit: None,
+            circuit: None,
+            ordering: None,
+        }
+    }
+
+    fn delivery(headers: &[(&str, &str)], body: &'static str) -> Delivery {
+        Delivery {
+            id: "msg_1".into(),
+            event_id: "evt_1".into(),
+            route: "r".into(),
+            target: "t".into(),
+            event: Event {
+                id: "evt_1".into(),
+                source: "s".into(),
+                event_type: "order.created".into(),
+                received_at: 0,
+                headers: headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+                body: Bytes::from_static(body.as_bytes()),
+            },
+            attempts: 0,
+            lease: 0,
+            order_key: None,
+            order_block: false,
+        }
+    }
+
+    fn trusting_the_test_certificate() -> Sender {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(CERT).unwrap())
+            .unwrap();
+        Sender::with_roots(roots).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_delivery_arrives_whole_with_its_headers_and_the_answer_is_kept() {
+        let (addr, seen) = target(false, 200, &[], "  thanks,\n  got it ").await;
+        let sender = Sender::new().unwrap();
+        let d = delivery(
+            &[
+                ("content-type", "application/json"),
+                ("x-shop", "Café"),
+                ("cookie", "secret"),
+            ],
+            r#"{"n":1}"#,
+        );
+        let (verdict, reply) = sender
+            .attempt(&to(&format!("http://{addr}/hooks?x=1")), &d)
+            .await;
+        assert_eq!(verdict, Verdict::Success);
+        assert_eq!(reply.status, Some(200));
+        assert_eq!(reply.excerpt.as_deref(), Some("thanks, got it"));
+        let seen = seen.lock().unwrap()[0].clone();
+        assert_eq!(seen.target, "/hooks?x=1");
+        assert_eq!(seen.body, r#"{"n":1}"#);
+        let h = |n: &str| seen.headers.get(n).map(|v| v.as_bytes().to_vec());
+        assert_eq!(h("content-type").unwrap(), b"application/json");
+        assert_eq!(h("x-shop").unwrap(), "Café".as_bytes());
+        assert_eq!(h("webhook-id").unwrap(), b"msg_1");
+        assert!(h("webhook-timestamp").is_some());
+        assert_eq!(h("user-agent").unwrap(), USER_AGENT.as_bytes());
+        assert_eq!(h("host").unwrap(), addr.to_string().as_bytes());
+        assert_eq!(h("cookie"), None, "a credential meant for the router");
+        assert_eq!(h("authorization"), None);
+    }
+
+    #[tokio::test]
+    async fn credentials_in_the_url_go_as_basic_auth_not_in_the_request_line() {
+        let (addr, seen) = target(false, 204, &[], "").await;
+        let url = format!("http://ann:p%40ss@{addr}/in");
+        let (verdict, _) = Sender::new()
+            .unwrap()
+            .attempt(&to(&url), &delivery(&[], "{}"))
+            .await;
+        assert_eq!(verdict, Verdict::Success);
+        let seen = seen.lock().unwrap()[0].clone();
+        assert_eq!(seen.target, "/in");
+        // base64("ann:p@ss")
+        assert_eq!(seen.headers["authorization"], "Basic YW5uOnBAc3M=");
+        assert_eq!(seen.headers["host"], addr.to_string().as_str());
+    }
+
+    #[tokio::test]
+    async fn refusals_say_whether_to_try_again() {
+        let (addr, _) = target(false, 503, &[("retry-after", "7")], "down for a bit").await;
+        let (verdict, reply) = Sender::new()
+            .unwrap()
+            .attempt(&to(&format!("http://{addr}/")), &delivery(&[], "{}"))
+            .await;
+        assert_eq!(
+            verdict,
+            Verdict::Retryable {
+                error: "HTTP 503: down for a bit".into(),
+                retry_after: Some(Duration::from_secs(7)),
+            }
+        );
+        assert_eq!(reply.status, Some(503));
+
+        let (addr, _) = target(false, 400, &[], "").await;
+        let (verdict, _) = Sender::new()
+            .unwrap()
+            .attempt(&to(&format!("http://{addr}/")), &delivery(&[], "{}"))
+            .await;
+        assert_eq!(
+            verdict,
+            Verdict::Permanent {
+                error: "HTTP 400".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_target_that_never_answers_times_out_and_a_closed_port_fails_to_connect() {
+        // Accepts, reads, and never answers.
+        let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                open.push(s);
+            }
+        });
+        let mut t = to(&format!("http://{addr}/"));
+        t.timeout = Duration::from_millis(200);
+        let d = delivery(&[], "{}");
+        let sender = Sender::new().unwrap();
+        let (verdict, reply) =
+            tokio::time::timeout(Duration::from_secs(10), sender.attempt(&t, &d))
+                .await
+                .expect("the attempt's own timeout ends it");
+        assert_eq!(reply.failure, Some(Failure::Timeout));
+        assert_eq!(
+            verdict,
+            Verdict::Retryable {
+                error: "timed out after 200 ms".into(),
+                retry_after: None
+            }
+        );
+        held.abort();
+
+        // A port nothing listens on.
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let (verdict, reply) = Sender::new()
+            .unwrap()
+            .attempt(&to(&format!("http://{addr}/")), &delivery(&[], "{}"))
+            .await;
+        assert_eq!(reply.failure, Some(Failure::Connect));
+        match verdict {
+            Verdict::Retryable { error, .. } => {
+                assert!(error.starts_with("connection failed: "), "{error}");
+                assert!(error.to_lowercase().contains("refused"), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn https_targets_are_reached_and_their_certificates_checked() {
+        let (addr, seen) = target(true, 200, &[], "ok").await;
+        let url = format!("https://{addr}/secure");
+        let d = delivery(&[], r#"{"n":2}"#);
+
+        let (verdict, reply) = trusting_the_test_certificate().attempt(&to(&url), &d).await;
+        assert_eq!(verdict, Verdict::Success, "{reply:?}");
+        assert_eq!(seen.lock().unwrap()[0].body, r#"{"n":2}"#);
+
+        // The public roots do not vouch for a self-signed certificate.
+        let (verdict, reply) = Sender::new().unwrap().attempt(&to(&url), &d).await;
+        assert_eq!(reply.status, None);
+        match verdict {
+            Verdict::Retryable { error, .. } => {
+                assert!(error.contains("certificate"), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(seen.lock().unwrap().len(), 1, "nothing was sent unverified");
+    }
 }
