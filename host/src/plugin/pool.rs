@@ -34,20 +34,28 @@ const RESERVE: u32 = 8;
 
 /// Bytes of each linear memory kept mapped and reset in place between
 /// calls, rather than unmapped and faulted back in: enough for the 12 MiB
-/// heap image of CPython. `pagemap_scan` (reset only the pages a call
-/// dirtied) stays off: it finds them by write-protecting every page, so
-/// each first write of a call faults and flushes the TLB of every core.
-/// Measured with `cargo bench --bench languages` on 2 cores, fresh instance
-/// per call, 3 alternating runs each: Python 1.5–2.5 ms off against
-/// 2.2–3.1 ms on (bursts 1.6–1.8 against 3.6–4.9 ms), JavaScript
-/// 0.20–0.27 against 0.28–0.31 ms, Rust 0.036–0.043 against 0.029–0.040 ms.
-/// Rust pays a little for it (`redact`, `--bench plugin_call`, 3 runs each:
-/// p50 41 µs off against 31–46 µs on); under concurrency, where the flushes
-/// interrupt the other core, CPython's bursts cost half as much.
+/// heap image of CPython.
+///
+/// How the kept bytes are reset depends on the engine (see
+/// `runtime::Reset`). `pagemap_scan` resets only the pages a call dirtied;
+/// it finds them by write-protecting every page, so each first write of a
+/// call faults and flushes the TLB of every core. Measured with `cargo
+/// bench --bench languages` on 2 cores, fresh instance per call, 3
+/// alternating runs each: Python 1.5–2.5 ms off against 2.2–3.1 ms on
+/// (bursts 1.6–1.8 against 3.6–4.9 ms), JavaScript 0.20–0.27 against
+/// 0.28–0.31 ms. So it is off for their engine, and on for the one that
+/// runs Rust components, whose small memories it resets for less than
+/// zeroing them costs.
 const KEEP_RESIDENT: usize = 16 << 20;
 
-/// The pooling allocator's configuration for `slots` concurrent calls.
-pub fn pooling_config(slots: u32, memory_bytes: usize) -> PoolingAllocationConfig {
+/// The pooling allocator's configuration for `slots` concurrent calls;
+/// `dirty_pages`: reset only the pages a call wrote (`pagemap_scan`, where
+/// the kernel has it).
+pub fn pooling_config(
+    slots: u32,
+    memory_bytes: usize,
+    dirty_pages: bool,
+) -> PoolingAllocationConfig {
     let instances = slots + RESERVE;
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(instances)
@@ -58,7 +66,11 @@ pub fn pooling_config(slots: u32, memory_bytes: usize) -> PoolingAllocationConfi
         .max_memory_size(memory_bytes)
         .linear_memory_keep_resident(KEEP_RESIDENT.min(memory_bytes))
         .table_keep_resident(64 << 10)
-        .pagemap_scan(Enabled::No);
+        .pagemap_scan(if dirty_pages {
+            Enabled::Auto
+        } else {
+            Enabled::No
+        });
     pool
 }
 
