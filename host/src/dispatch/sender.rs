@@ -520,13 +520,22 @@ mod tests {
         assert_eq!(seen.headers["host"], addr.to_string().as_str());
     }
 
-    #[tokio::test]
-    async fn refusals_say_whether_to_try_again() {
-        let (addr, _) = target(false, 503, &[("retry-after", "7")], "down for a bit").await;
-        let (verdict, reply) = Sender::new()
+    /// One attempt at a target that answers `status` with `headers` and `body`.
+    async fn answered(
+        status: u16,
+        headers: &'static [(&'static str, &'static str)],
+        body: &'static str,
+    ) -> (Verdict, Reply) {
+        let (addr, _) = target(false, status, headers, body).await;
+        Sender::new()
             .unwrap()
             .attempt(&to(&format!("http://{addr}/")), &delivery(&[], "{}"))
-            .await;
+            .await
+    }
+
+    #[tokio::test]
+    async fn refusals_say_whether_to_try_again() {
+        let (verdict, reply) = answered(503, &[("retry-after", "7")], "down for a bit").await;
         assert_eq!(
             verdict,
             Verdict::Retryable {
@@ -535,12 +544,7 @@ mod tests {
             }
         );
         assert_eq!(reply.status, Some(503));
-
-        let (addr, _) = target(false, 400, &[], "").await;
-        let (verdict, _) = Sender::new()
-            .unwrap()
-            .attempt(&to(&format!("http://{addr}/")), &delivery(&[], "{}"))
-            .await;
+        let (verdict, _) = answered(400, &[], "").await;
         assert_eq!(
             verdict,
             Verdict::Permanent {
