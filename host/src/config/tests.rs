@@ -564,3 +564,17 @@ fn an_ordering_key_comes_from_a_header_or_a_json_pointer_and_long_keys_are_hashe
         Some("acct_9".into())
     );
 }
+
+#[test]
+fn a_target_url_that_http_cannot_carry_is_refused_at_load() {
+    // Longer than any URI the HTTP stack will send.
+    let url = format!("http://127.0.0.1/{}", "a".repeat(70_000));
+    let text = format!("{BASE}\n[[targets]]\nname = \"long\"\nurl = \"{url}\"\n");
+    let err = parse_text(&text).unwrap_err().to_string();
+    assert!(err.contains("targets[1].url"), "{err}");
+    assert!(err.contains("cannot be sent to over HTTP"), "{err}");
+    assert!(
+        err.len() < 1_000,
+        "the error quotes the start of the URL only"
+    );
+}

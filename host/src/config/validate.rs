@@ -284,6 +284,21 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                     format!("{url_text:?} is not an http:// or https:// URL"),
                 )
             })?;
+        if let Err(e) = crate::dispatch::endpoint(&url) {
+            return Err(c.err(
+                Some(t.url.span()),
+                key("url"),
+                format!(
+                    "{:?} cannot be sent to over HTTP: {e}",
+                    url_text.chars().take(100).collect::<String>()
+                        + if url_text.chars().nth(100).is_some() {
+                            "…"
+                        } else {
+                            ""
+                        }
+                ),
+            ));
+        }
         let mut signing_keys = Vec::new();
         if let Some(secrets) = t.signing_secret {
             let span = secrets.span();

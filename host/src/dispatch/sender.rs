@@ -263,7 +263,9 @@ impl Sender {
 /// Where a target's requests go, and the credentials its URL carries
 /// (`https://user:pass@host/…`), sent as HTTP Basic authentication rather
 /// than in the request line.
-fn endpoint(url: &reqwest::Url) -> Result<(http::Uri, Option<HeaderValue>), http::uri::InvalidUri> {
+pub fn endpoint(
+    url: &reqwest::Url,
+) -> Result<(http::Uri, Option<HeaderValue>), http::uri::InvalidUri> {
     if url.username().is_empty() && url.password().is_none() {
         return Ok((url.as_str().parse()?, None));
     }
