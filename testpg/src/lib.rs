@@ -118,17 +118,19 @@ pub fn start(durable: bool) -> Result<Server, String> {
     } else {
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     };
+    // The paths go in as arguments, never into the script's text: a
+    // TMPDIR with a space or a glob character must not change what `rm`
+    // removes.
     let script = format!(
-        "{postgres} -D {data} -p {port} -k {sock} -h 127.0.0.1 {fast} \
+        "\"$1\" -D \"$2\" -p {port} -k \"$3\" -h 127.0.0.1 {fast} \
          -c max_connections=400 -c shared_buffers=128MB & pid=$!; \
-         cat >/dev/null; kill -INT $pid; wait $pid; rm -rf {dir}",
-        postgres = bin.join("postgres").display(),
-        data = data.display(),
-        sock = dir.path().display(),
-        dir = dir.path().display(),
+         cat >/dev/null; kill -INT $pid; wait $pid; rm -rf -- \"$3\"",
     );
     let mut child = as_pg_user(Path::new("/bin/sh"))
-        .args(["-c", &script])
+        .args(["-c", &script, "wasmhook-testpg"])
+        .arg(bin.join("postgres"))
+        .arg(&data)
+        .arg(dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

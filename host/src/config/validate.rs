@@ -288,15 +288,8 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             return Err(c.err(
                 Some(t.url.span()),
                 key("url"),
-                format!(
-                    "{:?} cannot be sent to over HTTP: {e}",
-                    url_text.chars().take(100).collect::<String>()
-                        + if url_text.chars().nth(100).is_some() {
-                            "…"
-                        } else {
-                            ""
-                        }
-                ),
+                // Not quoted: it may hold credentials, and this is logged.
+                format!("the URL cannot be sent to over HTTP: {e}"),
             ));
         }
         let mut signing_keys = Vec::new();

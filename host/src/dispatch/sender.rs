@@ -87,6 +87,20 @@ const USER_AGENT: &str = concat!("wasmhook/", env!("CARGO_PKG_VERSION"));
 
 impl Sender {
     pub fn new() -> anyhow::Result<Self> {
+        for name in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            if std::env::var_os(name).is_some_and(|v| !v.is_empty()) {
+                tracing::warn!(
+                    "{name} is set, but deliveries go straight to their targets: wasmhook does not send through proxies"
+                );
+            }
+        }
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         Self::with_roots(roots)
@@ -103,6 +117,14 @@ impl Sender {
         // The scheme is checked by the HTTPS layer above.
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
+        // A pooled connection whose peer vanished (a NAT or balancer that
+        // dropped it silently) is found dead in about 30 s, not after the
+        // kernel's 15 minutes of retransmits: HTTP/2 sends every attempt
+        // to a target over one connection.
+        tcp.set_keepalive(Some(Duration::from_secs(15)));
+        tcp.set_keepalive_interval(Some(Duration::from_secs(15)));
+        tcp.set_keepalive_retries(Some(3));
+        tcp.set_tcp_user_timeout(Some(Duration::from_secs(30)));
         let connector = HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -195,42 +217,42 @@ impl Sender {
                 return (Verdict::Permanent { error }, reply);
             }
         }
-        // The timeout covers the whole exchange: connecting, the answer's
-        // head, and the start of its body that the log keeps.
-        let exchange = async {
-            let response = self.client.request(request).await?;
-            let (head, body) = response.into_parts();
-            Ok::<_, hyper_util::client::legacy::Error>((head, body_excerpt(body).await))
-        };
-        let (head, excerpt) = match tokio::time::timeout(target.timeout, exchange).await {
-            Ok(Ok(answer)) => answer,
-            outcome => {
-                let (failure, error) = match outcome {
-                    Err(_) => {
-                        let ms = target.timeout.as_millis();
-                        (Failure::Timeout, format!("timed out after {ms} ms"))
-                    }
-                    Ok(Err(e)) if e.is_connect() => {
-                        let why = root_cause(&e);
-                        (Failure::Connect, format!("connection failed: {why}"))
-                    }
-                    Ok(Err(e)) => {
-                        let why = root_cause(&e);
-                        (Failure::Other, format!("request failed: {why}"))
-                    }
-                    Ok(Ok(_)) => unreachable!("answered above"),
-                };
-                let reply = Reply {
-                    failure: Some(failure),
-                    ..Reply::default()
-                };
-                let verdict = Verdict::Retryable {
-                    error,
-                    retry_after: None,
-                };
-                return (verdict, reply);
-            }
-        };
+        // The timeout covers connecting and the answer's head: once the
+        // status came, the attempt has its verdict. The start of the body
+        // that the log keeps is read within what is left of it, and a body
+        // that stalls only cuts the excerpt short.
+        let deadline = tokio::time::Instant::now() + target.timeout;
+        let (head, body) =
+            match tokio::time::timeout_at(deadline, self.client.request(request)).await {
+                Ok(Ok(answer)) => answer.into_parts(),
+                outcome => {
+                    let (failure, error) = match outcome {
+                        Err(_) => {
+                            let ms = target.timeout.as_millis();
+                            (Failure::Timeout, format!("timed out after {ms} ms"))
+                        }
+                        Ok(Err(e)) if e.is_connect() => {
+                            let why = root_cause(&e);
+                            (Failure::Connect, format!("connection failed: {why}"))
+                        }
+                        Ok(Err(e)) => {
+                            let why = root_cause(&e);
+                            (Failure::Other, format!("request failed: {why}"))
+                        }
+                        Ok(Ok(_)) => unreachable!("answered above"),
+                    };
+                    let reply = Reply {
+                        failure: Some(failure),
+                        ..Reply::default()
+                    };
+                    let verdict = Verdict::Retryable {
+                        error,
+                        retry_after: None,
+                    };
+                    return (verdict, reply);
+                }
+            };
+        let excerpt = body_excerpt(body, deadline).await;
         let status = head.status;
         let retry_after = head
             .headers
@@ -294,7 +316,7 @@ fn now_secs() -> i64 {
     (crate::event::now_ms() / 1000) as i64
 }
 
-/// The innermost error message: reqwest's own Display says little.
+/// The innermost error message: the client's own Display says little.
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
@@ -304,13 +326,13 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Up to [`EXCERPT_BYTES`] of the body, as text on one line. A body that
-/// fails midway keeps what came before.
-async fn body_excerpt(mut body: hyper::body::Incoming) -> String {
+/// fails midway, or is still coming at `deadline`, keeps what came before.
+async fn body_excerpt(mut body: hyper::body::Incoming, deadline: tokio::time::Instant) -> String {
     use http_body_util::BodyExt as _;
     let mut buf = Vec::new();
     while buf.len() < EXCERPT_BYTES {
-        match body.frame().await {
-            Some(Ok(frame)) => {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     buf.extend_from_slice(&data);
                 }
@@ -501,6 +523,8 @@ mod tests {
         assert_eq!(h("webhook-id").unwrap(), b"msg_1");
         assert!(h("webhook-timestamp").is_some());
         assert_eq!(h("user-agent").unwrap(), USER_AGENT.as_bytes());
+        assert_eq!(h("accept").unwrap(), b"*/*");
+        assert_eq!(h("content-length").unwrap(), b"7");
         assert_eq!(h("host").unwrap(), addr.to_string().as_bytes());
         assert_eq!(h("cookie"), None, "a credential meant for the router");
         assert_eq!(h("authorization"), None);
@@ -600,6 +624,41 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn an_answer_whose_body_stalls_keeps_its_status_and_what_came() {
+        // Answers 200 with the start of a body it never finishes.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                request.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nreceived, ")
+                .await
+                .unwrap();
+            std::future::pending::<()>().await;
+            drop(s);
+        });
+        let mut t = to(&format!("http://{addr}/"));
+        t.timeout = Duration::from_millis(200);
+        let d = delivery(&[], "{}");
+        let sender = Sender::new().unwrap();
+        let (verdict, reply) =
+            tokio::time::timeout(Duration::from_secs(10), sender.attempt(&t, &d))
+                .await
+                .expect("the attempt's own timeout ends the excerpt");
+        // The target said 200: sending again would deliver twice.
+        assert_eq!(verdict, Verdict::Success);
+        assert_eq!(reply.status, Some(200));
+        assert_eq!(reply.excerpt.as_deref(), Some("received,"));
+        held.abort();
     }
 
     #[tokio::test]
