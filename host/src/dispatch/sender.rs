@@ -579,6 +579,18 @@ mod tests {
         );
     }
 
+    /// One attempt with a 200 ms timeout at `addr`, which must end on its
+    /// own (a 10 s guard fails the test otherwise).
+    async fn attempt_within_200ms(addr: std::net::SocketAddr) -> (Verdict, Reply) {
+        let mut t = to(&format!("http://{addr}/"));
+        t.timeout = Duration::from_millis(200);
+        let d = delivery(&[], "{}");
+        let sender = Sender::new().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), sender.attempt(&t, &d))
+            .await
+            .expect("the attempt's own timeout ends it")
+    }
+
     #[tokio::test]
     async fn a_target_that_never_answers_times_out_and_a_closed_port_fails_to_connect() {
         // Accepts, reads, and never answers.
@@ -590,14 +602,7 @@ mod tests {
                 open.push(s);
             }
         });
-        let mut t = to(&format!("http://{addr}/"));
-        t.timeout = Duration::from_millis(200);
-        let d = delivery(&[], "{}");
-        let sender = Sender::new().unwrap();
-        let (verdict, reply) =
-            tokio::time::timeout(Duration::from_secs(10), sender.attempt(&t, &d))
-                .await
-                .expect("the attempt's own timeout ends it");
+        let (verdict, reply) = attempt_within_200ms(addr).await;
         assert_eq!(reply.failure, Some(Failure::Timeout));
         assert_eq!(
             verdict,
@@ -646,14 +651,7 @@ mod tests {
             std::future::pending::<()>().await;
             drop(s);
         });
-        let mut t = to(&format!("http://{addr}/"));
-        t.timeout = Duration::from_millis(200);
-        let d = delivery(&[], "{}");
-        let sender = Sender::new().unwrap();
-        let (verdict, reply) =
-            tokio::time::timeout(Duration::from_secs(10), sender.attempt(&t, &d))
-                .await
-                .expect("the attempt's own timeout ends the excerpt");
+        let (verdict, reply) = attempt_within_200ms(addr).await;
         // The target said 200: sending again would deliver twice.
         assert_eq!(verdict, Verdict::Success);
         assert_eq!(reply.status, Some(200));
