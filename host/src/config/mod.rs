@@ -16,9 +16,9 @@ mod validate;
 mod values;
 
 pub use types::{
-    Circuit, Config, ConfigError, DEFAULT_RETRY_SCHEDULE, DeliveryOrder, EventTypeRule, OrderKey,
-    PluginLimits, PluginStep, PluginsConfig, RateLimit, Route, Secret, ServerConfig, Source,
-    StorageConfig, StorageUrl, Target, TelemetryConfig,
+    Circuit, Config, ConfigError, DEFAULT_RETRY_SCHEDULE, DeliveryOrder, Endpoint, EventTypeRule,
+    OrderKey, PluginLimits, PluginStep, PluginsConfig, RateLimit, Route, Secret, ServerConfig,
+    Source, StorageConfig, StorageUrl, Target, TelemetryConfig,
 };
 pub use values::{decode_whsec, parse_duration};
 

@@ -176,6 +176,8 @@ pub enum EventTypeRule {
 pub struct Target {
     pub name: String,
     pub url: reqwest::Url,
+    /// `url` as attempts send to it, worked out once at load.
+    pub endpoint: Endpoint,
     /// Decoded `whsec_` keys; every delivery carries one signature per key.
     pub signing_keys: Vec<Secret>,
     pub timeout: Duration,
@@ -189,6 +191,48 @@ pub struct Target {
     pub circuit: Option<Circuit>,
     /// Deliveries with the same key go one at a time, in order.
     pub ordering: Option<DeliveryOrder>,
+}
+
+/// Where a target's requests go: its URL as a request URI, without the
+/// credentials it may carry (`https://user:pass@host/…`), which go as HTTP
+/// Basic authentication instead of in the request line.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub uri: http::Uri,
+    /// The `authorization` header, marked sensitive.
+    pub basic_auth: Option<http::HeaderValue>,
+}
+
+impl Endpoint {
+    /// Fails only for a URL the HTTP stack cannot carry (over 64 KiB).
+    pub fn of(url: &reqwest::Url) -> Result<Endpoint, http::uri::InvalidUri> {
+        use base64::Engine as _;
+        if url.username().is_empty() && url.password().is_none() {
+            return Ok(Endpoint {
+                uri: url.as_str().parse()?,
+                basic_auth: None,
+            });
+        }
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let user = decode(url.username());
+        let password = url.password().map(decode).unwrap_or_default();
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let mut basic = http::HeaderValue::try_from(format!("Basic {token}"))
+            .expect("base64 is a valid header value");
+        basic.set_sensitive(true);
+        let mut bare = url.clone();
+        // Only a URL that cannot have credentials refuses these, and it has none.
+        let _ = bare.set_username("");
+        let _ = bare.set_password(None);
+        Ok(Endpoint {
+            uri: bare.as_str().parse()?,
+            basic_auth: Some(basic),
+        })
+    }
 }
 
 /// `targets[].ordering`: for one key, a delivery is not attempted until

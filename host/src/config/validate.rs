@@ -284,14 +284,14 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                     format!("{url_text:?} is not an http:// or https:// URL"),
                 )
             })?;
-        if let Err(e) = crate::dispatch::endpoint(&url) {
-            return Err(c.err(
+        let endpoint = Endpoint::of(&url).map_err(|e| {
+            c.err(
                 Some(t.url.span()),
                 key("url"),
                 // Not quoted: it may hold credentials, and this is logged.
                 format!("the URL cannot be sent to over HTTP: {e}"),
-            ));
-        }
+            )
+        })?;
         let mut signing_keys = Vec::new();
         if let Some(secrets) = t.signing_secret {
             let span = secrets.span();
@@ -370,6 +370,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         targets.push(Target {
             name,
             url,
+            endpoint,
             signing_keys,
             timeout: Duration::from_millis(t.timeout_ms.max(1)),
             max_attempts: *t.max_attempts.get_ref(),

@@ -17,5 +17,5 @@ mod worker;
 
 pub use circuit::Circuits;
 pub use retry::RetryPolicy;
-pub use sender::{Reply, Sender, Verdict, endpoint};
+pub use sender::{Reply, Sender, Verdict};
 pub use worker::Dispatcher;

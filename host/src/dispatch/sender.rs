@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -199,57 +198,42 @@ impl Sender {
         let mut request = http::Request::new(Body::new(event.body.clone()));
         *request.method_mut() = http::Method::POST;
         *request.headers_mut() = headers;
-        match endpoint(&target.url) {
-            Ok((uri, credentials)) => {
-                *request.uri_mut() = uri;
-                if let Some(basic) = credentials {
-                    request
-                        .headers_mut()
-                        .insert(http::header::AUTHORIZATION, basic);
-                }
-            }
-            Err(e) => {
-                let error = format!("request failed: the URL is not one HTTP can send to: {e}");
-                let reply = Reply {
-                    failure: Some(Failure::Other),
-                    ..Reply::default()
-                };
-                return (Verdict::Permanent { error }, reply);
-            }
+        *request.uri_mut() = target.endpoint.uri.clone();
+        if let Some(basic) = &target.endpoint.basic_auth {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, basic.clone());
         }
         // The timeout covers connecting and the answer's head: once the
         // status came, the attempt has its verdict. The start of the body
         // that the log keeps is read within what is left of it, and a body
         // that stalls only cuts the excerpt short.
         let deadline = tokio::time::Instant::now() + target.timeout;
+        let unanswered = |failure, error| {
+            let reply = Reply {
+                failure: Some(failure),
+                ..Reply::default()
+            };
+            let verdict = Verdict::Retryable {
+                error,
+                retry_after: None,
+            };
+            (verdict, reply)
+        };
         let (head, body) =
             match tokio::time::timeout_at(deadline, self.client.request(request)).await {
                 Ok(Ok(answer)) => answer.into_parts(),
-                outcome => {
-                    let (failure, error) = match outcome {
-                        Err(_) => {
-                            let ms = target.timeout.as_millis();
-                            (Failure::Timeout, format!("timed out after {ms} ms"))
-                        }
-                        Ok(Err(e)) if e.is_connect() => {
-                            let why = root_cause(&e);
-                            (Failure::Connect, format!("connection failed: {why}"))
-                        }
-                        Ok(Err(e)) => {
-                            let why = root_cause(&e);
-                            (Failure::Other, format!("request failed: {why}"))
-                        }
-                        Ok(Ok(_)) => unreachable!("answered above"),
-                    };
-                    let reply = Reply {
-                        failure: Some(failure),
-                        ..Reply::default()
-                    };
-                    let verdict = Verdict::Retryable {
-                        error,
-                        retry_after: None,
-                    };
-                    return (verdict, reply);
+                Ok(Err(e)) if e.is_connect() => {
+                    let why = root_cause(&e);
+                    return unanswered(Failure::Connect, format!("connection failed: {why}"));
+                }
+                Ok(Err(e)) => {
+                    let why = root_cause(&e);
+                    return unanswered(Failure::Other, format!("request failed: {why}"));
+                }
+                Err(_) => {
+                    let ms = target.timeout.as_millis();
+                    return unanswered(Failure::Timeout, format!("timed out after {ms} ms"));
                 }
             };
         let excerpt = body_excerpt(body, deadline).await;
@@ -280,32 +264,6 @@ impl Sender {
         };
         (verdict, reply)
     }
-}
-
-/// Where a target's requests go, and the credentials its URL carries
-/// (`https://user:pass@host/…`), sent as HTTP Basic authentication rather
-/// than in the request line.
-pub fn endpoint(
-    url: &reqwest::Url,
-) -> Result<(http::Uri, Option<HeaderValue>), http::uri::InvalidUri> {
-    if url.username().is_empty() && url.password().is_none() {
-        return Ok((url.as_str().parse()?, None));
-    }
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    let user = decode(url.username());
-    let password = url.password().map(decode).unwrap_or_default();
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    let mut basic = header_value(&format!("Basic {token}"));
-    basic.set_sensitive(true);
-    let mut bare = url.clone();
-    // Only a URL that cannot have credentials refuses these, and it has none.
-    let _ = bare.set_username("");
-    let _ = bare.set_password(None);
-    Ok((bare.as_str().parse()?, Some(basic)))
 }
 
 fn header_value(s: &str) -> HeaderValue {
@@ -450,9 +408,11 @@ mod tests {
     }
 
     fn to(url: &str) -> Target {
+        let url = reqwest::Url::parse(url).unwrap();
         Target {
             name: "t".into(),
-            url: reqwest::Url::parse(url).unwrap(),
+            endpoint: crate::config::Endpoint::of(&url).unwrap(),
+            url,
             signing_keys: Vec::new(),
             timeout: Duration::from_secs(5),
             max_attempts: 3,

@@ -205,6 +205,10 @@ impl PluginRuntime {
         })
     }
 
+    fn flavor(&self, reset: Reset) -> &Flavor {
+        &self.flavors[reset.index()]
+    }
+
     pub fn limits(&self) -> &PluginLimits {
         &self.limits
     }
@@ -230,7 +234,7 @@ impl PluginRuntime {
         };
         let version = hex(&Sha256::digest(wasm));
         let reset = Reset::of(toolchain);
-        let flavor = &self.flavors[reset.index()];
+        let flavor = self.flavor(reset);
         let cached = flavor
             .cache
             .as_ref()
@@ -287,9 +291,7 @@ impl PluginRuntime {
     /// binary does not show. Calls running meanwhile can only make the
     /// measure larger, which errs on the safe side.
     pub async fn smoke_test(&self, plugin: &mut CompiledPlugin) -> Result<(), LoadError> {
-        let metrics = self.flavors[plugin.reset.index()]
-            .engine
-            .pooling_allocator_metrics();
+        let metrics = self.flavor(plugin.reset).engine.pooling_allocator_metrics();
         let live = || {
             metrics.as_ref().map(|m| Footprint {
                 core_instances: u32::try_from(m.core_instances()).unwrap_or(u32::MAX),
@@ -539,7 +541,7 @@ impl PluginRuntime {
             self.limits.memory_bytes,
             self.ticks,
         );
-        let mut store = Store::new(&self.flavors[plugin.reset.index()].engine, state);
+        let mut store = Store::new(&self.flavor(plugin.reset).engine, state);
         store.limiter(|s| &mut s.memory);
         // wasmtime charges every string and list it copies out of the guest
         // (its answer, and the arguments of its calls to us) against this
