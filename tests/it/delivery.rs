@@ -118,8 +118,9 @@ async fn a_target_that_fails_twice_gets_the_event_on_the_third_attempt_with_the_
         2.0
     );
     // Each failed attempt's line names its event, delivery, target and
-    // attempt (README: "delivery lines also carry …"), from its span: in
-    // JSON, a top-level `target` is the line's module.
+    // attempt (README: "delivery lines also carry …"), from its span (at
+    // `info`, one made for the line alone): in JSON, a top-level `target`
+    // is the line's module.
     let (_, events) = router.api("/api/events").await;
     let event_id = &events["events"][0]["id"];
     for attempt in [1, 2] {

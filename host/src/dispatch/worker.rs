@@ -17,7 +17,7 @@ use super::sender::{Reply, Sender, Verdict};
 use super::starts::Starts;
 use crate::config::LiveConfig;
 use crate::event::now_ms;
-use crate::metrics::{Attempted, Metrics};
+use crate::metrics::{Attempted, Metrics, delivery_span};
 use crate::store::{Attempt, Delivery, NextStep, Recorded, Store, until_recorded};
 use crate::tail::{Tail, Tailed};
 
@@ -235,7 +235,7 @@ impl TargetWorker {
             };
             // More slots than deliveries: the spare ones are dropped (freed) here.
             for ((delivery, slot), start) in batch.into_iter().zip(slots).zip(starts.at) {
-                let span = tracing::info_span!(
+                let span = crate::telemetry::event_span!(
                     "delivery",
                     event_id = %delivery.event_id,
                     delivery_id = %delivery.id,
@@ -308,7 +308,7 @@ impl TargetWorker {
         let circuit = self.circuit();
         if !self.circuits.may_start(&self.name, circuit, probe) {
             let id = delivery.id.clone();
-            let released = until_recorded("giving back the delivery", None, || {
+            let released = until_recorded("giving back delivery", &id, None, || {
                 self.store.release(delivery.clone())
             })
             .await;
@@ -333,7 +333,7 @@ impl TargetWorker {
     /// then refused by the store rather than overwriting the newer claim.
     async fn record(&self, delivery: Delivery, attempt: Attempt, next: NextStep) {
         let id = delivery.id.clone();
-        let recorded = until_recorded("the attempt", None, || {
+        let recorded = until_recorded("the attempt of delivery", &id, None, || {
             self.store
                 .finish_attempt(delivery.clone(), attempt.clone(), next)
         })
@@ -386,10 +386,20 @@ impl TargetWorker {
                 .starts
                 .pause(&self.name, *wait, target.rate_limit)
                 .await;
-            tracing::warn!(
-                pause_ms = paused.as_millis() as u64,
-                "the target answered 429 with Retry-After: no attempt to it starts until then"
-            );
+            let span = || {
+                delivery_span(
+                    &delivery.event_id,
+                    &delivery.id,
+                    &self.name,
+                    delivery.attempts,
+                )
+            };
+            crate::telemetry::in_span(span, || {
+                tracing::warn!(
+                    pause_ms = paused.as_millis() as u64,
+                    "the target answered 429 with Retry-After: no attempt to it starts until then"
+                )
+            });
         }
         // For the exported span only: the log lines say the status, and
         // a recorded field costs the log layer a reformat of the span's.
@@ -421,6 +431,8 @@ impl TargetWorker {
         };
         self.metrics.attempted(&Attempted {
             target: &self.name,
+            delivery_id: &delivery.id,
+            event_id: &delivery.event_id,
             attempts: delivery.attempts,
             status: reply.status,
             failure: reply.failure,

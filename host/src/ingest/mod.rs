@@ -192,7 +192,7 @@ async fn take(
         received_at: event.received_at,
     });
     let untyped = event.event_type.is_empty() && source.event_type != EventTypeRule::Default;
-    let span = tracing::info_span!("ingest", event_id = %id, source = %source.name);
+    let span = crate::telemetry::event_span!("ingest", event_id = %id, source = %source.name);
     if crate::telemetry::enabled() {
         // The sender's trace goes on; what runs later joins this span.
         crate::telemetry::continue_from(&span, &event.headers);

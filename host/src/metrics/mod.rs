@@ -19,7 +19,7 @@ mod histogram;
 mod outcomes;
 
 pub use activity::{Happened, Series};
-pub use outcomes::{Attempted, Failure, Ingested, Refusal};
+pub use outcomes::{Attempted, Failure, Ingested, Refusal, delivery_span};
 use outcomes::{DISPATCH, PIPELINE};
 
 use std::collections::BTreeMap;
@@ -196,8 +196,11 @@ impl Metrics {
     }
 
     /// An event whose source has no route: logs `reason` and counts it.
-    pub fn event_unrouted(&self, source: &str, reason: &str) {
-        tracing::warn!(target: PIPELINE, "{reason}");
+    pub fn event_unrouted(&self, event_id: &str, source: &str, reason: &str) {
+        crate::telemetry::in_span(
+            || event_span(event_id, source),
+            || tracing::warn!(target: PIPELINE, "{reason}"),
+        );
         self.series
             .unrouted
             .get_or_create(&BySource {
@@ -251,8 +254,17 @@ impl Metrics {
 
     /// A route that failed on an event (kept for re-running): logs why and
     /// counts it.
-    pub fn route_failed(&self, route: &str, plugin: Option<&str>, reason: &str) {
-        tracing::warn!(target: PIPELINE, route = %route, plugin = plugin.unwrap_or(""), "route failed: {reason}");
+    pub fn route_failed(
+        &self,
+        (event_id, source): (&str, &str),
+        route: &str,
+        plugin: Option<&str>,
+        reason: &str,
+    ) {
+        crate::telemetry::in_span(
+            || event_span(event_id, source),
+            || tracing::warn!(target: PIPELINE, route = %route, plugin = plugin.unwrap_or(""), "route failed: {reason}"),
+        );
         self.series
             .route_failures
             .get_or_create(&ByRoute {
@@ -447,3 +459,9 @@ fn summaries(map: &Mutex<BTreeMap<String, Timed>>) -> BTreeMap<String, TimedSumm
 
 #[cfg(test)]
 mod tests;
+
+/// The span a pipeline line about an event is logged in, when the one it
+/// ran in (`ingest`, `pipeline`) was not made.
+fn event_span(event_id: &str, source: &str) -> tracing::Span {
+    tracing::info_span!("event", event_id = %event_id, source = %source)
+}

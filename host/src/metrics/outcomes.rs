@@ -113,10 +113,29 @@ pub enum Failure {
     Other,
 }
 
+/// An attempt's `delivery` span, for a line logged outside it (see
+/// [`crate::telemetry::in_span`]).
+pub fn delivery_span(
+    event_id: &str,
+    delivery_id: &str,
+    target: &str,
+    attempt: u32,
+) -> tracing::Span {
+    tracing::info_span!(
+        "delivery",
+        event_id = %event_id,
+        delivery_id = %delivery_id,
+        target = %target,
+        attempt,
+    )
+}
+
 /// One delivery attempt, made.
 #[derive(Debug, Clone)]
 pub struct Attempted<'a> {
     pub target: &'a str,
+    pub delivery_id: &'a str,
+    pub event_id: &'a str,
     /// Attempts so far, this one included.
     pub attempts: u32,
     pub status: Option<u16>,
@@ -133,6 +152,10 @@ pub struct Attempted<'a> {
 }
 
 impl Attempted<'_> {
+    fn span(&self) -> tracing::Span {
+        delivery_span(self.event_id, self.delivery_id, self.target, self.attempts)
+    }
+
     /// The `result` label: what comes next.
     pub fn result(&self) -> &'static str {
         match self.next {
@@ -159,7 +182,7 @@ impl Attempted<'_> {
     pub(super) fn log(&self) {
         let elapsed_ms = self.took.as_millis() as u64;
         let error = self.error.unwrap_or("");
-        match self.next {
+        let log = || match self.next {
             NextStep::Delivered => {
                 tracing::debug!(target: DISPATCH, status = self.status, elapsed_ms, "delivered")
             }
@@ -180,6 +203,7 @@ impl Attempted<'_> {
                 "delivery is dead after {} attempts: {error}",
                 self.attempts
             ),
-        }
+        };
+        crate::telemetry::in_span(|| self.span(), log);
     }
 }

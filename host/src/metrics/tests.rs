@@ -154,6 +154,8 @@ fn an_attempt_counts_its_result_its_class_and_a_delivery_its_latency() {
     let m = Metrics::default();
     let attempt = |status, failure, next| Attempted {
         target: "ci",
+        delivery_id: "msg_1",
+        event_id: "evt_1",
         attempts: 1,
         status,
         failure,

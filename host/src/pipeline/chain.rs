@@ -87,7 +87,8 @@ impl Pipeline {
                 "no route matched: no route is configured for source {:?}; fix the config, then re-run the event",
                 event.source
             );
-            self.metrics.event_unrouted(&event.source, &reason);
+            self.metrics
+                .event_unrouted(&event.id, &event.source, &reason);
             result.routes.push(failed(UNROUTED, None, reason, None));
             return result;
         }
@@ -139,8 +140,12 @@ impl Pipeline {
                 });
             }
             Err(f) => {
-                self.metrics
-                    .route_failed(&route.name, f.plugin.as_deref(), &f.reason);
+                self.metrics.route_failed(
+                    (&event.id, &event.source),
+                    &route.name,
+                    f.plugin.as_deref(),
+                    &f.reason,
+                );
                 result
                     .routes
                     .push(failed(&route.name, f.plugin, f.reason, f.waiting_for));

@@ -37,8 +37,11 @@ pub fn spawn_pipeline_workers(
                 () = cancel.cancelled() => return,
             };
             let (pipeline, store, cancel) = (pipeline.clone(), store.clone(), cancel.clone());
-            let span =
-                tracing::info_span!("pipeline", event_id = %event.id, source = %event.source);
+            let span = crate::telemetry::event_span!(
+                "pipeline",
+                event_id = %event.id,
+                source = %event.source
+            );
             if crate::telemetry::enabled() {
                 crate::telemetry::continue_from(&span, &event.headers);
             }
@@ -91,13 +94,14 @@ async fn record(
     result: PipelineResult,
     cancel: Option<&CancellationToken>,
 ) -> bool {
-    let recorded = until_recorded("the pipeline result", cancel, || {
+    let recorded = until_recorded("the pipeline result of event", &event.id, cancel, || {
         store.complete_event(event.clone(), result.clone())
     })
     .await
     .is_some();
     if !recorded {
         tracing::warn!(
+            event_id = %event.id,
             "shutting down with the pipeline result unrecorded: the event resumes at the next start"
         );
     }

@@ -328,11 +328,12 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Run `record` until the store takes it, waiting longer after each failure
 /// (a full disk, a locked file): what it records was already acknowledged
-/// or sent, so giving up would strand it until a restart. `what` names it
-/// in the log. Returns what the store said, or `None` only if `cancel`
+/// or sent, so giving up would strand it until a restart. `what` and
+/// `of` (an id) name it in the log. Returns what the store said, or `None` only if `cancel`
 /// fires first.
 pub async fn until_recorded<T, F, Fut>(
     what: &str,
+    of: &str,
     cancel: Option<&tokio_util::sync::CancellationToken>,
     mut record: F,
 ) -> Option<T>
@@ -346,7 +347,7 @@ where
             Ok(done) => return Some(done),
             Err(e) => e,
         };
-        tracing::error!("could not record {what}: {e}; retrying in {wait:?}");
+        tracing::error!("could not record {what} {of}: {e}; retrying in {wait:?}");
         let cancelled = async {
             match cancel {
                 Some(c) => c.cancelled().await,
