@@ -13,7 +13,12 @@ pub mod scan;
 
 #[plugin]
 pub fn handle(mut ev: Event, cfg: &Config) -> Result<Outcome> {
-    if ev.body.iter().all(u8::is_ascii_whitespace) {
+    // JSON's whitespace only: a form feed is not.
+    if ev
+        .body
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
         return Ok(Outcome::keep(ev));
     }
     let pointers = cfg.list("fields");
@@ -96,6 +101,9 @@ mod tests {
     fn an_empty_body_has_nothing_to_hide() {
         assert_eq!(run("", "/card"), b"");
         assert_eq!(run(" \n", "/card"), b" \n");
+        // A form feed is not JSON's whitespace.
+        let cfg = Config::from_pairs([("fields", "/card")]);
+        assert!(handle(Event::new("t", "\x0c"), &cfg).is_err());
     }
 
     #[test]
@@ -142,11 +150,7 @@ mod tests {
                         map.remove(&key);
                     }
                     Some(Value::Array(items)) => {
-                        // Pointers' own reading of an index.
-                        let index = (key == "0" || !key.starts_with(['0', '+']))
-                            .then(|| key.parse::<usize>().ok())
-                            .flatten();
-                        if let Some(i) = index.filter(|&i| i < items.len()) {
+                        if let Some(i) = key.parse::<usize>().ok().filter(|&i| i < items.len()) {
                             items.remove(i);
                         }
                     }

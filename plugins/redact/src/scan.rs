@@ -8,7 +8,8 @@
 //! - keys are compared decoded, so `"em\u0061il"` is `email`;
 //! - a key that occurs twice in one object is removed (or descended into)
 //!   every time, where a tree would have kept only the last;
-//! - nesting deeper than [`MAX_DEPTH`] fails, as `serde_json` does;
+//! - nesting deeper than [`MAX_DEPTH`] fails, as in `serde_json` (so a
+//!   body a consumer using it could not read is not passed on);
 //! - a number is checked against JSON's grammar only: `1e400` passes
 //!   (`serde_json` refuses what does not fit an `f64`);
 //! - what is kept keeps its spacing, key order and number spelling.
@@ -16,7 +17,7 @@
 use std::ops::Range;
 
 /// Deepest nesting of arrays and objects accepted, as in `serde_json`.
-pub const MAX_DEPTH: usize = 128;
+pub const MAX_DEPTH: usize = 127;
 
 /// Why a text is not JSON, and where.
 #[derive(Debug, PartialEq, Eq)]
@@ -67,6 +68,17 @@ pub fn remove(text: &[u8], path: &[String]) -> Result<Option<Vec<u8>>, SyntaxErr
     }
     out.extend_from_slice(&text[from..]);
     Ok(Some(out))
+}
+
+/// The array index `token` spells. On the way to the value, as pointers
+/// read it (no sign, no leading zero); as the value to remove, any spelling
+/// of a number (`01`, `+1`): removing more is the safe side, and the
+/// plugin always read it so.
+fn index(token: &str, last: bool) -> Option<usize> {
+    if !last && token != "0" && token.starts_with(['0', '+']) {
+        return None;
+    }
+    token.parse().ok()
 }
 
 struct Scanner<'a> {
@@ -243,7 +255,7 @@ impl Scanner<'_> {
         depth: usize,
         object: bool,
     ) -> Result<(), SyntaxError> {
-        if depth == MAX_DEPTH {
+        if depth >= MAX_DEPTH {
             return Err(self.err("nesting too deep"));
         }
         let (close, what) = if object {
@@ -251,13 +263,9 @@ impl Scanner<'_> {
         } else {
             (b']', "expected `,` or `]`")
         };
-        // Only an index that the whole token spells, as `serde_json`'s
-        // pointers read it: no sign, no leading zero.
         let token = path.map(|p| (&p[0], &p[1..]));
         let index = match token {
-            Some((t, _)) if !object && (t == "0" || !t.starts_with(['0', '+'])) => {
-                t.parse::<usize>().ok()
-            }
+            Some((t, rest)) if !object => index(t, rest.is_empty()),
             _ => None,
         };
         self.pos += 1;
@@ -389,6 +397,9 @@ mod tests {
     fn indexes_are_read_as_pointers_read_them() {
         assert_eq!(cut(r#"{"a":[1,[2,3]]}"#, "/a/1/0"), r#"{"a":[1,[3]]}"#);
         assert_eq!(cut(r#"{"a":[1,[2,3]]}"#, "/a/01/0"), r#"{"a":[1,[2,3]]}"#);
+        assert_eq!(cut(r#"[1,2,3]"#, "/01"), r#"[1,3]"#);
+        assert_eq!(cut(r#"[1,2,3]"#, "/+2"), r#"[1,2]"#);
+        assert_eq!(cut(r#"[1,2,3]"#, "/-"), r#"[1,2,3]"#);
         assert_eq!(cut(r#"{"0":1}"#, "/0"), r#"{}"#);
     }
 
