@@ -51,13 +51,12 @@ pub fn enabled() -> bool {
 
 /// A span around one event's or one attempt's work: `info` when spans are
 /// exported, else `debug`, so that at the default log level it is not
-/// made at all. An `info` span costs the log layer about 3 µs for each
-/// event and attempt (formatting its fields, and bookkeeping on every
-/// poll): with three per delivered event, 10 µs of the 140 µs of CPU an
-/// event takes, measured with `cargo bench -p wasmhook-e2e --bench
-/// throughput -- e2e-fsync`. So the lines logged inside name what they are
-/// about themselves (event, delivery, target), and `RUST_LOG=debug` puts
-/// the spans back into the logs.
+/// made at all. The `info` spans cost the log layer (formatting their
+/// fields, and bookkeeping on every poll) about 7 µs of the 144 µs of CPU
+/// a delivered event took, measured in alternating runs of `cargo bench -p
+/// wasmhook-e2e --bench throughput -- e2e-fsync`, while no line was logged
+/// in them. So a line that reports a failure makes its own (see
+/// [`in_span`]), and `RUST_LOG=debug` puts the spans back into the logs.
 macro_rules! event_span {
     ($name:literal, $($fields:tt)*) => {
         if $crate::telemetry::enabled() {
