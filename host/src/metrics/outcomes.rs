@@ -204,6 +204,11 @@ impl Attempted<'_> {
                 self.attempts
             ),
         };
-        crate::telemetry::in_span(|| self.span(), log);
+        match self.next {
+            // A `debug` line: where it is logged, the attempt's own span is
+            // made too; and making one for nothing would cost every attempt.
+            NextStep::Delivered => log(),
+            _ => crate::telemetry::in_span(|| self.span(), log),
+        }
     }
 }
