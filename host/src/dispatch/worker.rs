@@ -17,7 +17,7 @@ use super::sender::{Reply, Sender, Verdict};
 use super::starts::Starts;
 use crate::config::LiveConfig;
 use crate::event::now_ms;
-use crate::metrics::{Attempted, Metrics, delivery_span};
+use crate::metrics::{Attempted, Metrics, delivery_line_span};
 use crate::store::{Attempt, Delivery, NextStep, Recorded, Store, until_recorded};
 use crate::tail::{Tail, Tailed};
 
@@ -387,7 +387,7 @@ impl TargetWorker {
                 .pause(&self.name, *wait, target.rate_limit)
                 .await;
             let span = || {
-                delivery_span(
+                delivery_line_span(
                     &delivery.event_id,
                     &delivery.id,
                     &self.name,

@@ -19,7 +19,7 @@ mod histogram;
 mod outcomes;
 
 pub use activity::{Happened, Series};
-pub use outcomes::{Attempted, Failure, Ingested, Refusal, delivery_span};
+pub use outcomes::{Attempted, Failure, Ingested, Refusal, delivery_line_span};
 use outcomes::{DISPATCH, PIPELINE};
 
 use std::collections::BTreeMap;
@@ -198,7 +198,7 @@ impl Metrics {
     /// An event whose source has no route: logs `reason` and counts it.
     pub fn event_unrouted(&self, event_id: &str, source: &str, reason: &str) {
         crate::telemetry::in_span(
-            || event_span(event_id, source),
+            || event_line_span(event_id, source),
             || tracing::warn!(target: PIPELINE, "{reason}"),
         );
         self.series
@@ -262,7 +262,7 @@ impl Metrics {
         reason: &str,
     ) {
         crate::telemetry::in_span(
-            || event_span(event_id, source),
+            || event_line_span(event_id, source),
             || tracing::warn!(target: PIPELINE, route = %route, plugin = plugin.unwrap_or(""), "route failed: {reason}"),
         );
         self.series
@@ -462,6 +462,6 @@ mod tests;
 
 /// The span a pipeline line about an event is logged in, when the one it
 /// ran in (`ingest`, `pipeline`) was not made.
-fn event_span(event_id: &str, source: &str) -> tracing::Span {
+fn event_line_span(event_id: &str, source: &str) -> tracing::Span {
     tracing::info_span!("event", event_id = %event_id, source = %source)
 }

@@ -115,7 +115,7 @@ pub enum Failure {
 
 /// An attempt's `delivery` span, for a line logged outside it (see
 /// [`crate::telemetry::in_span`]).
-pub fn delivery_span(
+pub fn delivery_line_span(
     event_id: &str,
     delivery_id: &str,
     target: &str,
@@ -153,7 +153,7 @@ pub struct Attempted<'a> {
 
 impl Attempted<'_> {
     fn span(&self) -> tracing::Span {
-        delivery_span(self.event_id, self.delivery_id, self.target, self.attempts)
+        delivery_line_span(self.event_id, self.delivery_id, self.target, self.attempts)
     }
 
     /// The `result` label: what comes next.

@@ -21,8 +21,11 @@ pub fn handle(mut ev: Event, cfg: &Config) -> Result<Outcome> {
     {
         return Ok(Outcome::keep(ev));
     }
-    let pointers = cfg.list("fields");
-    let paths = pointers.iter().filter_map(|p| scan::tokens(p));
+    let paths: Vec<Vec<String>> = cfg
+        .list("fields")
+        .iter()
+        .filter_map(|p| scan::tokens(p))
+        .collect();
     let refused = |e: scan::SyntaxError| {
         Error::msg(format!(
             "cannot redact a body that does not parse as JSON: {e}"
@@ -30,16 +33,15 @@ pub fn handle(mut ev: Event, cfg: &Config) -> Result<Outcome> {
     };
     // One pass per pointer, in order, each on what the last one left (so
     // `/items/0,/items/0` removes two items). Every pass checks the whole
-    // body, so a body that is not JSON fails even with no pointer set.
-    let mut checked = false;
-    for path in paths {
-        if let Some(cut) = scan::remove(&ev.body, &path).map_err(refused)? {
+    // body; with no pointer set, one pass that removes nothing checks it,
+    // so a body that is not JSON still fails.
+    if paths.is_empty() {
+        scan::remove(&ev.body, &[]).map_err(refused)?;
+    }
+    for path in &paths {
+        if let Some(cut) = scan::remove(&ev.body, path).map_err(refused)? {
             ev.body = cut;
         }
-        checked = true;
-    }
-    if !checked {
-        scan::remove(&ev.body, &[]).map_err(refused)?;
     }
     Ok(Outcome::keep(ev))
 }
