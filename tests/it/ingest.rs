@@ -131,21 +131,34 @@ async fn a_full_queue_answers_503_instead_of_losing_events() {
     let mut accepted = 0;
     let mut refused = None;
     for i in 0..10 {
-        let (status, body) = router.ingest("s", format!("{{\"i\":{i}}}"), &[]).await;
+        let id = format!("full-{i}");
+        let (status, body) = router
+            .ingest("s", format!("{{\"i\":{i}}}"), &[("webhook-id", &id)])
+            .await;
         match status {
             202 => accepted += 1,
             503 => {
-                refused = Some(body);
+                refused = Some((id, body));
                 break;
             }
             other => panic!("unexpected {other}: {body}"),
         }
     }
-    let body = refused.expect("ingest refused once the queue was full");
+    let (id, body) = refused.expect("ingest refused once the queue was full");
     assert!(
         body["error"].as_str().unwrap().contains("queue is full"),
         "{body}"
     );
+    // The operator's line names the event refused.
+    router
+        .wait_log("the queue-full line, naming the event", WAIT, |l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("queue full"))
+                && l["span"]["event_id"] == id.as_str()
+                && l["span"]["source"] == "s"
+        })
+        .await;
     assert!(
         (3..=5).contains(&accepted),
         "3 waiting plus at most the ones in the pipeline: {accepted}"

@@ -225,9 +225,18 @@ async fn take(
                 id: report_id,
                 original: original.clone(),
             },
-            Err(StoreError::Full) => Ingested::Refused(Refusal::QueueFull),
-            Err(StoreError::Unavailable(detail)) => {
-                Ingested::Refused(Refusal::StorageUnavailable(detail.clone()))
+            Err(e) => {
+                let refusal = match e {
+                    StoreError::Full => Refusal::QueueFull,
+                    StoreError::Unavailable(detail) => Refusal::StorageUnavailable(detail.clone()),
+                };
+                // Its line names the event refused, though the `ingest`
+                // span is made only for traces and at debug.
+                crate::telemetry::in_span(
+                    || tracing::info_span!("ingest", event_id = %report_id, source = %name),
+                    || metrics.ingested(&name, &Ingested::Refused(refusal), started.elapsed()),
+                );
+                return accepted;
             }
         };
         metrics.ingested(&name, &outcome, started.elapsed());
