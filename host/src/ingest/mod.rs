@@ -211,6 +211,11 @@ async fn take(
     let report_id = id.clone();
     let stored = async move {
         let accepted = intake(store, pipeline, event, signed).await;
+        // A refusal's line names the event, though the `ingest` span is
+        // made only for traces and at debug: its own span, made only then.
+        let refusal_span = accepted
+            .is_err()
+            .then(|| tracing::info_span!("ingest", event_id = %report_id, source = %name));
         let outcome = match &accepted {
             Ok(Accepted::New) => {
                 if let Some(t) = tailed {
@@ -225,21 +230,16 @@ async fn take(
                 id: report_id,
                 original: original.clone(),
             },
-            Err(e) => {
-                let refusal = match e {
-                    StoreError::Full => Refusal::QueueFull,
-                    StoreError::Unavailable(detail) => Refusal::StorageUnavailable(detail.clone()),
-                };
-                // Its line names the event refused, though the `ingest`
-                // span is made only for traces and at debug.
-                crate::telemetry::in_span(
-                    || tracing::info_span!("ingest", event_id = %report_id, source = %name),
-                    || metrics.ingested(&name, &Ingested::Refused(refusal), started.elapsed()),
-                );
-                return accepted;
+            Err(StoreError::Full) => Ingested::Refused(Refusal::QueueFull),
+            Err(StoreError::Unavailable(detail)) => {
+                Ingested::Refused(Refusal::StorageUnavailable(detail.clone()))
             }
         };
-        metrics.ingested(&name, &outcome, started.elapsed());
+        let report = || metrics.ingested(&name, &outcome, started.elapsed());
+        match refusal_span {
+            Some(span) => crate::telemetry::in_span(|| span, report),
+            None => report(),
+        }
         accepted
     };
     let accepted = match tokio::spawn(stored.instrument(span)).await {
