@@ -386,7 +386,8 @@ fn the_hot_path_builds_no_temporary_tables_and_reads_its_partial_indexes() {
     }
     for (sql, index) in [
         (claim::SELECT_DUE, "deliveries_due"),
-        (FINISHED_BEFORE, "deliveries_done"),
+        (DELETE_FINISHED, "deliveries_done"),
+        (DELETE_OLD_EVENTS, "events_time"),
     ] {
         // One range read of the index: without the predicate repeated,
         // retention still reaches it, but as two reads (`MULTI-INDEX OR`).
@@ -398,6 +399,47 @@ fn the_hot_path_builds_no_temporary_tables_and_reads_its_partial_indexes() {
             "not one read of {index}: {plan:?}"
         );
     }
+}
+
+/// The writer plans a statement once, whatever it is bound to: retention's
+/// and the claim's, bound to new values on every run, are not parsed and
+/// planned again each time (rusqlite clears a cached statement's bindings
+/// as it is put back, which re-plans one whose plan could use them).
+#[tokio::test]
+async fn the_writer_plans_its_statements_once_whatever_they_are_bound_to() {
+    let store = SqliteStore::open(None, false, 10).unwrap();
+    let replanned = store
+        .writer
+        .run(|t| {
+            let statements = [
+                DELETE_FINISHED,
+                EVENTS_CHUNK_END,
+                DELETE_OLD_EVENTS,
+                claim::SELECT_DUE,
+            ];
+            for round in 0..3_i64 {
+                for sql in statements {
+                    let mut stmt = t.prepare_cached(sql)?;
+                    for i in 1..=stmt.parameter_count() {
+                        stmt.raw_bind_parameter(i, round + 2)?;
+                    }
+                    let mut rows = stmt.raw_query();
+                    while rows.next()?.is_some() {}
+                }
+            }
+            let mut replanned = Vec::new();
+            for sql in statements {
+                let stmt = t.prepare_cached(sql)?;
+                let n = stmt.get_status(rusqlite::StatementStatus::RePrepare);
+                if n > 0 {
+                    replanned.push((n, sql));
+                }
+            }
+            Ok(replanned)
+        })
+        .await
+        .unwrap();
+    assert!(replanned.is_empty(), "planned again: {replanned:?}");
 }
 
 /// Each event listing (all, by source, by type; first page and after a
