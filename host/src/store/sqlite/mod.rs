@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rusqlite::config::DbConfig;
@@ -46,6 +46,14 @@ const IDLE_RECHECK: Duration = Duration::from_secs(30);
 /// Rows one retention job deletes: small jobs interleave with ingest's
 /// commits rather than hold the store thread.
 const PRUNE_CHUNK: usize = 100;
+/// How often retention reads every old event again from the first (see
+/// [`PruneScan`]).
+const PRUNE_RESCAN_EVERY: Duration = Duration::from_secs(600);
+/// An event's row is written a little after the time it is stamped with
+/// (its routes run first, and the commit waits its turn): retention's
+/// reading stops short of events this recent, so that one committed late,
+/// behind where it stopped, is still read (with a retention this short).
+const PRUNE_SETTLE_MS: i64 = 10_000;
 /// The writer's page cache (KiB): the hot ends of the tables and indexes
 /// fit. Bigger is not better: SQLite walks the whole cache on some
 /// transaction ends, which at 32 MiB took an eighth of the store thread.
@@ -73,6 +81,50 @@ pub struct SqliteStore {
     pipeline: Mutex<VecDeque<Waiting>>,
     pipeline_ready: Notify,
     targets: Arc<Targets>,
+    prune_scan: Mutex<PruneScan>,
+}
+
+impl SqliteStore {
+    /// The event received at `received_at` (ms) may be done with now, if
+    /// nothing is left of it: retention reads it again, wherever its reading
+    /// stopped. (Before every key received then: the pass reads a few
+    /// events again rather than build the key just before this one.)
+    fn prune_again_from(&self, received_at: u64) {
+        let key = (received_at as i64 - 1, String::new(), String::new());
+        let mut scan = self.prune_scan.lock().expect("prune scan lock");
+        if scan.rewind.as_ref().is_none_or(|r| key < *r) {
+            scan.rewind = Some(key);
+        }
+    }
+}
+
+/// An event's key in `events_time`: `(received_at, id, source)`.
+type EventKey = (i64, String, String);
+
+/// Where retention's reading of old events stopped. Each pass reads on from
+/// there, so an old event is read once, not on every pass: an event that
+/// deliveries hold (dead ones are kept 30 days by default) would otherwise
+/// be read again every second for as long as they do. Such an event is
+/// deleted with its last delivery instead (`DELETE_FREED_EVENT`). Every
+/// [`PRUNE_RESCAN_EVERY`] the reading starts from the first again, for the
+/// few events freed otherwise (a failed route re-run to no delivery, an
+/// event processed long after it came).
+struct PruneScan {
+    after: EventKey,
+    /// The next pass reads from here, if it is before `after`: an event
+    /// was processed or re-run since, which may have freed it.
+    rewind: Option<EventKey>,
+    since: Instant,
+}
+
+impl PruneScan {
+    fn from_the_first() -> Self {
+        PruneScan {
+            after: (i64::MIN, String::new(), String::new()),
+            rewind: None,
+            since: Instant::now(),
+        }
+    }
 }
 
 impl SqliteStore {
@@ -196,6 +248,7 @@ impl SqliteStore {
             unfinished: AtomicUsize::new(backlog.len()),
             pipeline: Mutex::new(backlog),
             pipeline_ready: Notify::new(),
+            prune_scan: Mutex::new(PruneScan::from_the_first()),
             targets: Arc::default(),
         })
     }
@@ -349,15 +402,27 @@ const INSERT_EVENT: &str =
 /// Retention's chunk of deliveries: up to `?4` delivered before `?1` or
 /// dead before `?2` (`?3` the later of the two), found through the partial
 /// index `deliveries_done` (whose predicate is repeated as it is written
-/// there), deleted by one statement.
+/// there), deleted by one statement, which returns their events.
 const DELETE_FINISHED: &str = concat!(
     "DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries WHERE ",
     finished!(),
     " AND updated_at < ?3
        AND ((state = 'delivered' AND updated_at < ?1)
             OR (state = 'dead' AND updated_at < ?2 AND NOT order_block))
-     LIMIT ?4)"
+     LIMIT ?4)
+     RETURNING event_source, event_id"
 );
+
+/// The event `(?1, ?2)` if it was received before `?3` and is done with:
+/// processed, with no delivery or failed route left.
+const DELETE_FREED_EVENT: &str = "DELETE FROM events
+     WHERE source = ?1 AND id = ?2 AND received_at < ?3 AND state = 'processed'
+       AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_source = ?1 AND event_id = ?2)
+       AND NOT EXISTS (SELECT 1 FROM route_failures WHERE event_source = ?1 AND event_id = ?2)";
+
+/// The last key in `events_time` before `?1`: where a pass's reading ends.
+const LAST_EVENT_BEFORE: &str = "SELECT received_at, id, source FROM events
+     WHERE received_at < ?1 ORDER BY received_at DESC, id DESC, source DESC LIMIT 1";
 
 /// Where retention's chunk of events after `(?1, ?2, ?3)` (their key in
 /// `events_time`, which holds it whole) ends: the key of the `?5`th event
@@ -542,6 +607,7 @@ impl Store for SqliteStore {
     async fn complete_event(&self, event: Event, processed: Processed) -> Result<(), StoreError> {
         let routes = codec::routes_json(&processed.routes);
         let targets = self.targets.clone();
+        let received_at = event.received_at;
         let ready = self
             .writer
             .run(move |t| {
@@ -554,6 +620,7 @@ impl Store for SqliteStore {
                 Ok(ready)
             })
             .await?;
+        self.prune_again_from(received_at);
         self.unfinished.fetch_sub(1, Ordering::AcqRel);
         self.hand_over(ready);
         Ok(())
@@ -599,6 +666,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let route = route.to_string();
         let targets = self.targets.clone();
+        let received_at = event.received_at;
         let ready = self
             .writer
             .run(move |t| {
@@ -613,6 +681,7 @@ impl Store for SqliteStore {
                 Ok(ready)
             })
             .await?;
+        self.prune_again_from(received_at);
         self.hand_over(ready);
         Ok(())
     }
@@ -925,56 +994,94 @@ impl Store for SqliteStore {
         // In chunks, each one statement and its own job: ingest commits
         // between them. (A statement per row, which this was, cost the
         // store thread a seventh of its time in a run that prunes as fast
-        // as it ingests.)
+        // as it ingests.) An event whose last delivery goes goes with it,
+        // if it is old enough.
         loop {
-            let n = self
+            let (n, events) = self
                 .writer
                 .run(move |t| {
-                    t.prepare_cached(DELETE_FINISHED)?.execute(params![
-                        d,
-                        x,
-                        d.max(x),
-                        PRUNE_CHUNK as i64
-                    ])
+                    let mut freed: Vec<(String, String)> = t
+                        .prepare_cached(DELETE_FINISHED)?
+                        .query_map(params![d, x, d.max(x), PRUNE_CHUNK as i64], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })?
+                        .collect::<rusqlite::Result<_>>()?;
+                    let n = freed.len();
+                    freed.sort_unstable();
+                    freed.dedup();
+                    let mut event = t.prepare_cached(DELETE_FREED_EVENT)?;
+                    let mut events = 0;
+                    for (source, id) in &freed {
+                        events += event.execute(params![source, id, e])?;
+                    }
+                    Ok((n, events))
                 })
                 .await?;
             pruned.deliveries += n;
+            pruned.events += events;
             if n < PRUNE_CHUNK {
                 break;
             }
         }
-        // Events oldest first, a chunk of keys at a time from where the
-        // last stopped: those with deliveries or failed routes left stay,
-        // and are not read again in this pass.
-        let mut after: (i64, String, String) = (i64::MIN, String::new(), String::new());
+        // Events that came of age since the last pass, oldest first, a
+        // chunk of keys at a time: those with deliveries or failed routes
+        // left stay (see `PruneScan`).
+        let mut after = {
+            let mut scan = self.prune_scan.lock().expect("prune scan lock");
+            if scan.since.elapsed() >= PRUNE_RESCAN_EVERY {
+                *scan = PruneScan::from_the_first();
+            }
+            match scan.rewind.take() {
+                Some(rewind) if rewind < scan.after => rewind,
+                _ => scan.after.clone(),
+            }
+        };
         loop {
             let from = after.clone();
-            let (n, end) = self
+            let (n, end, last) = self
                 .writer
                 .run(move |t| {
-                    let end: Option<(i64, String, String)> = t
+                    let end: Option<EventKey> = t
                         .prepare_cached(EVENTS_CHUNK_END)?
                         .query_row(
                             params![from.0, from.1, from.2, e, PRUNE_CHUNK as i64 - 1],
                             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                         )
                         .optional()?;
-                    // Fewer than a chunk left: the last runs to the cutoff.
-                    let to = end
-                        .clone()
-                        .unwrap_or((i64::MAX, String::new(), String::new()));
+                    // Fewer than a chunk left: the last runs to the cutoff,
+                    // and the next pass reads on from the last key before it.
+                    let (to, last) = match &end {
+                        Some(end) => (end.clone(), None),
+                        None => (
+                            (i64::MAX, String::new(), String::new()),
+                            t.prepare_cached(LAST_EVENT_BEFORE)?
+                                .query_row([e], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                                .optional()?,
+                        ),
+                    };
                     let n = t
                         .prepare_cached(DELETE_OLD_EVENTS)?
                         .execute(params![from.0, from.1, from.2, e, to.0, to.1, to.2])?;
-                    Ok((n, end))
+                    Ok((n, end, last))
                 })
                 .await?;
             pruned.events += n;
             match end {
                 Some(end) => after = end,
-                None => break,
+                None => {
+                    if let Some(last) = last {
+                        after = after.max(last);
+                    }
+                    break;
+                }
             }
         }
+        let settled = (
+            now_ms() as i64 - PRUNE_SETTLE_MS,
+            String::new(),
+            String::new(),
+        );
+        self.prune_scan.lock().expect("prune scan lock").after = after.min(settled);
         Ok(pruned)
     }
 }

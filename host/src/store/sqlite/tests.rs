@@ -320,25 +320,34 @@ async fn a_database_from_before_lean_deliveries_keeps_its_deliveries() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test]
-async fn retention_prunes_in_chunks_until_nothing_old_is_left() {
-    let store = SqliteStore::open(None, false, 10).unwrap();
-    let n = PRUNE_CHUNK * 2 + 17;
-    let events: Vec<Event> = (0..n).map(|i| event(&format!("e{i}"))).collect();
-    let finished = events.clone();
+/// Stores `n` events `e{i}`, received `age_ms` ago, each with one delivery
+/// `d{i}` in `state`.
+async fn store_with_deliveries(store: &SqliteStore, n: usize, state: &'static str, age_ms: u64) {
     store
         .writer
         .run(move |t| {
-            for (i, e) in finished.iter().enumerate() {
-                insert_event(t, e, None, Some("[]"))?;
-                let d = delivery(&format!("d{i}"), e);
-                insert_deliveries(t, e, &[d], &[rows::Start::Due], 0)?;
+            for i in 0..n {
+                let e = event(&format!("e{i}"));
+                let e = Event {
+                    received_at: e.received_at - age_ms,
+                    ..e
+                };
+                insert_event(t, &e, None, Some("[]"))?;
+                let d = delivery(&format!("d{i}"), &e);
+                insert_deliveries(t, &e, &[d], &[rows::Start::Due], 0)?;
             }
-            t.execute("UPDATE deliveries SET state = 'delivered'", [])?;
+            t.execute("UPDATE deliveries SET state = ?1", [state])?;
             Ok(())
         })
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn retention_prunes_in_chunks_until_nothing_old_is_left() {
+    let store = SqliteStore::open(None, false, 10).unwrap();
+    let n = PRUNE_CHUNK * 2 + 17;
+    store_with_deliveries(&store, n, "delivered", 0).await;
     let p = store.prune(now_ms() + 1, 0, now_ms() + 1).await.unwrap();
     assert_eq!(
         p,
@@ -351,6 +360,83 @@ async fn retention_prunes_in_chunks_until_nothing_old_is_left() {
         store.prune(now_ms() + 1, 0, now_ms() + 1).await.unwrap(),
         Pruned::default()
     );
+}
+
+/// Events that dead deliveries hold are read by one retention pass, not by
+/// every pass while they wait (30 days by default); each goes with its last
+/// delivery. One whose failed route is re-run to no delivery goes at the
+/// next pass; one freed by no store call, at the next rescan from the first.
+#[tokio::test]
+async fn retention_reads_a_held_event_once_and_deletes_it_with_its_last_delivery() {
+    let store = SqliteStore::open(None, false, 10).unwrap();
+    let n = PRUNE_CHUNK * 2 + 17;
+    // Old enough for retention to read past them (`PRUNE_SETTLE_MS`).
+    store_with_deliveries(&store, n, "dead", 120_000).await;
+    let failed = event("failed");
+    let failed = Event {
+        received_at: failed.received_at - 60_000,
+        ..failed
+    };
+    // Received well before `failed`, so a pass that reads again from
+    // `failed` does not reach it.
+    let orphan = Event {
+        received_at: failed.received_at - 30_000,
+        ..event("orphan")
+    };
+    let with_failures = [failed.clone(), orphan.clone()];
+    store
+        .writer
+        .run(move |t| {
+            for e in &with_failures {
+                insert_event(t, e, None, Some("[]"))?;
+                t.execute(
+                    "INSERT INTO route_failures (event_source, event_id, route, reason, failed_at)
+                     VALUES (?1, ?2, 'r', 'plugin failed', 0)",
+                    params![e.source, e.id],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let later = now_ms() + 1;
+    // Dead work is young: everything is held, and read once.
+    assert_eq!(
+        store.prune(later, 0, later).await.unwrap(),
+        Pruned::default()
+    );
+    let read_to = store.prune_scan.lock().unwrap().after.clone();
+    assert_eq!(read_to.1, "failed", "the pass read every old event");
+    // One failed route is re-run to no delivery; the other's row goes by
+    // hand: nothing holds either event now.
+    store
+        .record_rerun(failed, "r", processed(vec![], vec![]))
+        .await
+        .unwrap();
+    store
+        .writer
+        .run(|t| t.execute("DELETE FROM route_failures", []))
+        .await
+        .unwrap();
+    let one = Pruned {
+        deliveries: 0,
+        events: 1,
+    };
+    assert_eq!(store.prune(later, 0, later).await.unwrap(), one);
+    assert!(store.event("failed").await.unwrap().is_none());
+    // Dead work comes of age: each event goes with its delivery.
+    assert_eq!(
+        store.prune(later, later, later).await.unwrap(),
+        Pruned {
+            deliveries: n,
+            events: n
+        }
+    );
+    assert!(store.event("orphan").await.unwrap().is_some());
+    // The other waits for the rescan from the first.
+    store.prune_scan.lock().unwrap().since -= PRUNE_RESCAN_EVERY;
+    assert_eq!(store.prune(later, later, later).await.unwrap(), one);
+    assert!(store.event("orphan").await.unwrap().is_none());
 }
 
 /// Every insert and update of a delivery checks the partial indexes'
@@ -413,7 +499,9 @@ async fn the_writer_plans_its_statements_once_whatever_they_are_bound_to() {
         .run(|t| {
             let statements = [
                 DELETE_FINISHED,
+                DELETE_FREED_EVENT,
                 EVENTS_CHUNK_END,
+                LAST_EVENT_BEFORE,
                 DELETE_OLD_EVENTS,
                 claim::SELECT_DUE,
             ];
