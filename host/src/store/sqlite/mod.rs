@@ -105,10 +105,10 @@ type EventKey = (i64, String, String);
 /// there, so an old event is read once, not on every pass: an event that
 /// deliveries hold (dead ones are kept 30 days by default) would otherwise
 /// be read again every second for as long as they do. Such an event is
-/// deleted with its last delivery instead (`DELETE_FREED_EVENT`). Every
-/// [`PRUNE_RESCAN_EVERY`] the reading starts from the first again, for the
-/// few events freed otherwise (a failed route re-run to no delivery, an
-/// event processed long after it came).
+/// deleted with its last delivery instead (`DELETE_FREED_EVENT`), and one
+/// processed or re-run after the reading passed it moves the reading back
+/// (`rewind`). Every [`PRUNE_RESCAN_EVERY`] the reading starts from the
+/// first again: a backstop for an event freed in a way these miss.
 struct PruneScan {
     after: EventKey,
     /// The next pass reads from here, if it is before `after`: an event
@@ -992,10 +992,8 @@ impl Store for SqliteStore {
         );
         let mut pruned = Pruned::default();
         // In chunks, each one statement and its own job: ingest commits
-        // between them. (A statement per row, which this was, cost the
-        // store thread a seventh of its time in a run that prunes as fast
-        // as it ingests.) An event whose last delivery goes goes with it,
-        // if it is old enough.
+        // between them. An event leaves with its last delivery, if it is
+        // old enough.
         loop {
             let (n, events) = self
                 .writer
