@@ -90,7 +90,13 @@ impl SqliteStore {
     /// stopped. (Before every key received then: the pass reads a few
     /// events again rather than build the key just before this one.)
     fn prune_again_from(&self, received_at: u64) {
-        let key = (received_at as i64 - 1, String::new(), String::new());
+        // The reading never passes the last `PRUNE_SETTLE_MS`: an event
+        // this recent (every one processed on time) is still ahead of it.
+        let received_at = received_at as i64;
+        if received_at > now_ms() as i64 - PRUNE_SETTLE_MS {
+            return;
+        }
+        let key = (received_at - 1, String::new(), String::new());
         let mut scan = self.prune_scan.lock().expect("prune scan lock");
         if scan.rewind.as_ref().is_none_or(|r| key < *r) {
             scan.rewind = Some(key);
