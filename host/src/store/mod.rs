@@ -36,6 +36,7 @@ mod listing;
 #[cfg(test)]
 mod model;
 mod postgres;
+mod prune_cursor;
 mod sqlite;
 
 pub use control::{CircuitState, ControlChange, Paused, TargetControl};

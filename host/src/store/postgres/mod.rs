@@ -35,6 +35,7 @@ use super::{
 use crate::event::Event;
 use crate::metrics::Commits;
 use crate::store::listing::first_in_line;
+use crate::store::prune_cursor::{EventKey, PruneCursor};
 pub use listen::Wake;
 
 /// How long a node may run an event's routes (or re-run a failed route)
@@ -68,6 +69,9 @@ pub struct PostgresStore {
     backlog: Mutex<(Option<Instant>, usize)>,
     listener: tokio::task::JoinHandle<()>,
     commits: std::sync::OnceLock<Commits>,
+    /// This node's retention reading of old events: each node prunes, and
+    /// each reads every event once (see `PruneCursor`).
+    prune_cursor: PruneCursor,
 }
 
 impl Drop for PostgresStore {
@@ -197,6 +201,7 @@ impl PostgresStore {
             backlog: Mutex::new((None, 0)),
             listener,
             commits: std::sync::OnceLock::new(),
+            prune_cursor: PruneCursor::new(),
         })
     }
 
@@ -843,8 +848,11 @@ impl Store for PostgresStore {
     }
 
     async fn complete_event(&self, event: Event, processed: Processed) -> Result<(), StoreError> {
+        let received_at = event.received_at;
         self.committed(self.record_processed(event, processed))
-            .await
+            .await?;
+        self.prune_cursor.again_from(received_at);
+        Ok(())
     }
 
     async fn failed_routes(
@@ -934,6 +942,7 @@ impl Store for PostgresStore {
         .map_err(pg)?;
         t.commit().await.map_err(pg)?;
         self.wake_targets(&targets);
+        self.prune_cursor.again_from(event.received_at);
         Ok(())
     }
 
@@ -1322,45 +1331,85 @@ impl Store for PostgresStore {
         let c = self.client().await?;
         let mut pruned = Pruned::default();
         // In chunks, each its own statement: short locks, short
-        // transactions.
+        // transactions. An event leaves with its last delivery, if it is
+        // old enough. (The statement's snapshot still sees the deliveries it
+        // deletes, so those are left out of the check.)
         loop {
-            let n = c
-                .execute(
-                    "DELETE FROM deliveries WHERE id IN (
-                         SELECT id FROM deliveries
-                         WHERE state IN ('delivered', 'dead') AND updated_at < greatest($1::bigint, $2::bigint)
-                           AND ((state = 'delivered' AND updated_at < $1)
-                                OR (state = 'dead' AND updated_at < $2 AND NOT order_block))
-                         LIMIT $3)",
-                    &[&d, &x, &PRUNE_CHUNK],
+            let r = c
+                .query_one(
+                    "WITH d AS (
+                         DELETE FROM deliveries WHERE id IN (
+                             SELECT id FROM deliveries
+                             WHERE state IN ('delivered', 'dead') AND updated_at < greatest($1::bigint, $2::bigint)
+                               AND ((state = 'delivered' AND updated_at < $1)
+                                    OR (state = 'dead' AND updated_at < $2 AND NOT order_block))
+                             LIMIT $3)
+                         RETURNING id, event_source, event_id),
+                     gone AS (
+                         DELETE FROM events v
+                         WHERE (v.source, v.id) IN (SELECT event_source, event_id FROM d)
+                           AND v.received_at < $4 AND v.state = 'processed'
+                           AND NOT EXISTS (SELECT 1 FROM deliveries x
+                                           WHERE x.event_source = v.source AND x.event_id = v.id
+                                             AND NOT EXISTS (SELECT 1 FROM d WHERE d.id = x.id))
+                           AND NOT EXISTS (SELECT 1 FROM route_failures f
+                                           WHERE f.event_source = v.source AND f.event_id = v.id)
+                         RETURNING 1)
+                     SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM gone)",
+                    &[&d, &x, &PRUNE_CHUNK, &e],
                 )
                 .await
                 .map_err(pg)?;
+            let (n, events) = (r.get::<_, i64>(0), r.get::<_, i64>(1));
             pruned.deliveries += n as usize;
-            if (n as i64) < PRUNE_CHUNK {
+            pruned.events += events as usize;
+            if n < PRUNE_CHUNK {
                 break;
             }
         }
+        // Events that came of age since this node's last pass, oldest
+        // first, a chunk of keys at a time: those with deliveries or failed
+        // routes left stay (see `PruneCursor`).
+        let mut after = self.prune_cursor.start();
+        let mut read = None;
         loop {
-            let n = c
-                .execute(
-                    "DELETE FROM events WHERE (id, source) IN (
-                         SELECT id, source FROM events v
-                         WHERE received_at < $1 AND state = 'processed'
+            let r = c
+                .query_one(
+                    "WITH c AS (
+                         SELECT received_at, id, source FROM events
+                         WHERE received_at >= $1 AND (received_at, id, source) > ($1, $2, $3)
+                           AND received_at < $4
+                         ORDER BY received_at, id, source LIMIT $5),
+                     gone AS (
+                         DELETE FROM events v USING c
+                         WHERE v.id = c.id AND v.source = c.source AND v.state = 'processed'
                            AND NOT EXISTS (SELECT 1 FROM deliveries d
                                            WHERE d.event_source = v.source AND d.event_id = v.id)
                            AND NOT EXISTS (SELECT 1 FROM route_failures f
                                            WHERE f.event_source = v.source AND f.event_id = v.id)
-                         LIMIT $2)",
-                    &[&e, &PRUNE_CHUNK],
+                         RETURNING 1),
+                     last AS (
+                         SELECT received_at, id, source FROM c
+                         ORDER BY received_at DESC, id DESC, source DESC LIMIT 1)
+                     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM c),
+                            last.received_at, last.id, last.source
+                     FROM (SELECT) one LEFT JOIN last ON true",
+                    &[&after.0, &after.1, &after.2, &e, &PRUNE_CHUNK],
                 )
                 .await
                 .map_err(pg)?;
-            pruned.events += n as usize;
-            if (n as i64) < PRUNE_CHUNK {
+            pruned.events += r.get::<_, i64>(0) as usize;
+            let read_now: i64 = r.get(1);
+            if let Some(at) = r.get::<_, Option<i64>>(2) {
+                let last: EventKey = (at, r.get(3), r.get(4));
+                after = last.clone();
+                read = Some(last);
+            }
+            if read_now < PRUNE_CHUNK {
                 break;
             }
         }
+        self.prune_cursor.read_to(read);
         Ok(pruned)
     }
 }

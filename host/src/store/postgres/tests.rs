@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 
 use super::*;
+use crate::event::now_ms;
 use crate::store::conformance::{delivery, event, pg_options, processed};
 
 /// `n` nodes on one new database; `None` without PostgreSQL (skipped).
@@ -323,4 +324,99 @@ async fn nodes_share_a_targets_start_book() {
     b.hold_starts("t", 60_000_000).await.unwrap();
     let (held, now) = a.reserve_starts("t", 1, every).await.unwrap();
     assert!(held >= now + 59_000_000, "{held} vs {now}");
+}
+
+/// Events that dead deliveries hold are read by one retention pass of a
+/// node, not by every pass while they wait (30 days by default); each goes
+/// with its last delivery. One whose failed route is re-run to no delivery
+/// goes at the next pass; one freed by no store call, at the next rescan.
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_reads_a_held_event_once_and_deletes_it_with_its_last_delivery() {
+    let Some((url, n)) = nodes("retention_reads_once", 1, pg_options(10)).await else {
+        return;
+    };
+    let store = &n[0];
+    // Two chunks and some, old enough for the reading to pass them
+    // (`prune_cursor::SETTLE_MS`), several to a millisecond.
+    let held = PRUNE_CHUNK * 2 + 17;
+    let old = now_ms() as i64 - 120_000;
+    sql(&url)
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO events (source, id, event_type, received_at, headers, body, state, routes)
+                 SELECT 's', 'e' || i, 't', {old} + i / 7, '[]', '\\x'::bytea, 'processed', '[]'
+                 FROM generate_series(1, {held}) i;
+             INSERT INTO deliveries (id, event_source, event_id, route, target, meta, state,
+                                     created_at, updated_at)
+                 SELECT 'd' || i, 's', 'e' || i, 'r', 't', '{{}}', 'dead', {old}, {old}
+                 FROM generate_series(1, {held}) i;"
+        ))
+        .await
+        .unwrap();
+    let failing = |id: &str, age: u64| {
+        let e = event(id);
+        let e = Event {
+            received_at: e.received_at - age,
+            ..e
+        };
+        let failure = RouteFailure {
+            event_id: e.id.clone(),
+            route: "r".into(),
+            plugin: Some("p".into()),
+            reason: "plugin p failed".into(),
+            waiting_for: None,
+        };
+        (e, failure)
+    };
+    // `orphan` is received well before `failed`, so a pass that reads
+    // again from `failed` does not reach it.
+    let (failed, _) = failing("failed", 60_000);
+    for (e, f) in [failing("failed", 60_000), failing("orphan", 90_000)] {
+        store
+            .accept_processed(e, None, processed(vec![], vec![f]))
+            .await
+            .unwrap();
+    }
+    let later = now_ms() + 1;
+    // Dead work is young: everything is held, and read once.
+    assert_eq!(
+        store.prune(later, 0, later).await.unwrap(),
+        Pruned::default()
+    );
+    assert_eq!(
+        store.prune_cursor.after().1,
+        "failed",
+        "the pass read every old event"
+    );
+    // One failed route is re-run to no delivery; the other's row goes by
+    // hand: nothing holds either event now.
+    store
+        .record_rerun(failed, "r", processed(vec![], vec![]))
+        .await
+        .unwrap();
+    sql(&url)
+        .await
+        .batch_execute("DELETE FROM route_failures")
+        .await
+        .unwrap();
+    let one = Pruned {
+        deliveries: 0,
+        events: 1,
+    };
+    assert_eq!(store.prune(later, 0, later).await.unwrap(), one);
+    assert!(store.event("failed").await.unwrap().is_none());
+    // Dead work comes of age: each event goes with its delivery.
+    let all = held as usize;
+    assert_eq!(
+        store.prune(later, later, later).await.unwrap(),
+        Pruned {
+            deliveries: all,
+            events: all
+        }
+    );
+    assert!(store.event("orphan").await.unwrap().is_some());
+    // The other waits for the rescan from the first.
+    store.prune_cursor.rescan_due();
+    assert_eq!(store.prune(later, later, later).await.unwrap(), one);
+    assert!(store.event("orphan").await.unwrap().is_none());
 }

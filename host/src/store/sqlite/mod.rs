@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::config::DbConfig;
@@ -35,6 +35,7 @@ use super::{
 };
 use crate::event::{Event, now_ms};
 use crate::store::listing::finished;
+use crate::store::prune_cursor::{EventKey, PruneCursor};
 use claim::claim_due;
 use handoff::{Handed, Targets};
 use reader::{ReadPool, Reader};
@@ -46,14 +47,6 @@ const IDLE_RECHECK: Duration = Duration::from_secs(30);
 /// Rows one retention job deletes: small jobs interleave with ingest's
 /// commits rather than hold the store thread.
 const PRUNE_CHUNK: usize = 100;
-/// How often retention reads every old event again from the first (see
-/// [`PruneScan`]).
-const PRUNE_RESCAN_EVERY: Duration = Duration::from_secs(600);
-/// An event's row is written a little after the time it is stamped with
-/// (its routes run first, and the commit waits its turn): retention's
-/// reading stops short of events this recent, so that one committed late,
-/// behind where it stopped, is still read (with a retention this short).
-const PRUNE_SETTLE_MS: i64 = 10_000;
 /// The writer's page cache (KiB): the hot ends of the tables and indexes
 /// fit. Bigger is not better: SQLite walks the whole cache on some
 /// transaction ends, which at 32 MiB took an eighth of the store thread.
@@ -81,56 +74,7 @@ pub struct SqliteStore {
     pipeline: Mutex<VecDeque<Waiting>>,
     pipeline_ready: Notify,
     targets: Arc<Targets>,
-    prune_scan: Mutex<PruneScan>,
-}
-
-impl SqliteStore {
-    /// The event received at `received_at` (ms) may be done with now, if
-    /// nothing is left of it: retention reads it again, wherever its reading
-    /// stopped. (Before every key received then: the pass reads a few
-    /// events again rather than build the key just before this one.)
-    fn prune_again_from(&self, received_at: u64) {
-        // The reading never passes the last `PRUNE_SETTLE_MS`: an event
-        // this recent (every one processed on time) is still ahead of it.
-        let received_at = received_at as i64;
-        if received_at > now_ms() as i64 - PRUNE_SETTLE_MS {
-            return;
-        }
-        let key = (received_at - 1, String::new(), String::new());
-        let mut scan = self.prune_scan.lock().expect("prune scan lock");
-        if scan.rewind.as_ref().is_none_or(|r| key < *r) {
-            scan.rewind = Some(key);
-        }
-    }
-}
-
-/// An event's key in `events_time`: `(received_at, id, source)`.
-type EventKey = (i64, String, String);
-
-/// Where retention's reading of old events stopped. Each pass reads on from
-/// there, so an old event is read once, not on every pass: an event that
-/// deliveries hold (dead ones are kept 30 days by default) would otherwise
-/// be read again every second for as long as they do. Such an event is
-/// deleted with its last delivery instead (`DELETE_FREED_EVENT`), and one
-/// processed or re-run after the reading passed it moves the reading back
-/// (`rewind`). Every [`PRUNE_RESCAN_EVERY`] the reading starts from the
-/// first again: a backstop for an event freed in a way these miss.
-struct PruneScan {
-    after: EventKey,
-    /// The next pass reads from here, if it is before `after`: an event
-    /// was processed or re-run since, which may have freed it.
-    rewind: Option<EventKey>,
-    since: Instant,
-}
-
-impl PruneScan {
-    fn from_the_first() -> Self {
-        PruneScan {
-            after: (i64::MIN, String::new(), String::new()),
-            rewind: None,
-            since: Instant::now(),
-        }
-    }
+    prune_cursor: PruneCursor,
 }
 
 impl SqliteStore {
@@ -254,7 +198,7 @@ impl SqliteStore {
             unfinished: AtomicUsize::new(backlog.len()),
             pipeline: Mutex::new(backlog),
             pipeline_ready: Notify::new(),
-            prune_scan: Mutex::new(PruneScan::from_the_first()),
+            prune_cursor: PruneCursor::new(),
             targets: Arc::default(),
         })
     }
@@ -626,7 +570,7 @@ impl Store for SqliteStore {
                 Ok(ready)
             })
             .await?;
-        self.prune_again_from(received_at);
+        self.prune_cursor.again_from(received_at);
         self.unfinished.fetch_sub(1, Ordering::AcqRel);
         self.hand_over(ready);
         Ok(())
@@ -687,7 +631,7 @@ impl Store for SqliteStore {
                 Ok(ready)
             })
             .await?;
-        self.prune_again_from(received_at);
+        self.prune_cursor.again_from(received_at);
         self.hand_over(ready);
         Ok(())
     }
@@ -1029,17 +973,9 @@ impl Store for SqliteStore {
         }
         // Events that came of age since the last pass, oldest first, a
         // chunk of keys at a time: those with deliveries or failed routes
-        // left stay (see `PruneScan`).
-        let mut after = {
-            let mut scan = self.prune_scan.lock().expect("prune scan lock");
-            if scan.since.elapsed() >= PRUNE_RESCAN_EVERY {
-                *scan = PruneScan::from_the_first();
-            }
-            match scan.rewind.take() {
-                Some(rewind) if rewind < scan.after => rewind,
-                _ => scan.after.clone(),
-            }
-        };
+        // left stay (see `PruneCursor`).
+        let mut after = self.prune_cursor.start();
+        let mut read = None;
         loop {
             let from = after.clone();
             let (n, end, last) = self
@@ -1053,7 +989,7 @@ impl Store for SqliteStore {
                         )
                         .optional()?;
                     // Fewer than a chunk left: the last runs to the cutoff,
-                    // and the next pass reads on from the last key before it.
+                    // and the reading ends at the last key before it.
                     let (to, last) = match &end {
                         Some(end) => (end.clone(), None),
                         None => (
@@ -1071,21 +1007,17 @@ impl Store for SqliteStore {
                 .await?;
             pruned.events += n;
             match end {
-                Some(end) => after = end,
+                Some(end) => {
+                    after = end.clone();
+                    read = Some(end);
+                }
                 None => {
-                    if let Some(last) = last {
-                        after = after.max(last);
-                    }
+                    read = last.or(read);
                     break;
                 }
             }
         }
-        let settled = (
-            now_ms() as i64 - PRUNE_SETTLE_MS,
-            String::new(),
-            String::new(),
-        );
-        self.prune_scan.lock().expect("prune scan lock").after = after.min(settled);
+        self.prune_cursor.read_to(read);
         Ok(pruned)
     }
 }

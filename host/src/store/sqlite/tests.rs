@@ -370,7 +370,7 @@ async fn retention_prunes_in_chunks_until_nothing_old_is_left() {
 async fn retention_reads_a_held_event_once_and_deletes_it_with_its_last_delivery() {
     let store = SqliteStore::open(None, false, 10).unwrap();
     let n = PRUNE_CHUNK * 2 + 17;
-    // Old enough for retention to read past them (`PRUNE_SETTLE_MS`).
+    // Old enough for retention to read past them (`prune_cursor::SETTLE_MS`).
     store_with_deliveries(&store, n, "dead", 120_000).await;
     let failed = event("failed");
     let failed = Event {
@@ -405,7 +405,7 @@ async fn retention_reads_a_held_event_once_and_deletes_it_with_its_last_delivery
         store.prune(later, 0, later).await.unwrap(),
         Pruned::default()
     );
-    let read_to = store.prune_scan.lock().unwrap().after.clone();
+    let read_to = store.prune_cursor.after();
     assert_eq!(read_to.1, "failed", "the pass read every old event");
     // One failed route is re-run to no delivery; the other's row goes by
     // hand: nothing holds either event now.
@@ -434,7 +434,7 @@ async fn retention_reads_a_held_event_once_and_deletes_it_with_its_last_delivery
     );
     assert!(store.event("orphan").await.unwrap().is_some());
     // The other waits for the rescan from the first.
-    store.prune_scan.lock().unwrap().since -= PRUNE_RESCAN_EVERY;
+    store.prune_cursor.rescan_due();
     assert_eq!(store.prune(later, later, later).await.unwrap(), one);
     assert!(store.event("orphan").await.unwrap().is_none());
 }
