@@ -320,14 +320,22 @@ async fn a_plugin_that_prints_too_much_is_cut_not_failed() {
                 .is_some_and(|m| m.contains("the rest was cut"))
         })
         .await;
-    let printed = router
-        .logs()
+    let logs = router.logs();
+    let printed: Vec<_> = logs
         .iter()
         .filter(|l| l["plugin"] == "hostile-chatty" && l["stream"] == "stdio")
-        .count();
+        .collect();
     assert!(
-        (1..=16).contains(&printed),
-        "at most 16 KiB of 1 KiB lines reach the log: {printed}"
+        (1..=16).contains(&printed.len()),
+        "at most 16 KiB of 1 KiB lines reach the log: {}",
+        printed.len()
+    );
+    assert!(
+        printed
+            .iter()
+            .all(|l| l["source"] == "s" && l["event_id"].is_string()),
+        "each line names its event and source: {:?}",
+        printed[0]
     );
     assert_eq!(
         router

@@ -29,6 +29,8 @@ const MAX_LOG_LINE: usize = 4096;
 pub struct CallState {
     pub plugin: Arc<str>,
     pub event_id: String,
+    /// The event's source: every line about the call names it.
+    source: String,
     config: Arc<[(String, String)]>,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -53,6 +55,7 @@ impl CallState {
     pub fn new(
         plugin: Arc<str>,
         event_id: String,
+        source: String,
         received_at: u64,
         config: Arc<[(String, String)]>,
         memory_limit: usize,
@@ -63,6 +66,7 @@ impl CallState {
         CallState {
             plugin,
             event_id,
+            source,
             config,
             wasi,
             table: ResourceTable::new(),
@@ -81,6 +85,7 @@ impl CallState {
     pub fn begin(
         &mut self,
         event_id: String,
+        source: &str,
         received_at: u64,
         config: Arc<[(String, String)]>,
         ticks: u64,
@@ -88,6 +93,8 @@ impl CallState {
         self.stdio.clear();
         self.wasi = wasi_for(&self.stdio, &event_id, received_at);
         self.event_id = event_id;
+        self.source.clear();
+        self.source.push_str(source);
         self.config = config;
         self.memory.exceeded = false;
         self.ticks_left = ticks;
@@ -101,11 +108,12 @@ impl CallState {
         let (bytes, dropped) = self.stdio.contents();
         for line in String::from_utf8_lossy(&bytes).lines() {
             if !line.trim().is_empty() {
-                tracing::info!(plugin = %self.plugin, event_id = %self.event_id, stream = "stdio", "{line}");
+                tracing::info!(plugin = %self.plugin, event_id = %self.event_id, source = %self.source,
+                    stream = "stdio", "{line}");
             }
         }
         if dropped > 0 {
-            tracing::warn!(plugin = %self.plugin, event_id = %self.event_id, dropped_bytes = dropped,
+            tracing::warn!(plugin = %self.plugin, event_id = %self.event_id, source = %self.source, dropped_bytes = dropped,
                 "plugin printed more than {STDIO_CAPACITY} bytes for one event; the rest was cut");
         }
     }
@@ -155,7 +163,7 @@ impl wasmhook::plugin::host::Host for CallState {
         self.log_lines += 1;
         if self.log_lines > MAX_LOG_LINES {
             if self.log_lines == MAX_LOG_LINES + 1 {
-                tracing::warn!(plugin = %self.plugin, event_id = %self.event_id,
+                tracing::warn!(plugin = %self.plugin, event_id = %self.event_id, source = %self.source,
                     "plugin logged more than {MAX_LOG_LINES} lines for one event; dropping the rest");
             }
             return;
@@ -181,13 +189,13 @@ impl wasmhook::plugin::host::Host for CallState {
                 message: message.clone(),
             });
         }
-        let (plugin, event_id) = (&*self.plugin, &self.event_id);
+        let (plugin, event_id, source) = (&*self.plugin, &self.event_id, &self.source);
         match level {
-            Level::Trace => tracing::trace!(plugin, event_id, "{message}"),
-            Level::Debug => tracing::debug!(plugin, event_id, "{message}"),
-            Level::Info => tracing::info!(plugin, event_id, "{message}"),
-            Level::Warn => tracing::warn!(plugin, event_id, "{message}"),
-            Level::Error => tracing::error!(plugin, event_id, "{message}"),
+            Level::Trace => tracing::trace!(plugin, event_id, source, "{message}"),
+            Level::Debug => tracing::debug!(plugin, event_id, source, "{message}"),
+            Level::Info => tracing::info!(plugin, event_id, source, "{message}"),
+            Level::Warn => tracing::warn!(plugin, event_id, source, "{message}"),
+            Level::Error => tracing::error!(plugin, event_id, source, "{message}"),
         }
     }
 

@@ -490,6 +490,7 @@ impl PluginRuntime {
     ) -> Option<Result<Outcome, PluginError>> {
         warm.store.data_mut().begin(
             event.id.clone(),
+            &event.source,
             event.received_at,
             config.clone(),
             self.ticks,
@@ -536,6 +537,7 @@ impl PluginRuntime {
         let state = CallState::new(
             plugin.name.clone(),
             event.id.clone(),
+            event.source.clone(),
             event.received_at,
             config,
             self.limits.memory_bytes,
