@@ -48,8 +48,12 @@ const IDLE_RECHECK: Duration = Duration::from_secs(30);
 /// commits rather than hold the store thread.
 const PRUNE_CHUNK: usize = 100;
 /// The writer's page cache (KiB): the hot ends of the tables and indexes
-/// fit. Bigger is not better: SQLite walks the whole cache on some
-/// transaction ends, which at 32 MiB took an eighth of the store thread.
+/// fit. Bigger is not better: SQLite walks the whole cache at nearly every
+/// commit, which at 32 MiB took an eighth of the store thread. (A b-tree
+/// rebalance that swaps two pages' numbers parks one under the lock-byte
+/// page's number, 262,145 for 4 KiB pages; the cache then holds a key past
+/// the end of the file, and each commit's truncate to the file's size
+/// scans every slot. Seen with gdb on `pcache1TruncateUnsafe`.)
 const CACHE_KIB: i64 = 8 * 1024;
 
 /// An event waiting for the pipeline: only its key is held in memory, so a
@@ -943,11 +947,14 @@ impl Store for SqliteStore {
         let mut pruned = Pruned::default();
         // In chunks, each one statement and its own job: ingest commits
         // between them. An event leaves with its last delivery, if it is
-        // old enough.
+        // old enough. No savepoint (it would copy every page a chunk
+        // touches): a chunk that fails halfway leaves only what the next
+        // pass deletes, or for an event freed by a delivery that went, the
+        // rescan from the first.
         loop {
             let (n, events) = self
                 .writer
-                .run(move |t| {
+                .run_idempotent(move |t| {
                     let mut freed: Vec<(String, String)> = t
                         .prepare_cached(DELETE_FINISHED)?
                         .query_map(params![d, x, d.max(x), PRUNE_CHUNK as i64], |r| {
@@ -980,7 +987,7 @@ impl Store for SqliteStore {
             let from = after.clone();
             let (n, end, last) = self
                 .writer
-                .run(move |t| {
+                .run_idempotent(move |t| {
                     let end: Option<EventKey> = t
                         .prepare_cached(EVENTS_CHUNK_END)?
                         .query_row(
