@@ -1339,11 +1339,13 @@ impl Store for PostgresStore {
                 .query_one(
                     "WITH d AS (
                          DELETE FROM deliveries WHERE id IN (
-                             SELECT id FROM deliveries
-                             WHERE state IN ('delivered', 'dead') AND updated_at < greatest($1::bigint, $2::bigint)
-                               AND ((state = 'delivered' AND updated_at < $1)
-                                    OR (state = 'dead' AND updated_at < $2 AND NOT order_block))
-                             LIMIT $3)
+                             SELECT id FROM (
+                                 (SELECT id FROM deliveries
+                                  WHERE state = 'delivered' AND updated_at < $1 LIMIT $3)
+                                 UNION ALL
+                                 (SELECT id FROM deliveries
+                                  WHERE state = 'dead' AND updated_at < $2 AND NOT order_block LIMIT $3)
+                             ) finished LIMIT $3)
                          RETURNING id, event_source, event_id),
                      gone AS (
                          DELETE FROM events v

@@ -353,17 +353,21 @@ const INSERT_EVENT: &str =
     "INSERT INTO events (source, id, event_type, received_at, headers, body, state, signed, routes)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING";
 
-/// Retention's chunk of deliveries: up to `?4` delivered before `?1` or
-/// dead before `?2` (`?3` the later of the two), found through the partial
-/// index `deliveries_done` (whose predicate is repeated as it is written
-/// there), deleted by one statement, which returns their events.
+/// Retention's chunk of deliveries: up to `?3` delivered before `?1` or
+/// dead before `?2`, found as two ranges of the partial index
+/// `deliveries_done` (whose predicate is repeated as it is written there),
+/// deleted by one statement, which returns their events. Dead deliveries
+/// younger than `?2` are not read at all.
 const DELETE_FINISHED: &str = concat!(
-    "DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries WHERE ",
+    "DELETE FROM deliveries WHERE rowid IN (
+         SELECT rowid FROM deliveries WHERE ",
     finished!(),
-    " AND updated_at < ?3
-       AND ((state = 'delivered' AND updated_at < ?1)
-            OR (state = 'dead' AND updated_at < ?2 AND NOT order_block))
-     LIMIT ?4)
+    " AND state = 'delivered' AND updated_at < ?1
+         UNION ALL
+         SELECT rowid FROM deliveries WHERE ",
+    finished!(),
+    " AND state = 'dead' AND updated_at < ?2 AND NOT order_block
+         LIMIT ?3)
      RETURNING event_source, event_id"
 );
 
@@ -957,7 +961,7 @@ impl Store for SqliteStore {
                 .run_idempotent(move |t| {
                     let mut freed: Vec<(String, String)> = t
                         .prepare_cached(DELETE_FINISHED)?
-                        .query_map(params![d, x, d.max(x), PRUNE_CHUNK as i64], |r| {
+                        .query_map(params![d, x, PRUNE_CHUNK as i64], |r| {
                             Ok((r.get(0)?, r.get(1)?))
                         })?
                         .collect::<rusqlite::Result<_>>()?;

@@ -485,6 +485,14 @@ fn the_hot_path_builds_no_temporary_tables_and_reads_its_partial_indexes() {
             "not one read of {index}: {plan:?}"
         );
     }
+    // Retention reads delivered and dead deliveries as a range each, by
+    // state then time: not every dead one younger than `dead_retention`.
+    let plan = explain(&format!("EXPLAIN QUERY PLAN {DELETE_FINISHED}"), 3);
+    let ranges = plan
+        .iter()
+        .filter(|step| step.contains("INDEX deliveries_done (state=? AND updated_at<?)"))
+        .count();
+    assert_eq!(ranges, 2, "{plan:?}");
 }
 
 /// The writer plans a statement once, whatever it is bound to: retention's
