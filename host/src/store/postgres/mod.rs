@@ -849,10 +849,12 @@ impl Store for PostgresStore {
 
     async fn complete_event(&self, event: Event, processed: Processed) -> Result<(), StoreError> {
         let received_at = event.received_at;
-        self.committed(self.record_processed(event, processed))
-            .await?;
+        let committed = self
+            .committed(self.record_processed(event, processed))
+            .await;
+        // Even on an error: the commit may have landed.
         self.prune_cursor.again_from(received_at);
-        Ok(())
+        committed
     }
 
     async fn failed_routes(
@@ -940,9 +942,11 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        t.commit().await.map_err(pg)?;
-        self.wake_targets(&targets);
+        let committed = t.commit().await;
+        // Even on an error: the commit may have landed.
         self.prune_cursor.again_from(event.received_at);
+        committed.map_err(pg)?;
+        self.wake_targets(&targets);
         Ok(())
     }
 
@@ -1346,6 +1350,10 @@ impl Store for PostgresStore {
                                  (SELECT id FROM deliveries
                                   WHERE state = 'dead' AND updated_at < $2 AND NOT order_block LIMIT $3)
                              ) finished LIMIT $3)
+                           -- Again here: a row changed since the snapshot
+                           -- (retried, replayed) is checked on this alone.
+                           AND ((state = 'delivered' AND updated_at < $1)
+                                OR (state = 'dead' AND updated_at < $2 AND NOT order_block))
                          RETURNING id, event_source, event_id),
                      gone AS (
                          DELETE FROM events v

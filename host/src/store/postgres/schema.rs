@@ -130,9 +130,13 @@ const MIGRATIONS: &[&str] = &[
     // delivered ones past `retention` and the dead ones past
     // `dead_retention` as two ranges, not every dead one younger than that
     // on every pass.
+    // Built before the old one is dropped: the build blocks writes to
+    // `deliveries`, not reads; the drop's exclusive lock lasts only to the
+    // commit just after it.
     r#"
+    CREATE INDEX deliveries_done_v6 ON deliveries (state, updated_at) WHERE state IN ('delivered', 'dead');
     DROP INDEX deliveries_done;
-    CREATE INDEX deliveries_done ON deliveries (state, updated_at) WHERE state IN ('delivered', 'dead');
+    ALTER INDEX deliveries_done_v6 RENAME TO deliveries_done;
     "#,
 ];
 

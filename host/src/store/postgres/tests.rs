@@ -420,3 +420,67 @@ async fn retention_reads_a_held_event_once_and_deletes_it_with_its_last_delivery
     assert_eq!(store.prune(later, later, later).await.unwrap(), one);
     assert!(store.event("orphan").await.unwrap().is_none());
 }
+
+/// A dead delivery retried while retention deletes it (its row locked by
+/// the retry when the delete reaches it) is not deleted, and neither is
+/// its event: the delete checks the row as the retry left it.
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_keeps_a_delivery_retried_while_it_runs() {
+    let Some((url, n)) = nodes("retention_retry_race", 1, pg_options(10)).await else {
+        return;
+    };
+    let store = n[0].clone();
+    let old = now_ms() as i64 - 120_000;
+    let mut retry = sql(&url).await;
+    retry
+        .batch_execute(&format!(
+            "INSERT INTO events (source, id, event_type, received_at, headers, body, state, routes)
+                 VALUES ('s', 'e', 't', {old}, '[]', '\\x'::bytea, 'processed', '[]');
+             INSERT INTO deliveries (id, event_source, event_id, route, target, meta, state,
+                                     created_at, updated_at)
+                 VALUES ('d', 's', 'e', 'r', 't', '{{}}', 'dead', {old}, {old});"
+        ))
+        .await
+        .unwrap();
+    // The retry holds the row, uncommitted, while retention reaches it.
+    let t = retry.transaction().await.unwrap();
+    t.execute(
+        "UPDATE deliveries SET state = 'pending', updated_at = wasmhook_now_ms() WHERE id = 'd'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let later = now_ms() + 1;
+    let prune = tokio::spawn(async move { store.prune(later, later, later).await });
+    let watch = sql(&url).await;
+    // Until retention's delete waits for the retry's lock.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let waiting: i64 = watch
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE '%DELETE FROM deliveries%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retention never reached the row"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    t.commit().await.unwrap();
+    assert_eq!(prune.await.unwrap().unwrap(), Pruned::default());
+    assert!(n[0].event("e").await.unwrap().is_some(), "the event stays");
+    let state: String = watch
+        .query_one("SELECT state FROM deliveries WHERE id = 'd'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "pending");
+}

@@ -577,8 +577,10 @@ impl Store for SqliteStore {
                 .execute(params![event.source, event.id, routes])?;
                 Ok(ready)
             })
-            .await?;
+            .await;
+        // Even on an error: the commit may have landed.
         self.prune_cursor.again_from(received_at);
+        let ready = ready?;
         self.unfinished.fetch_sub(1, Ordering::AcqRel);
         self.hand_over(ready);
         Ok(())
@@ -638,8 +640,10 @@ impl Store for SqliteStore {
                 rows::replace_route_outcomes(t, &event, &route, &outcomes)?;
                 Ok(ready)
             })
-            .await?;
+            .await;
+        // Even on an error: the commit may have landed.
         self.prune_cursor.again_from(received_at);
+        let ready = ready?;
         self.hand_over(ready);
         Ok(())
     }
