@@ -733,6 +733,55 @@ fn sqlite(capacity: usize) -> Arc<dyn Store> {
     Arc::new(SqliteStore::open(None, false, capacity).unwrap())
 }
 
+/// What both stores' retention must do once `held` old events, each with
+/// a dead delivery, and the events `failed` and `orphan` (each with a
+/// failed route, `orphan` received well before `failed`) are stored: read
+/// every held event once; delete `failed` at the next pass once its route
+/// is re-run to nothing, each held event with its delivery, and `orphan`
+/// (whose failure `clear_failures` deletes behind the store's back) only
+/// at the rescan from the first.
+pub async fn held_events_go_with_their_last_delivery(
+    store: &dyn Store,
+    cursor: &prune_cursor::PruneCursor,
+    held: usize,
+    failed: Event,
+    clear_failures: impl Future<Output = ()>,
+) {
+    let later = now_ms() + 1;
+    // Dead work is young: everything is held, and read once.
+    assert_eq!(
+        store.prune(later, 0, later).await.unwrap(),
+        Pruned::default()
+    );
+    assert_eq!(cursor.after().1, "failed", "the pass read every old event");
+    // One failed route is re-run to no delivery; the other's row goes by
+    // hand: nothing holds either event now.
+    store
+        .record_rerun(failed, "r", processed(vec![], vec![]))
+        .await
+        .unwrap();
+    clear_failures.await;
+    let one = Pruned {
+        deliveries: 0,
+        events: 1,
+    };
+    assert_eq!(store.prune(later, 0, later).await.unwrap(), one);
+    assert!(store.event("failed").await.unwrap().is_none());
+    // Dead work comes of age: each event goes with its delivery.
+    assert_eq!(
+        store.prune(later, later, later).await.unwrap(),
+        Pruned {
+            deliveries: held,
+            events: held
+        }
+    );
+    assert!(store.event("orphan").await.unwrap().is_some());
+    // The other waits for the rescan from the first.
+    cursor.rescan_due();
+    assert_eq!(store.prune(later, later, later).await.unwrap(), one);
+    assert!(store.event("orphan").await.unwrap().is_none());
+}
+
 /// Options for test stores. The poll is long, so a test that passes shows
 /// that notices woke the waiters.
 pub fn pg_options(capacity: usize) -> PgOptions {

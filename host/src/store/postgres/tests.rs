@@ -377,48 +377,21 @@ async fn retention_reads_a_held_event_once_and_deletes_it_with_its_last_delivery
             .await
             .unwrap();
     }
-    let later = now_ms() + 1;
-    // Dead work is young: everything is held, and read once.
-    assert_eq!(
-        store.prune(later, 0, later).await.unwrap(),
-        Pruned::default()
-    );
-    assert_eq!(
-        store.prune_cursor.after().1,
-        "failed",
-        "the pass read every old event"
-    );
-    // One failed route is re-run to no delivery; the other's row goes by
-    // hand: nothing holds either event now.
-    store
-        .record_rerun(failed, "r", processed(vec![], vec![]))
-        .await
-        .unwrap();
-    sql(&url)
-        .await
-        .batch_execute("DELETE FROM route_failures")
-        .await
-        .unwrap();
-    let one = Pruned {
-        deliveries: 0,
-        events: 1,
+    let clear_failures = async {
+        sql(&url)
+            .await
+            .batch_execute("DELETE FROM route_failures")
+            .await
+            .unwrap();
     };
-    assert_eq!(store.prune(later, 0, later).await.unwrap(), one);
-    assert!(store.event("failed").await.unwrap().is_none());
-    // Dead work comes of age: each event goes with its delivery.
-    let all = held as usize;
-    assert_eq!(
-        store.prune(later, later, later).await.unwrap(),
-        Pruned {
-            deliveries: all,
-            events: all
-        }
-    );
-    assert!(store.event("orphan").await.unwrap().is_some());
-    // The other waits for the rescan from the first.
-    store.prune_cursor.rescan_due();
-    assert_eq!(store.prune(later, later, later).await.unwrap(), one);
-    assert!(store.event("orphan").await.unwrap().is_none());
+    crate::store::conformance::held_events_go_with_their_last_delivery(
+        &**store,
+        &store.prune_cursor,
+        held as usize,
+        failed,
+        clear_failures,
+    )
+    .await;
 }
 
 /// A dead delivery retried while retention deletes it (its row locked by
