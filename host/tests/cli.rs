@@ -19,10 +19,13 @@ fn check(dir: &Path, toml: &str) -> (bool, String, String) {
     )
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("wasmhook-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("plugins")).unwrap();
+/// A folder with an empty `plugins/`, removed when the test ends.
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("wasmhook-cli-{name}-"))
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
     dir
 }
 
@@ -43,7 +46,7 @@ targets = ["t"]
 #[test]
 fn a_valid_config_passes() {
     let dir = temp_dir("valid");
-    let (ok, stdout, stderr) = check(&dir, VALID);
+    let (ok, stdout, stderr) = check(dir.path(), VALID);
     assert!(ok, "{stderr}");
     assert!(
         stdout.starts_with("ok: 1 sources, 1 targets, 1 routes"),
@@ -54,7 +57,10 @@ fn a_valid_config_passes() {
 #[test]
 fn an_unknown_key_names_the_key_and_the_line() {
     let dir = temp_dir("unknown");
-    let (ok, _, stderr) = check(&dir, &format!("{VALID}\n[plugins]\ntimeout_msec = 5\n"));
+    let (ok, _, stderr) = check(
+        dir.path(),
+        &format!("{VALID}\n[plugins]\ntimeout_msec = 5\n"),
+    );
     assert!(!ok);
     assert!(stderr.contains("wasmhook.toml:15"), "{stderr}");
     assert!(stderr.contains("unknown field `timeout_msec`"), "{stderr}");
@@ -64,7 +70,7 @@ fn an_unknown_key_names_the_key_and_the_line() {
 fn a_route_to_an_unknown_target_is_an_error_with_the_line() {
     let dir = temp_dir("target");
     let (ok, _, stderr) = check(
-        &dir,
+        dir.path(),
         &VALID.replace(r#"targets = ["t"]"#, r#"targets = ["nope"]"#),
     );
     assert!(!ok);
@@ -79,7 +85,7 @@ fn a_route_to_an_unknown_target_is_an_error_with_the_line() {
 fn a_route_using_a_missing_plugin_fails_the_check() {
     let dir = temp_dir("plugin");
     let (ok, _, stderr) = check(
-        &dir,
+        dir.path(),
         &VALID.replace(r#"source = "s""#, "source = \"s\"\nplugins = [\"ghost\"]"),
     );
     assert!(!ok);
@@ -92,8 +98,8 @@ fn a_route_using_a_missing_plugin_fails_the_check() {
 #[test]
 fn a_broken_plugin_file_fails_the_check_with_the_reason() {
     let dir = temp_dir("broken");
-    std::fs::write(dir.join("plugins/junk.wasm"), b"\0asm\x01\0\0\0").unwrap();
-    let (ok, _, stderr) = check(&dir, VALID);
+    std::fs::write(dir.path().join("plugins/junk.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let (ok, _, stderr) = check(dir.path(), VALID);
     assert!(!ok);
     assert!(stderr.contains("plugin junk"), "{stderr}");
     assert!(
@@ -109,7 +115,7 @@ fn a_missing_env_var_is_named() {
         "url = \"http://127.0.0.1:9/hook\"",
         "url = \"http://127.0.0.1:9/hook\"\nsigning_secret = \"${WASMHOOK_TEST_UNSET_SECRET}\"",
     );
-    let (ok, _, stderr) = check(&dir, &toml);
+    let (ok, _, stderr) = check(dir.path(), &toml);
     assert!(!ok);
     assert!(
         stderr.contains("WASMHOOK_TEST_UNSET_SECRET is not set"),
