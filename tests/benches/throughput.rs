@@ -15,6 +15,8 @@
 //! event is acknowledged (202) only after its commit. Each run starts after
 //! a `sync`, so none pays for the disk writes of the one before.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmhook_e2e::load::{self, Pace, Sink, quantile};
@@ -297,31 +299,145 @@ async fn flat(n: u64, body: &str) {
     let router = router(&sink, &s).await;
     let url = router.url("/ingest/s");
     let first_second = sink.second_now();
+    let meter = SecondMeter::start(&sink, router.pid());
     let report = ingest(url, body, n, CLOSED).await;
     check(&report, "ingest");
     assert!(sink.wait_for(n, Duration::from_secs(900)).await);
+    let usage = meter.stop();
     // Whole seconds only: the first and last are partial.
     let per_second = sink.per_second();
-    let seconds = &per_second[first_second + 1..per_second.len().saturating_sub(1)];
+    let whole = first_second + 1..per_second.len().saturating_sub(1);
+    let seconds = &per_second[whole.clone()];
     let window = 10.min(seconds.len() / 2).max(1);
     let rate = |s: &[u64]| s.iter().sum::<u64>() as f64 / s.len() as f64;
     let first = rate(&seconds[..window]);
     let last = rate(&seconds[seconds.len() - window..]);
     let slowest = seconds.iter().min().copied().unwrap_or(0);
     let lat = sink.take_latencies();
+    // What each window cost the router per event, and what the machine's
+    // neighbours took meanwhile: a last window slower for the router's own
+    // work shows in the first, one slowed by the machine in the second.
+    let cost = |from: usize, to: usize| {
+        let (a, b) = (usage.at(whole.start + from), usage.at(whole.start + to));
+        let events: u64 = seconds[from..to].iter().sum();
+        let per_event = |secs: f64| secs * 1e6 / events.max(1) as f64;
+        let steal = (b.steal - a.steal) as f64 / (b.total - a.total).max(1) as f64;
+        format!(
+            "router {:>4.0} µs CPU/event (store thread {:>3.0}), steal {:>2.0} %",
+            per_event(b.router_cpu - a.router_cpu),
+            per_event(b.store_cpu - a.store_cpu),
+            steal * 100.0
+        )
+    };
     println!(
         "{:<17} redact plugin   {n} events, {SENDERS} senders, retention 5s: first {window} s {first:>6.0}/s, last {window} s {last:>6.0}/s ({:.2} of first), slowest second {slowest}/s  e2e p99 {:>6.2} ms",
         s.storage.label(),
         last / first,
         quantile(&lat, 0.99) as f64 / 1e3,
     );
+    println!(
+        "    first {window} s: {}; last {window} s: {}",
+        cost(0, window),
+        cost(seconds.len() - window, seconds.len())
+    );
     println!("    per second: {seconds:?}");
+}
+
+/// The router's CPU time and the machine's ticks at the start of each of
+/// the sink's seconds, read by a thread of its own as each second begins.
+struct SecondMeter {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Usage>>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    router_cpu: f64,
+    store_cpu: f64,
+    total: u64,
+    steal: u64,
+}
+
+/// [`Usage`] at the start of each second since the sink started.
+struct Usages(Vec<Usage>);
+
+impl Usages {
+    /// At the start of second `s` (the nearest one read, if the thread
+    /// missed it).
+    fn at(&self, s: usize) -> Usage {
+        let i = s.min(self.0.len().saturating_sub(1));
+        self.0.get(i).copied().unwrap_or_default()
+    }
+}
+
+impl SecondMeter {
+    fn start(sink: &Sink, pid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let origin = sink.started();
+        let thread = std::thread::spawn(move || {
+            let mut at = Vec::new();
+            loop {
+                let (total, steal) = machine_ticks();
+                let usage = Usage {
+                    router_cpu: cpu_secs(pid),
+                    store_cpu: store_thread_cpu_secs(pid),
+                    total,
+                    steal,
+                };
+                // Read as each second begins; one this thread woke too
+                // late for reads as the next. The meter stops at the next
+                // second's start, after the run's last second has begun.
+                let second = origin.elapsed().as_secs() as usize;
+                if at.len() <= second {
+                    at.resize(second + 1, usage);
+                }
+                if stopped.load(Ordering::Relaxed) {
+                    break;
+                }
+                let next = origin + Duration::from_secs(second as u64 + 1);
+                // A thread of its own, outside the runtime: it pauses only
+                // itself, until the next second.
+                #[allow(clippy::disallowed_methods)]
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            at
+        });
+        SecondMeter { stop, thread }
+    }
+
+    fn stop(self) -> Usages {
+        self.stop.store(true, Ordering::Relaxed);
+        Usages(self.thread.join().unwrap())
+    }
 }
 
 /// CPU time a process has used so far (all its threads, user and system),
 /// in seconds (Linux).
 fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_secs(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU time one of a process's threads has used so far, in seconds: the
+/// store thread's (`wasmhook-store`), or 0 if there is none.
+fn store_thread_cpu_secs(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim() == "wasmhook-store")
+        })
+        .map_or(0.0, |t| {
+            stat_cpu_secs(&t.path().join("stat").to_string_lossy())
+        })
+}
+
+/// The CPU time in a `/proc` `stat` file (a process's or a thread's).
+fn stat_cpu_secs(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // After the command name, which is in parentheses and may hold spaces:
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after it.
     let fields: Vec<&str> = stat

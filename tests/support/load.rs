@@ -162,6 +162,11 @@ impl Sink {
         self.state.per_second.lock().unwrap().clone()
     }
 
+    /// When the sink started: second 0 of [`Sink::per_second`].
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Seconds since the sink started (to index [`Sink::per_second`]).
     pub fn second_now(&self) -> usize {
         self.started.elapsed().as_secs() as usize
