@@ -138,77 +138,29 @@ impl Sender {
     }
 
     pub async fn attempt(&self, target: &Target, delivery: &Delivery) -> (Verdict, Reply) {
-        let event = &delivery.event;
-        let mut headers = HeaderMap::new();
-        for (name, value) in &event.headers {
-            if NOT_FORWARDED.contains(&name.as_str()) {
-                continue;
-            }
-            match (
-                HeaderName::try_from(name.as_str()),
-                // Bytes, not `&str`: a UTF-8 value (`Café`) is sent as received.
-                HeaderValue::from_bytes(value.as_bytes()),
-            ) {
-                (Ok(n), Ok(v)) => {
-                    headers.append(n, v);
-                }
-                // Only a plugin can make one (ingest stores what HTTP
-                // carried): say so rather than drop it unseen.
-                _ => tracing::warn!(
-                    delivery_id = %delivery.id,
-                    header = %name.escape_debug(),
-                    "not sending a header a plugin set: its name or value is not valid in HTTP"
-                ),
-            }
-        }
-        if !headers.contains_key(http::header::CONTENT_TYPE) {
-            headers.insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-        }
-        let timestamp = now_secs();
-        if crate::telemetry::enabled()
-            && let Some(parent) = crate::telemetry::traceparent(&tracing::Span::current())
-        {
-            // The target's work joins this attempt's span.
-            headers.insert(crate::telemetry::TRACEPARENT, header_value(&parent));
-        }
-        headers.insert("webhook-id", header_value(&delivery.id));
-        headers.insert("webhook-timestamp", header_value(&timestamp.to_string()));
-        if !target.signing_keys.is_empty() {
-            let sig = signing::signature_header(
-                target.signing_keys.iter().map(|k| k.expose()),
-                &delivery.id,
-                timestamp,
-                &event.body,
-            );
-            headers.insert("webhook-signature", header_value(&sig));
-        }
-
-        // What a client says of itself, unless the event already said it.
-        headers
-            .entry(http::header::USER_AGENT)
-            .or_insert(HeaderValue::from_static(USER_AGENT));
-        headers
-            .entry(http::header::ACCEPT)
-            .or_insert(HeaderValue::from_static("*/*"));
-        // A redirect is never followed: it would send the signed payload
-        // somewhere the config never named.
-        let mut request = http::Request::new(Body::new(event.body.clone()));
-        *request.method_mut() = http::Method::POST;
-        *request.headers_mut() = headers;
-        *request.uri_mut() = target.endpoint.uri.clone();
-        if let Some(basic) = &target.endpoint.basic_auth {
-            request
-                .headers_mut()
-                .insert(http::header::AUTHORIZATION, basic.clone());
-        }
         // The timeout covers connecting and the answer's head: once the
         // status came, the attempt has its verdict. The start of the body
         // that the log keeps is read within what is left of it, and a body
         // that stalls only cuts the excerpt short.
         let deadline = tokio::time::Instant::now() + target.timeout;
+        let mut sent_again = false;
+        let answer = loop {
+            let request = signed_request(target, delivery);
+            match tokio::time::timeout_at(deadline, self.client.request(request)).await {
+                // Sent once more, at once and within the same timeout: the
+                // target took none of it. Only once, as RFC 9113 (8.7)
+                // asks of a client.
+                Ok(Err(e)) if !sent_again && turned_away_unprocessed(&e) => {
+                    tracing::debug!(
+                        delivery_id = %delivery.id,
+                        "the target turned the request away unprocessed ({}); sending it again",
+                        root_cause(&e)
+                    );
+                    sent_again = true;
+                }
+                answer => break answer,
+            }
+        };
         let unanswered = |failure, error| {
             let reply = Reply {
                 failure: Some(failure),
@@ -220,22 +172,21 @@ impl Sender {
             };
             (verdict, reply)
         };
-        let (head, body) =
-            match tokio::time::timeout_at(deadline, self.client.request(request)).await {
-                Ok(Ok(answer)) => answer.into_parts(),
-                Ok(Err(e)) if e.is_connect() => {
-                    let why = root_cause(&e);
-                    return unanswered(Failure::Connect, format!("connection failed: {why}"));
-                }
-                Ok(Err(e)) => {
-                    let why = root_cause(&e);
-                    return unanswered(Failure::Other, format!("request failed: {why}"));
-                }
-                Err(_) => {
-                    let ms = target.timeout.as_millis();
-                    return unanswered(Failure::Timeout, format!("timed out after {ms} ms"));
-                }
-            };
+        let (head, body) = match answer {
+            Ok(Ok(answer)) => answer.into_parts(),
+            Ok(Err(e)) if e.is_connect() => {
+                let why = root_cause(&e);
+                return unanswered(Failure::Connect, format!("connection failed: {why}"));
+            }
+            Ok(Err(e)) => {
+                let why = root_cause(&e);
+                return unanswered(Failure::Other, format!("request failed: {why}"));
+            }
+            Err(_) => {
+                let ms = target.timeout.as_millis();
+                return unanswered(Failure::Timeout, format!("timed out after {ms} ms"));
+            }
+        };
         let excerpt = body_excerpt(body, deadline).await;
         let status = head.status;
         let retry_after = head
@@ -264,6 +215,96 @@ impl Sender {
         };
         (verdict, reply)
     }
+}
+
+/// The request that delivers `delivery` to `target`, signed now.
+fn signed_request(target: &Target, delivery: &Delivery) -> http::Request<Body> {
+    let event = &delivery.event;
+    let mut headers = HeaderMap::new();
+    for (name, value) in &event.headers {
+        if NOT_FORWARDED.contains(&name.as_str()) {
+            continue;
+        }
+        match (
+            HeaderName::try_from(name.as_str()),
+            // Bytes, not `&str`: a UTF-8 value (`Café`) is sent as received.
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            (Ok(n), Ok(v)) => {
+                headers.append(n, v);
+            }
+            // Only a plugin can make one (ingest stores what HTTP
+            // carried): say so rather than drop it unseen.
+            _ => tracing::warn!(
+                delivery_id = %delivery.id,
+                header = %name.escape_debug(),
+                "not sending a header a plugin set: its name or value is not valid in HTTP"
+            ),
+        }
+    }
+    if !headers.contains_key(http::header::CONTENT_TYPE) {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+    }
+    let timestamp = now_secs();
+    if crate::telemetry::enabled()
+        && let Some(parent) = crate::telemetry::traceparent(&tracing::Span::current())
+    {
+        // The target's work joins this attempt's span.
+        headers.insert(crate::telemetry::TRACEPARENT, header_value(&parent));
+    }
+    headers.insert("webhook-id", header_value(&delivery.id));
+    headers.insert("webhook-timestamp", header_value(&timestamp.to_string()));
+    if !target.signing_keys.is_empty() {
+        let sig = signing::signature_header(
+            target.signing_keys.iter().map(|k| k.expose()),
+            &delivery.id,
+            timestamp,
+            &event.body,
+        );
+        headers.insert("webhook-signature", header_value(&sig));
+    }
+
+    // What a client says of itself, unless the event already said it.
+    headers
+        .entry(http::header::USER_AGENT)
+        .or_insert(HeaderValue::from_static(USER_AGENT));
+    headers
+        .entry(http::header::ACCEPT)
+        .or_insert(HeaderValue::from_static("*/*"));
+    // A redirect is never followed: it would send the signed payload
+    // somewhere the config never named.
+    let mut request = http::Request::new(Body::new(event.body.clone()));
+    *request.method_mut() = http::Method::POST;
+    *request.headers_mut() = headers;
+    *request.uri_mut() = target.endpoint.uri.clone();
+    if let Some(basic) = &target.endpoint.basic_auth {
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, basic.clone());
+    }
+    request
+}
+
+/// Whether an HTTP/2 target turned the request away before it took any of
+/// it up, so that sending it again cannot deliver it twice (RFC 9113, 8.7):
+/// it refused the stream (`REFUSED_STREAM`), or it was closing the
+/// connection (`GOAWAY` with `NO_ERROR`, which fails only the streams past
+/// the last one it took).
+fn turned_away_unprocessed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if let Some(e) = e.downcast_ref::<h2::Error>() {
+            let reason = e.reason();
+            return e.is_remote()
+                && ((e.is_reset() && reason == Some(h2::Reason::REFUSED_STREAM))
+                    || (e.is_go_away() && reason == Some(h2::Reason::NO_ERROR)));
+        }
+        cause = e.source();
+    }
+    false
 }
 
 fn header_value(s: &str) -> HeaderValue {
@@ -333,6 +374,108 @@ mod tests {
         body: Bytes,
     }
 
+    /// TLS with the test certificate, offering the `alpn` protocols.
+    fn tls_acceptor(alpn: Vec<Vec<u8>>) -> tokio_rustls::TlsAcceptor {
+        let cert = CertificateDer::from_pem_slice(CERT).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(KEY).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        config.alpn_protocols = alpn;
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+
+    /// How an HTTP/2 target treats the first request it is sent (or, for
+    /// `GoAway`, its first connection); it answers every other one 200.
+    #[derive(Clone, Copy)]
+    enum First {
+        /// Resets the stream with this reason.
+        Reset(h2::Reason),
+        /// Says `GOAWAY` (`NO_ERROR`) before it reads a stream.
+        GoAway,
+    }
+
+    /// An HTTPS target on 127.0.0.1 that speaks only HTTP/2. Returns its
+    /// address, and how many streams it received and connections it took.
+    async fn h2_target(first: First) -> (std::net::SocketAddr, Arc<Mutex<(usize, usize)>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tls_acceptor(vec![b"h2".to_vec()]);
+        let seen = Arc::new(Mutex::new((0, 0)));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let connection = {
+                    let mut seen = log.lock().unwrap();
+                    seen.1 += 1;
+                    seen.1
+                };
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    continue;
+                };
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let Ok(mut h2) = h2::server::handshake(stream).await else {
+                        return;
+                    };
+                    if matches!(first, First::GoAway) && connection == 1 {
+                        h2.abrupt_shutdown(h2::Reason::NO_ERROR);
+                    }
+                    while let Some(Ok((_request, mut respond))) = h2.accept().await {
+                        let n = {
+                            let mut seen = log.lock().unwrap();
+                            seen.0 += 1;
+                            seen.0
+                        };
+                        match first {
+                            First::Reset(reason) if n == 1 => respond.send_reset(reason),
+                            _ => {
+                                let _ = respond.send_response(http::Response::new(()), true);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test]
+    async fn a_request_an_http2_target_turned_away_unprocessed_is_sent_again_at_once() {
+        let d = delivery(&[], r#"{"n":3}"#);
+        let sender = trusting_the_test_certificate();
+
+        // A refused stream is sent again on the same connection.
+        let (addr, seen) = h2_target(First::Reset(h2::Reason::REFUSED_STREAM)).await;
+        let (verdict, reply) = sender.attempt(&to(&format!("https://{addr}/")), &d).await;
+        assert_eq!(verdict, Verdict::Success, "{reply:?}");
+        assert_eq!(*seen.lock().unwrap(), (2, 1), "(streams, connections)");
+
+        // One past a closing connection's last stream, on a new connection.
+        let (addr, seen) = h2_target(First::GoAway).await;
+        let (verdict, reply) = sender.attempt(&to(&format!("https://{addr}/")), &d).await;
+        assert_eq!(verdict, Verdict::Success, "{reply:?}");
+        assert_eq!(seen.lock().unwrap().1, 2, "connections");
+
+        // A stream reset for any other reason may have been acted on: it is
+        // an attempt that failed, not sent again.
+        let (addr, seen) = h2_target(First::Reset(h2::Reason::INTERNAL_ERROR)).await;
+        let (verdict, reply) = sender.attempt(&to(&format!("https://{addr}/")), &d).await;
+        assert_eq!(reply.status, None);
+        match verdict {
+            Verdict::Retryable { error, .. } => assert_eq!(
+                error,
+                "request failed: stream error received: unexpected internal error encountered"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(seen.lock().unwrap().0, 1, "streams");
+    }
+
     /// A target on 127.0.0.1 that records each request and answers it with
     /// `status`, `headers` and `body`; with `tls`, over HTTPS with the test
     /// certificate. Returns its address and what it saw.
@@ -345,18 +488,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let acceptor = tls.then(|| {
-            let cert = CertificateDer::from_pem_slice(CERT).unwrap();
-            let key = PrivateKeyDer::from_pem_slice(KEY).unwrap();
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(vec![cert], key)
-                .unwrap();
-            tokio_rustls::TlsAcceptor::from(Arc::new(config))
-        });
+        let acceptor = tls.then(|| tls_acceptor(Vec::new()));
         let log = seen.clone();
         tokio::spawn(async move {
             loop {
