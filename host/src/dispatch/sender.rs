@@ -145,7 +145,7 @@ impl Sender {
         let deadline = tokio::time::Instant::now() + target.timeout;
         let mut sent_again = false;
         let answer = loop {
-            let request = signed_request(target, delivery);
+            let request = signed_request(target, delivery, !sent_again);
             match tokio::time::timeout_at(deadline, self.client.request(request)).await {
                 // Sent once more, at once and within the same timeout: the
                 // target took none of it. Only once, as RFC 9113 (8.7)
@@ -217,8 +217,9 @@ impl Sender {
     }
 }
 
-/// The request that delivers `delivery` to `target`, signed now.
-fn signed_request(target: &Target, delivery: &Delivery) -> http::Request<Body> {
+/// The request that delivers `delivery` to `target`, signed now; `warn`
+/// about the headers it cannot send.
+fn signed_request(target: &Target, delivery: &Delivery, warn: bool) -> http::Request<Body> {
     let event = &delivery.event;
     let mut headers = HeaderMap::new();
     for (name, value) in &event.headers {
@@ -234,12 +235,14 @@ fn signed_request(target: &Target, delivery: &Delivery) -> http::Request<Body> {
                 headers.append(n, v);
             }
             // Only a plugin can make one (ingest stores what HTTP
-            // carried): say so rather than drop it unseen.
-            _ => tracing::warn!(
+            // carried): say so rather than drop it unseen (once, not again
+            // as the request is built again).
+            _ if warn => tracing::warn!(
                 delivery_id = %delivery.id,
                 header = %name.escape_debug(),
                 "not sending a header a plugin set: its name or value is not valid in HTTP"
             ),
+            _ => {}
         }
     }
     if !headers.contains_key(http::header::CONTENT_TYPE) {
@@ -399,20 +402,28 @@ mod tests {
         GoAway,
     }
 
+    /// What an HTTP/2 target saw: the streams it took (each request's
+    /// `webhook-signature` and body), and how many connections.
+    #[derive(Default)]
+    struct H2Seen {
+        streams: Vec<(Option<HeaderValue>, Bytes)>,
+        connections: usize,
+    }
+
     /// An HTTPS target on 127.0.0.1 that speaks only HTTP/2. Returns its
-    /// address, and how many streams it received and connections it took.
-    async fn h2_target(first: First) -> (std::net::SocketAddr, Arc<Mutex<(usize, usize)>>) {
+    /// address and what it saw.
+    async fn h2_target(first: First) -> (std::net::SocketAddr, Arc<Mutex<H2Seen>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let acceptor = tls_acceptor(vec![b"h2".to_vec()]);
-        let seen = Arc::new(Mutex::new((0, 0)));
+        let seen = Arc::new(Mutex::new(H2Seen::default()));
         let log = seen.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let connection = {
                     let mut seen = log.lock().unwrap();
-                    seen.1 += 1;
-                    seen.1
+                    seen.connections += 1;
+                    seen.connections
                 };
                 let Ok(stream) = acceptor.accept(stream).await else {
                     continue;
@@ -425,11 +436,18 @@ mod tests {
                     if matches!(first, First::GoAway) && connection == 1 {
                         h2.abrupt_shutdown(h2::Reason::NO_ERROR);
                     }
-                    while let Some(Ok((_request, mut respond))) = h2.accept().await {
+                    while let Some(Ok((request, mut respond))) = h2.accept().await {
+                        let (head, mut body) = request.into_parts();
+                        let mut bytes = Vec::new();
+                        while let Some(Ok(chunk)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(chunk.len());
+                            bytes.extend_from_slice(&chunk);
+                        }
                         let n = {
                             let mut seen = log.lock().unwrap();
-                            seen.0 += 1;
-                            seen.0
+                            let signature = head.headers.get("webhook-signature").cloned();
+                            seen.streams.push((signature, Bytes::from(bytes)));
+                            seen.streams.len()
                         };
                         match first {
                             First::Reset(reason) if n == 1 => respond.send_reset(reason),
@@ -448,18 +466,35 @@ mod tests {
     async fn a_request_an_http2_target_turned_away_unprocessed_is_sent_again_at_once() {
         let d = delivery(&[], r#"{"n":3}"#);
         let sender = trusting_the_test_certificate();
+        let signed = |addr| Target {
+            signing_keys: vec![
+                crate::config::decode_whsec("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
+            ],
+            ..to(&format!("https://{addr}/"))
+        };
 
-        // A refused stream is sent again on the same connection.
+        // A refused stream is sent again on the same connection, whole and
+        // signed.
         let (addr, seen) = h2_target(First::Reset(h2::Reason::REFUSED_STREAM)).await;
-        let (verdict, reply) = sender.attempt(&to(&format!("https://{addr}/")), &d).await;
+        let (verdict, reply) = sender.attempt(&signed(addr), &d).await;
         assert_eq!(verdict, Verdict::Success, "{reply:?}");
-        assert_eq!(*seen.lock().unwrap(), (2, 1), "(streams, connections)");
+        {
+            let seen = seen.lock().unwrap();
+            assert_eq!((seen.streams.len(), seen.connections), (2, 1));
+            let (signature, body) = &seen.streams[1];
+            assert!(signature.is_some());
+            assert_eq!(body, r#"{"n":3}"#);
+        }
 
-        // One past a closing connection's last stream, on a new connection.
+        // One past a closing connection's last stream goes again on a new
+        // connection: the first took no stream.
         let (addr, seen) = h2_target(First::GoAway).await;
-        let (verdict, reply) = sender.attempt(&to(&format!("https://{addr}/")), &d).await;
+        let (verdict, reply) = sender.attempt(&signed(addr), &d).await;
         assert_eq!(verdict, Verdict::Success, "{reply:?}");
-        assert_eq!(seen.lock().unwrap().1, 2, "connections");
+        {
+            let seen = seen.lock().unwrap();
+            assert_eq!((seen.streams.len(), seen.connections), (1, 2));
+        }
 
         // A stream reset for any other reason may have been acted on: it is
         // an attempt that failed, not sent again.
@@ -473,7 +508,7 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
-        assert_eq!(seen.lock().unwrap().0, 1, "streams");
+        assert_eq!(seen.lock().unwrap().streams.len(), 1);
     }
 
     /// A target on 127.0.0.1 that records each request and answers it with
