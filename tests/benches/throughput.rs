@@ -318,16 +318,10 @@ async fn flat(n: u64, body: &str) {
     // neighbours took meanwhile: a last window slower for the router's own
     // work shows in the first, one slowed by the machine in the second.
     let cost = |from: usize, to: usize| {
-        let (a, b) = (usage.at(whole.start + from), usage.at(whole.start + to));
-        let events: u64 = seconds[from..to].iter().sum();
-        let per_event = |secs: f64| secs * 1e6 / events.max(1) as f64;
-        let steal = (b.steal - a.steal) as f64 / (b.total - a.total).max(1) as f64;
-        format!(
-            "router {:>4.0} µs CPU/event (store thread {:>3.0}), steal {:>2.0} %",
-            per_event(b.router_cpu - a.router_cpu),
-            per_event(b.store_cpu - a.store_cpu),
-            steal * 100.0
-        )
+        let events = seconds[from..to].iter().sum();
+        usage
+            .at(whole.start + to)
+            .since(&usage.at(whole.start + from), events)
     };
     println!(
         "{:<17} redact plugin   {n} events, {SENDERS} senders, retention 5s: first {window} s {first:>6.0}/s, last {window} s {last:>6.0}/s ({:.2} of first), slowest second {slowest}/s  e2e p99 {:>6.2} ms",
@@ -343,19 +337,53 @@ async fn flat(n: u64, body: &str) {
     println!("    per second: {seconds:?}");
 }
 
-/// The router's CPU time and the machine's ticks at the start of each of
-/// the sink's seconds, read by a thread of its own as each second begins.
+/// [`Usage`] at the start of each of the sink's seconds, read by a thread
+/// of its own as each second begins.
 struct SecondMeter {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<Vec<Usage>>,
 }
 
+/// The routers' CPU time and their store threads', and the machine's
+/// ticks and steal, as read at one moment.
 #[derive(Clone, Copy, Default)]
 struct Usage {
     router_cpu: f64,
     store_cpu: f64,
     total: u64,
     steal: u64,
+}
+
+impl Usage {
+    fn read(pids: &[u32]) -> Self {
+        let (total, steal) = machine_ticks();
+        Usage {
+            router_cpu: pids.iter().map(|p| cpu_secs(*p)).sum(),
+            store_cpu: pids.iter().map(|p| store_thread_cpu_secs(*p)).sum(),
+            total,
+            steal,
+        }
+    }
+
+    /// "router X µs CPU/event (store thread Y), steal Z %", for `events`
+    /// since `earlier` (without the store thread for a store that has none:
+    /// `memory://`, PostgreSQL).
+    fn since(&self, earlier: &Usage, events: u64) -> String {
+        let per_event = |secs: f64| secs * 1e6 / events.max(1) as f64;
+        let stolen = self.steal.saturating_sub(earlier.steal) as f64
+            / self.total.saturating_sub(earlier.total).max(1) as f64;
+        let store = self.store_cpu - earlier.store_cpu;
+        let store = if store > 0.0 {
+            format!(" (store thread {:>3.0})", per_event(store))
+        } else {
+            String::new()
+        };
+        format!(
+            "router {:>4.0} µs CPU/event{store}, steal {:>2.0} %",
+            per_event(self.router_cpu - earlier.router_cpu),
+            stolen * 100.0
+        )
+    }
 }
 
 /// [`Usage`] at the start of each second since the sink started.
@@ -378,13 +406,7 @@ impl SecondMeter {
         let thread = std::thread::spawn(move || {
             let mut at = Vec::new();
             loop {
-                let (total, steal) = machine_ticks();
-                let usage = Usage {
-                    router_cpu: cpu_secs(pid),
-                    store_cpu: store_thread_cpu_secs(pid),
-                    total,
-                    steal,
-                };
+                let usage = Usage::read(&[pid]);
                 // Read as each second begins; one this thread woke too
                 // late for reads as the next. The meter stops at the next
                 // second's start, after the run's last second has begun.
@@ -477,36 +499,17 @@ fn machine_ticks() -> (u64, u64) {
 /// machine's time stolen by its neighbours meanwhile.
 struct Cost {
     pids: Vec<u32>,
-    router_cpu: f64,
-    machine: (u64, u64),
+    start: Usage,
 }
 
 impl Cost {
     fn start(pids: Vec<u32>) -> Self {
-        let mut cost = Cost {
-            pids,
-            router_cpu: 0.0,
-            machine: machine_ticks(),
-        };
-        cost.router_cpu = cost.routers_cpu();
-        cost
+        let start = Usage::read(&pids);
+        Cost { pids, start }
     }
 
-    fn routers_cpu(&self) -> f64 {
-        self.pids.iter().map(|p| cpu_secs(*p)).sum()
-    }
-
-    /// "router X µs CPU/event, steal Y %".
     fn report(&self, events: u64) -> String {
-        let used = self.routers_cpu() - self.router_cpu;
-        let (total, steal) = machine_ticks();
-        let stolen = steal.saturating_sub(self.machine.1) as f64
-            / total.saturating_sub(self.machine.0).max(1) as f64;
-        format!(
-            "router {:>4.0} µs CPU/event, steal {:>2.0} %",
-            used * 1e6 / events as f64,
-            stolen * 100.0
-        )
+        Usage::read(&self.pids).since(&self.start, events)
     }
 }
 
