@@ -96,6 +96,15 @@ impl PruneCursor {
         }
     }
 
+    /// Waits for `commit`, which processes or re-runs the event received at
+    /// `received_at`, then reads that event again ([`Self::again_from`]):
+    /// even if the commit reports an error, since it may have landed.
+    pub async fn again_after<T>(&self, received_at: u64, commit: impl Future<Output = T>) -> T {
+        let outcome = commit.await;
+        self.again_from(received_at);
+        outcome
+    }
+
     /// Where the next pass would read from, without starting it.
     #[cfg(test)]
     pub fn after(&self) -> EventKey {

@@ -849,12 +849,8 @@ impl Store for PostgresStore {
 
     async fn complete_event(&self, event: Event, processed: Processed) -> Result<(), StoreError> {
         let received_at = event.received_at;
-        let committed = self
-            .committed(self.record_processed(event, processed))
-            .await;
-        // Even on an error: the commit may have landed.
-        self.prune_cursor.again_from(received_at);
-        committed
+        let commit = self.committed(self.record_processed(event, processed));
+        self.prune_cursor.again_after(received_at, commit).await
     }
 
     async fn failed_routes(
@@ -942,10 +938,10 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        let committed = t.commit().await;
-        // Even on an error: the commit may have landed.
-        self.prune_cursor.again_from(event.received_at);
-        committed.map_err(pg)?;
+        self.prune_cursor
+            .again_after(event.received_at, t.commit())
+            .await
+            .map_err(pg)?;
         self.wake_targets(&targets);
         Ok(())
     }

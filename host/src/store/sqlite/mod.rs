@@ -566,21 +566,16 @@ impl Store for SqliteStore {
         let routes = codec::routes_json(&processed.routes);
         let targets = self.targets.clone();
         let received_at = event.received_at;
-        let ready = self
-            .writer
-            .run(move |t| {
-                let now = now_ms() as i64;
-                let ready = Self::insert_result(&targets, t, &event, processed, now)?;
-                t.prepare_cached(
-                    "UPDATE events SET state = 'processed', routes = ?3 WHERE source = ?1 AND id = ?2",
-                )?
-                .execute(params![event.source, event.id, routes])?;
-                Ok(ready)
-            })
-            .await;
-        // Even on an error: the commit may have landed.
-        self.prune_cursor.again_from(received_at);
-        let ready = ready?;
+        let commit = self.writer.run(move |t| {
+            let now = now_ms() as i64;
+            let ready = Self::insert_result(&targets, t, &event, processed, now)?;
+            t.prepare_cached(
+                "UPDATE events SET state = 'processed', routes = ?3 WHERE source = ?1 AND id = ?2",
+            )?
+            .execute(params![event.source, event.id, routes])?;
+            Ok(ready)
+        });
+        let ready = self.prune_cursor.again_after(received_at, commit).await?;
         self.unfinished.fetch_sub(1, Ordering::AcqRel);
         self.hand_over(ready);
         Ok(())
@@ -627,23 +622,18 @@ impl Store for SqliteStore {
         let route = route.to_string();
         let targets = self.targets.clone();
         let received_at = event.received_at;
-        let ready = self
-            .writer
-            .run(move |t| {
-                let now = now_ms() as i64;
-                t.execute(
-                    "DELETE FROM route_failures WHERE event_source = ?1 AND event_id = ?2 AND route = ?3",
-                    params![event.source, event.id, route],
-                )?;
-                let outcomes = processed.routes.clone();
-                let ready = Self::insert_result(&targets, t, &event, processed, now)?;
-                rows::replace_route_outcomes(t, &event, &route, &outcomes)?;
-                Ok(ready)
-            })
-            .await;
-        // Even on an error: the commit may have landed.
-        self.prune_cursor.again_from(received_at);
-        let ready = ready?;
+        let commit = self.writer.run(move |t| {
+            let now = now_ms() as i64;
+            t.execute(
+                "DELETE FROM route_failures WHERE event_source = ?1 AND event_id = ?2 AND route = ?3",
+                params![event.source, event.id, route],
+            )?;
+            let outcomes = processed.routes.clone();
+            let ready = Self::insert_result(&targets, t, &event, processed, now)?;
+            rows::replace_route_outcomes(t, &event, &route, &outcomes)?;
+            Ok(ready)
+        });
+        let ready = self.prune_cursor.again_after(received_at, commit).await?;
         self.hand_over(ready);
         Ok(())
     }
