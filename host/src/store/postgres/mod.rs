@@ -46,6 +46,9 @@ pub const PIPELINE_LEASE: Duration = Duration::from_secs(60);
 const BACKLOG_RECOUNT: Duration = Duration::from_millis(250);
 /// Rows one retention statement deletes.
 const PRUNE_CHUNK: i64 = 1000;
+/// Events a pass leaves for the next one to check again (see
+/// `PostgresStore::recheck`), at most: past that, the rescan finds them.
+const RECHECK_MAX: usize = 10_000;
 
 /// The connection and wake-up settings (`[storage]`).
 #[derive(Debug, Clone)]
@@ -72,6 +75,11 @@ pub struct PostgresStore {
     /// This node's retention reading of old events: each node prunes, and
     /// each reads every event once (see `PruneCursor`).
     prune_cursor: PruneCursor,
+    /// Events whose deliveries this node's last pass deleted, but which
+    /// stayed while their other deliveries, all finished, were still there:
+    /// another node may have been deleting those at once, each statement
+    /// seeing the other's, so the next pass checks them again.
+    recheck: Mutex<Vec<(String, String)>>,
 }
 
 impl Drop for PostgresStore {
@@ -202,6 +210,7 @@ impl PostgresStore {
             listener,
             commits: std::sync::OnceLock::new(),
             prune_cursor: PruneCursor::new(),
+            recheck: Mutex::new(Vec::new()),
         })
     }
 
@@ -1330,6 +1339,30 @@ impl Store for PostgresStore {
         );
         let c = self.client().await?;
         let mut pruned = Pruned::default();
+        // Those the last pass left for a second look (see `recheck`).
+        let again = std::mem::take(&mut *self.recheck.lock().expect("recheck"));
+        if !again.is_empty() {
+            let (sources, ids): (Vec<_>, Vec<_>) = again.iter().cloned().unzip();
+            match c
+                .execute(
+                    "DELETE FROM events v
+                     WHERE (v.source, v.id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+                       AND v.received_at < $3 AND v.state = 'processed'
+                       AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                       WHERE d.event_source = v.source AND d.event_id = v.id)
+                       AND NOT EXISTS (SELECT 1 FROM route_failures f
+                                       WHERE f.event_source = v.source AND f.event_id = v.id)",
+                    &[&sources, &ids, &e],
+                )
+                .await
+            {
+                Ok(n) => pruned.events += n as usize,
+                Err(err) => {
+                    *self.recheck.lock().expect("recheck") = again;
+                    return Err(pg(err));
+                }
+            }
+        }
         // In chunks, each its own statement: short locks, short
         // transactions. An event leaves with its last delivery, if it is
         // old enough. (The statement's snapshot still sees the deliveries it
@@ -1360,8 +1393,19 @@ impl Store for PostgresStore {
                                              AND NOT EXISTS (SELECT 1 FROM d WHERE d.id = x.id))
                            AND NOT EXISTS (SELECT 1 FROM route_failures f
                                            WHERE f.event_source = v.source AND f.event_id = v.id)
-                         RETURNING 1)
-                     SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM gone)",
+                         RETURNING v.source, v.id),
+                     -- Those that stay while every other delivery of theirs
+                     -- is finished: another node may be deleting those.
+                     kept AS (
+                         SELECT DISTINCT d.event_source, d.event_id FROM d
+                         WHERE NOT EXISTS (SELECT 1 FROM gone g
+                                           WHERE g.source = d.event_source AND g.id = d.event_id)
+                           AND NOT EXISTS (SELECT 1 FROM deliveries x
+                                           WHERE x.event_source = d.event_source AND x.event_id = d.event_id
+                                             AND x.state <> 'delivered' AND x.state <> 'dead'))
+                     SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM gone),
+                            (SELECT COALESCE(array_agg(event_source), '{}') FROM kept),
+                            (SELECT COALESCE(array_agg(event_id), '{}') FROM kept)",
                     &[&d, &x, &PRUNE_CHUNK, &e],
                 )
                 .await
@@ -1369,6 +1413,14 @@ impl Store for PostgresStore {
             let (n, events) = (r.get::<_, i64>(0), r.get::<_, i64>(1));
             pruned.deliveries += n as usize;
             pruned.events += events as usize;
+            let kept = r
+                .get::<_, Vec<String>>(2)
+                .into_iter()
+                .zip(r.get::<_, Vec<String>>(3));
+            let mut recheck = self.recheck.lock().expect("recheck");
+            let room = RECHECK_MAX.saturating_sub(recheck.len());
+            recheck.extend(kept.take(room));
+            drop(recheck);
             if n < PRUNE_CHUNK {
                 break;
             }

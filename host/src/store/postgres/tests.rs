@@ -44,6 +44,59 @@ async fn with_deliveries(store: &PostgresStore, id: &str, n: usize) {
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// Event `e`, processed two minutes ago, with `deliveries` (id, target,
+/// state) finished then, written by a client of its own, which is returned
+/// with the time.
+async fn an_old_event(
+    url: &str,
+    deliveries: &[(&str, &str, &str)],
+) -> (tokio_postgres::Client, i64) {
+    let old = now_ms() as i64 - 120_000;
+    let rows: Vec<String> = deliveries
+        .iter()
+        .map(|(id, target, state)| {
+            format!("('{id}', 's', 'e', 'r', '{target}', '{{}}', '{state}', {old}, {old})")
+        })
+        .collect();
+    let client = sql(url).await;
+    client
+        .batch_execute(&format!(
+            "INSERT INTO events (source, id, event_type, received_at, headers, body, state, routes)
+                 VALUES ('s', 'e', 't', {old}, '[]', '\\x'::bytea, 'processed', '[]');
+             INSERT INTO deliveries (id, event_source, event_id, route, target, meta, state,
+                                     created_at, updated_at)
+                 VALUES {};",
+            rows.join(", ")
+        ))
+        .await
+        .unwrap();
+    (client, old)
+}
+
+/// Until a retention statement deleting deliveries waits for a row lock.
+async fn until_retention_waits_for_a_lock(watch: &tokio_postgres::Client) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let waiting: i64 = watch
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE '%DELETE FROM deliveries%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retention never reached the row"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_nodes_claim_every_delivery_exactly_once() {
     let Some((_, n)) = nodes("two_nodes_claim", 2, pg_options(100)).await else {
@@ -403,18 +456,7 @@ async fn retention_keeps_a_delivery_retried_while_it_runs() {
         return;
     };
     let store = n[0].clone();
-    let old = now_ms() as i64 - 120_000;
-    let mut retry = sql(&url).await;
-    retry
-        .batch_execute(&format!(
-            "INSERT INTO events (source, id, event_type, received_at, headers, body, state, routes)
-                 VALUES ('s', 'e', 't', {old}, '[]', '\\x'::bytea, 'processed', '[]');
-             INSERT INTO deliveries (id, event_source, event_id, route, target, meta, state,
-                                     created_at, updated_at)
-                 VALUES ('d', 's', 'e', 'r', 't', '{{}}', 'dead', {old}, {old});"
-        ))
-        .await
-        .unwrap();
+    let (mut retry, _) = an_old_event(&url, &[("d", "t", "dead")]).await;
     // The retry holds the row, uncommitted, while retention reaches it.
     let t = retry.transaction().await.unwrap();
     t.execute(
@@ -427,26 +469,7 @@ async fn retention_keeps_a_delivery_retried_while_it_runs() {
     let prune = tokio::spawn(async move { store.prune(later, later, later).await });
     let watch = sql(&url).await;
     // Until retention's delete waits for the retry's lock.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let waiting: i64 = watch
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE wait_event_type = 'Lock' AND query LIKE '%DELETE FROM deliveries%'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "retention never reached the row"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_retention_waits_for_a_lock(&watch).await;
     t.commit().await.unwrap();
     assert_eq!(prune.await.unwrap().unwrap(), Pruned::default());
     assert!(n[0].event("e").await.unwrap().is_some(), "the event stays");
@@ -456,4 +479,47 @@ async fn retention_keeps_a_delivery_retried_while_it_runs() {
         .unwrap()
         .get(0);
     assert_eq!(state, "pending");
+}
+
+/// Two nodes deleting the last two deliveries of an event at once: each
+/// statement sees the other's delivery still there, so neither deletes the
+/// event. The node left with it checks it again at its next pass, and it
+/// goes then, not at the rescan ten minutes on (the reading has passed it).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_freed_by_two_nodes_at_once_goes_at_the_next_pass() {
+    let Some((url, n)) = nodes("retention_two_nodes_free", 1, pg_options(10)).await else {
+        return;
+    };
+    let store = n[0].clone();
+    let (mut other, old) =
+        an_old_event(&url, &[("d1", "a", "delivered"), ("d2", "b", "delivered")]).await;
+    // A pass while its deliveries are younger than retention: the reading
+    // of old events passes the event, which stays.
+    let later = now_ms() + 1;
+    let p = store.prune(old as u64 - 1, 0, later).await.unwrap();
+    assert_eq!(p, Pruned::default());
+    // The other node's statement has deleted `d2`, and not committed yet.
+    let t = other.transaction().await.unwrap();
+    t.execute("DELETE FROM deliveries WHERE id = 'd2'", &[])
+        .await
+        .unwrap();
+    let racing = store.clone();
+    let prune = tokio::spawn(async move { racing.prune(later, 0, later).await });
+    let watch = sql(&url).await;
+    // Until this node's delete waits for the other's lock on `d2`.
+    until_retention_waits_for_a_lock(&watch).await;
+    t.commit().await.unwrap();
+    let p = prune.await.unwrap().unwrap();
+    assert_eq!((p.deliveries, p.events), (1, 0), "the race, as it happens");
+    assert!(n[0].event("e").await.unwrap().is_some());
+    // The next pass deletes it.
+    let p = n[0].prune(later, 0, later).await.unwrap();
+    assert_eq!((p.deliveries, p.events), (0, 1));
+    assert!(n[0].event("e").await.unwrap().is_none());
+    // And checks it only once.
+    assert_eq!(
+        n[0].prune(later, 0, later).await.unwrap(),
+        Pruned::default()
+    );
+    assert!(n[0].recheck.lock().unwrap().is_empty());
 }
