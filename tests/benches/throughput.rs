@@ -343,6 +343,22 @@ async fn flat(n: u64, body: &str) {
         cost(seconds.len() - window, seconds.len())
     );
     println!("    per second: {seconds:?}");
+    // Each second's cost, to tell a step (pruning starting) from a climb.
+    let by_second: Vec<String> = (0..seconds.len())
+        .map(|i| {
+            let (from, to) = (usage.at(whole.start + i), usage.at(whole.start + i + 1));
+            let per_event = |secs: f64| secs * 1e6 / seconds[i].max(1) as f64;
+            format!(
+                "{:.0}/{:.0}",
+                per_event(to.store_cpu - from.store_cpu),
+                per_event(to.router_cpu - from.router_cpu)
+            )
+        })
+        .collect();
+    println!(
+        "    CPU µs per event by second (store thread/router): {}",
+        by_second.join(" ")
+    );
 }
 
 /// [`Usage`] at the start of each of the sink's seconds, read by a thread
@@ -352,12 +368,14 @@ struct SecondMeter {
     thread: std::thread::JoinHandle<Vec<Usage>>,
 }
 
-/// The routers' CPU time and their store threads', and the machine's
-/// ticks and steal, as read at one moment.
+/// The routers' CPU time, their store threads' and their store's log
+/// threads' (fsync, checkpoint), and the machine's ticks and steal, as
+/// read at one moment.
 #[derive(Clone, Copy, Default)]
 struct Usage {
     router_cpu: f64,
     store_cpu: f64,
+    log_cpu: f64,
     total: u64,
     steal: u64,
 }
@@ -367,22 +385,28 @@ impl Usage {
         let (total, steal) = machine_ticks();
         Usage {
             router_cpu: pids.iter().map(|p| cpu_secs(*p)).sum(),
-            store_cpu: pids.iter().map(|p| store_thread_cpu_secs(*p)).sum(),
+            store_cpu: pids.iter().map(|p| threads_cpu_secs(*p, STORE)).sum(),
+            log_cpu: pids.iter().map(|p| threads_cpu_secs(*p, LOG)).sum(),
             total,
             steal,
         }
     }
 
-    /// "router X µs CPU/event (store thread Y), steal Z %", for `events`
-    /// since `earlier` (without the store thread for a store that has none:
-    /// `memory://`, PostgreSQL).
+    /// "router X µs CPU/event (store thread Y, fsync and checkpoint W),
+    /// steal Z %", for `events` since `earlier` (without the store's threads
+    /// for a store that has none: `memory://`, PostgreSQL).
     fn since(&self, earlier: &Usage, events: u64) -> String {
         let per_event = |secs: f64| secs * 1e6 / events.max(1) as f64;
         let stolen = self.steal.saturating_sub(earlier.steal) as f64
             / self.total.saturating_sub(earlier.total).max(1) as f64;
         let store = self.store_cpu - earlier.store_cpu;
+        let log = self.log_cpu - earlier.log_cpu;
         let store = if store > 0.0 {
-            format!(" (store thread {:>3.0})", per_event(store))
+            format!(
+                " (store thread {:>3.0}, fsync and checkpoint {:>2.0})",
+                per_event(store),
+                per_event(log)
+            )
         } else {
             String::new()
         };
@@ -448,21 +472,25 @@ fn cpu_secs(pid: u32) -> f64 {
     stat_cpu_secs(&format!("/proc/{pid}/stat"))
 }
 
-/// CPU time one of a process's threads has used so far, in seconds: the
-/// store thread's (`wasmhook-store`), or 0 if there is none.
-fn store_thread_cpu_secs(pid: u32) -> f64 {
+/// The SQLite store's writer thread.
+const STORE: &[&str] = &["wasmhook-store"];
+/// The SQLite store's threads that fsync and checkpoint its log (the
+/// kernel keeps the first 15 bytes of a thread's name).
+const LOG: &[&str] = &["wasmhook-sync", "wasmhook-checkp"];
+
+/// CPU time the threads of a process named one of `names` have used so
+/// far, in seconds (0 if there are none).
+fn threads_cpu_secs(pid: u32, names: &[&str]) -> f64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0.0;
     };
     tasks
         .flatten()
-        .find(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|c| c.trim() == "wasmhook-store")
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| names.contains(&c.trim()))
         })
-        .map_or(0.0, |t| {
-            stat_cpu_secs(&t.path().join("stat").to_string_lossy())
-        })
+        .map(|t| stat_cpu_secs(&t.path().join("stat").to_string_lossy()))
+        .sum()
 }
 
 /// The CPU time in a `/proc` `stat` file (a process's or a thread's).
