@@ -8,7 +8,8 @@
 //! the reading passed it moves the reading back ([`PruneCursor::again_from`]).
 //! Every [`RESCAN_EVERY`] the reading starts from the first again: a
 //! backstop for an event freed in a way these miss (a failed route's row
-//! deleted by hand, say, or on PostgreSQL by another node).
+//! deleted by hand, say, or on PostgreSQL one that two nodes freed at once
+//! past the 10,000 a node checks again at its next pass).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -1358,7 +1358,9 @@ impl Store for PostgresStore {
             {
                 Ok(n) => pruned.events += n as usize,
                 Err(err) => {
-                    *self.recheck.lock().expect("recheck") = again;
+                    let mut recheck = self.recheck.lock().expect("recheck");
+                    let room = RECHECK_MAX.saturating_sub(recheck.len());
+                    recheck.extend(again.into_iter().take(room));
                     return Err(pg(err));
                 }
             }
@@ -1394,18 +1396,25 @@ impl Store for PostgresStore {
                            AND NOT EXISTS (SELECT 1 FROM route_failures f
                                            WHERE f.event_source = v.source AND f.event_id = v.id)
                          RETURNING v.source, v.id),
-                     -- Those that stay while every other delivery of theirs
-                     -- is finished: another node may be deleting those.
+                     -- Those that stay though old enough and done with, while
+                     -- every other delivery of theirs is finished: another
+                     -- node may be deleting those.
                      kept AS (
                          SELECT DISTINCT d.event_source, d.event_id FROM d
                          WHERE NOT EXISTS (SELECT 1 FROM gone g
                                            WHERE g.source = d.event_source AND g.id = d.event_id)
+                           AND EXISTS (SELECT 1 FROM events v
+                                       WHERE v.source = d.event_source AND v.id = d.event_id
+                                         AND v.received_at < $4 AND v.state = 'processed')
+                           AND NOT EXISTS (SELECT 1 FROM route_failures f
+                                           WHERE f.event_source = d.event_source AND f.event_id = d.event_id)
                            AND NOT EXISTS (SELECT 1 FROM deliveries x
                                            WHERE x.event_source = d.event_source AND x.event_id = d.event_id
                                              AND x.state <> 'delivered' AND x.state <> 'dead'))
-                     SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM gone),
-                            (SELECT COALESCE(array_agg(event_source), '{}') FROM kept),
-                            (SELECT COALESCE(array_agg(event_id), '{}') FROM kept)",
+                     SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM gone), k.sources, k.ids
+                     FROM (SELECT COALESCE(array_agg(event_source), '{}') sources,
+                                  COALESCE(array_agg(event_id), '{}') ids
+                           FROM kept) k",
                     &[&d, &x, &PRUNE_CHUNK, &e],
                 )
                 .await

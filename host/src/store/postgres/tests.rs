@@ -73,14 +73,16 @@ async fn an_old_event(
     (client, old)
 }
 
-/// Until a retention statement deleting deliveries waits for a row lock.
+/// Until a retention statement deleting deliveries waits for a row lock,
+/// in `watch`'s database (the tests share a server).
 async fn until_retention_waits_for_a_lock(watch: &tokio_postgres::Client) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let waiting: i64 = watch
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity
-                 WHERE wait_event_type = 'Lock' AND query LIKE '%DELETE FROM deliveries%'",
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'
+                   AND query LIKE '%DELETE FROM deliveries%'",
                 &[],
             )
             .await
@@ -522,4 +524,76 @@ async fn an_event_freed_by_two_nodes_at_once_goes_at_the_next_pass() {
         Pruned::default()
     );
     assert!(n[0].recheck.lock().unwrap().is_empty());
+}
+
+/// What a pass checks again it deletes only as retention would: an event
+/// still received, too young, with a failed route or with an unfinished
+/// delivery stays. And a chunk leaves for a second look only an event that
+/// it would have deleted but for other finished deliveries.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_recheck_deletes_only_what_retention_would() {
+    let Some((url, n)) = nodes("retention_recheck_keeps", 1, pg_options(10)).await else {
+        return;
+    };
+    let store = &n[0];
+    let old = now_ms() as i64 - 120_000;
+    let now = now_ms() as i64;
+    let later = now_ms() + 1;
+    sql(&url)
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO events (source, id, event_type, received_at, headers, body, state, routes)
+                 VALUES ('s', 'freed', 't', {old}, '[]', '\\x'::bytea, 'processed', '[]'),
+                        ('s', 'received', 't', {old}, '[]', '\\x'::bytea, 'received', '[]'),
+                        ('s', 'young', 't', {now}, '[]', '\\x'::bytea, 'processed', '[]'),
+                        ('s', 'failing', 't', {old}, '[]', '\\x'::bytea, 'processed', '[]'),
+                        ('s', 'held', 't', {old}, '[]', '\\x'::bytea, 'processed', '[]');
+             INSERT INTO route_failures (event_source, event_id, route, reason, failed_at)
+                 VALUES ('s', 'failing', 'r', 'plugin p failed', {old});
+             INSERT INTO deliveries (id, event_source, event_id, route, target, meta, state,
+                                     created_at, updated_at)
+                 VALUES ('dh', 's', 'held', 'r', 't', '{{}}', 'pending', {old}, {old});"
+        ))
+        .await
+        .unwrap();
+    // The reading passes them all first (but `young`, too young), and
+    // `freed` goes: nothing holds it.
+    let p = store.prune(0, 0, (now - 1) as u64).await.unwrap();
+    assert_eq!((p.deliveries, p.events), (0, 1));
+    sql(&url)
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO events (source, id, event_type, received_at, headers, body, state, routes)
+                 VALUES ('s', 'freed', 't', {old}, '[]', '\\x'::bytea, 'processed', '[]')"
+        ))
+        .await
+        .unwrap();
+    *store.recheck.lock().unwrap() = ["freed", "received", "young", "failing", "held"]
+        .map(|id| ("s".to_string(), id.to_string()))
+        .to_vec();
+    // `young` is not older than the cutoff.
+    let p = store.prune(0, 0, (now - 1) as u64).await.unwrap();
+    assert_eq!((p.deliveries, p.events), (0, 1), "only `freed` goes");
+    for id in ["received", "young", "failing", "held"] {
+        assert!(store.event(id).await.unwrap().is_some(), "{id} stays");
+    }
+    assert!(store.recheck.lock().unwrap().is_empty(), "checked once");
+    // Chunks that take every delivery of an event that stays for a reason
+    // of its own leave nothing to check again.
+    sql(&url)
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO deliveries (id, event_source, event_id, route, target, meta, state,
+                                     created_at, updated_at)
+                 VALUES ('dy', 's', 'young', 'r', 't', '{{}}', 'delivered', {old}, {old}),
+                        ('df', 's', 'failing', 'r', 't', '{{}}', 'delivered', {old}, {old});"
+        ))
+        .await
+        .unwrap();
+    let p = store.prune(later, 0, (now - 1) as u64).await.unwrap();
+    assert_eq!((p.deliveries, p.events), (2, 0));
+    assert!(
+        store.recheck.lock().unwrap().is_empty(),
+        "nothing to check again"
+    );
 }
