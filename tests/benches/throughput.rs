@@ -348,12 +348,8 @@ async fn flat(n: u64, body: &str) {
     let by_second: Vec<String> = (0..seconds.len())
         .map(|i| {
             let (from, to) = (usage.at(whole.start + i), usage.at(whole.start + i + 1));
-            let per_event = |secs: f64| secs * 1e6 / seconds[i].max(1) as f64;
-            format!(
-                "{:.0}/{:.0}",
-                per_event(to.store_cpu - from.store_cpu),
-                per_event(to.router_cpu - from.router_cpu)
-            )
+            let cpu = to.per_event(&from, seconds[i]);
+            format!("{:.0}/{:.0}", cpu.store_cpu, cpu.router_cpu)
         })
         .collect();
     println!(
@@ -397,25 +393,34 @@ impl Usage {
     /// steal Z %", for `events` since `earlier` (without the store's threads
     /// for a store that has none: `memory://`, PostgreSQL).
     fn since(&self, earlier: &Usage, events: u64) -> String {
-        let per_event = |secs: f64| secs * 1e6 / events.max(1) as f64;
         let stolen = self.steal.saturating_sub(earlier.steal) as f64
             / self.total.saturating_sub(earlier.total).max(1) as f64;
-        let store = self.store_cpu - earlier.store_cpu;
-        let log = self.log_cpu - earlier.log_cpu;
-        let store = if store > 0.0 {
+        let cpu = self.per_event(earlier, events);
+        let store = if cpu.store_cpu > 0.0 {
             format!(
                 " (store thread {:>3.0}, fsync and checkpoint {:>2.0})",
-                per_event(store),
-                per_event(log)
+                cpu.store_cpu, cpu.log_cpu
             )
         } else {
             String::new()
         };
         format!(
             "router {:>4.0} µs CPU/event{store}, steal {:>2.0} %",
-            per_event(self.router_cpu - earlier.router_cpu),
+            cpu.router_cpu,
             stolen * 100.0
         )
+    }
+
+    /// The CPU times since `earlier`, in µs per one of `events` (the
+    /// machine's ticks left out).
+    fn per_event(&self, earlier: &Usage, events: u64) -> Usage {
+        let per_event = |now: f64, then: f64| (now - then) * 1e6 / events.max(1) as f64;
+        Usage {
+            router_cpu: per_event(self.router_cpu, earlier.router_cpu),
+            store_cpu: per_event(self.store_cpu, earlier.store_cpu),
+            log_cpu: per_event(self.log_cpu, earlier.log_cpu),
+            ..Usage::default()
+        }
     }
 }
 

@@ -50,6 +50,18 @@ const PRUNE_CHUNK: i64 = 1000;
 /// `PostgresStore::recheck`), at most: past that, the rescan finds them.
 const RECHECK_MAX: usize = 10_000;
 
+/// SQL: event `v` is done with, so that retention may delete it:
+/// processed, with no delivery or failed route left.
+macro_rules! nothing_holds {
+    () => {
+        "v.state = 'processed'
+         AND NOT EXISTS (SELECT 1 FROM deliveries d
+                         WHERE d.event_source = v.source AND d.event_id = v.id)
+         AND NOT EXISTS (SELECT 1 FROM route_failures f
+                         WHERE f.event_source = v.source AND f.event_id = v.id)"
+    };
+}
+
 /// The connection and wake-up settings (`[storage]`).
 #[derive(Debug, Clone)]
 pub struct PgOptions {
@@ -347,6 +359,14 @@ impl PostgresStore {
             }
         }
         Ok(Recorded::Yes)
+    }
+
+    /// Leaves `events` for the next retention pass to check again (see
+    /// `recheck`), as many as fit under [`RECHECK_MAX`].
+    fn recheck_later(&self, events: impl IntoIterator<Item = (String, String)>) {
+        let mut recheck = self.recheck.lock().expect("recheck");
+        let room = RECHECK_MAX.saturating_sub(recheck.len());
+        recheck.extend(events.into_iter().take(room));
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -1345,22 +1365,19 @@ impl Store for PostgresStore {
             let (sources, ids): (Vec<_>, Vec<_>) = again.iter().cloned().unzip();
             match c
                 .execute(
-                    "DELETE FROM events v
-                     WHERE (v.source, v.id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-                       AND v.received_at < $3 AND v.state = 'processed'
-                       AND NOT EXISTS (SELECT 1 FROM deliveries d
-                                       WHERE d.event_source = v.source AND d.event_id = v.id)
-                       AND NOT EXISTS (SELECT 1 FROM route_failures f
-                                       WHERE f.event_source = v.source AND f.event_id = v.id)",
+                    concat!(
+                        "DELETE FROM events v
+                         WHERE (v.source, v.id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+                           AND v.received_at < $3 AND ",
+                        nothing_holds!()
+                    ),
                     &[&sources, &ids, &e],
                 )
                 .await
             {
                 Ok(n) => pruned.events += n as usize,
                 Err(err) => {
-                    let mut recheck = self.recheck.lock().expect("recheck");
-                    let room = RECHECK_MAX.saturating_sub(recheck.len());
-                    recheck.extend(again.into_iter().take(room));
+                    self.recheck_later(again);
                     return Err(pg(err));
                 }
             }
@@ -1422,14 +1439,11 @@ impl Store for PostgresStore {
             let (n, events) = (r.get::<_, i64>(0), r.get::<_, i64>(1));
             pruned.deliveries += n as usize;
             pruned.events += events as usize;
-            let kept = r
-                .get::<_, Vec<String>>(2)
-                .into_iter()
-                .zip(r.get::<_, Vec<String>>(3));
-            let mut recheck = self.recheck.lock().expect("recheck");
-            let room = RECHECK_MAX.saturating_sub(recheck.len());
-            recheck.extend(kept.take(room));
-            drop(recheck);
+            self.recheck_later(
+                r.get::<_, Vec<String>>(2)
+                    .into_iter()
+                    .zip(r.get::<_, Vec<String>>(3)),
+            );
             if n < PRUNE_CHUNK {
                 break;
             }
@@ -1442,25 +1456,25 @@ impl Store for PostgresStore {
         loop {
             let r = c
                 .query_one(
-                    "WITH c AS (
+                    concat!(
+                        "WITH c AS (
                          SELECT received_at, id, source FROM events
                          WHERE received_at >= $1 AND (received_at, id, source) > ($1, $2, $3)
                            AND received_at < $4
                          ORDER BY received_at, id, source LIMIT $5),
                      gone AS (
                          DELETE FROM events v USING c
-                         WHERE v.id = c.id AND v.source = c.source AND v.state = 'processed'
-                           AND NOT EXISTS (SELECT 1 FROM deliveries d
-                                           WHERE d.event_source = v.source AND d.event_id = v.id)
-                           AND NOT EXISTS (SELECT 1 FROM route_failures f
-                                           WHERE f.event_source = v.source AND f.event_id = v.id)
+                         WHERE v.id = c.id AND v.source = c.source AND ",
+                        nothing_holds!(),
+                        "
                          RETURNING 1),
                      last AS (
                          SELECT received_at, id, source FROM c
                          ORDER BY received_at DESC, id DESC, source DESC LIMIT 1)
                      SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM c),
                             last.received_at, last.id, last.source
-                     FROM (SELECT) one LEFT JOIN last ON true",
+                     FROM (SELECT) one LEFT JOIN last ON true"
+                    ),
                     &[&after.0, &after.1, &after.2, &e, &PRUNE_CHUNK],
                 )
                 .await
