@@ -27,7 +27,7 @@ pub use response::{ErrorBody, error};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -43,7 +43,7 @@ use crate::plugin::{PluginRegistry, PluginRuntime};
 use crate::reload::{
     Seen, spawn_config_watcher, spawn_plugin_watcher, spawn_pushed_plugins, sync_pushed,
 };
-use crate::store::{PgOptions, PostgresStore, SqliteStore, Store};
+use crate::store::{PgOptions, PostgresStore, Pruned, SqliteStore, Store};
 use crate::tail::Tail;
 
 /// How long attempts in flight may take to finish after a shutdown signal.
@@ -52,9 +52,17 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long HTTP requests still in progress after the drain may take.
 const HTTP_GRACE: Duration = Duration::from_secs(5);
 
-/// How often retention runs. Often, so each pass is small: it deletes in
-/// chunks, and reads only what it deletes.
+/// How often retention runs when its last pass found nothing. Often, so
+/// each pass is small: it deletes in chunks, and reads only what it deletes.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
+/// How soon retention runs again after a pass that deleted something: under
+/// steady traffic, each pass deletes a tenth of a second's worth, so the
+/// store's cost of pruning is spread evenly, not paid in one burst a second
+/// that every write behind it waits through.
+const PRUNE_AGAIN: Duration = Duration::from_millis(100);
+/// Under steady traffic every pass prunes: one log line this often, with
+/// the sum, not one for each pass.
+const PRUNE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Shared state of the HTTP handlers. Cheap to clone.
 #[derive(Clone)]
@@ -361,11 +369,14 @@ fn spawn_retention(
     tracker: &TaskTracker,
 ) {
     tracker.spawn(async move {
+        let mut pause = PRUNE_EVERY;
+        let mut tally = PruneTally::new(Instant::now());
         loop {
             tokio::select! {
-                () = tokio::time::sleep(PRUNE_EVERY) => {}
+                () = tokio::time::sleep(pause) => {}
                 () = cancel.cancelled() => return,
             }
+            pause = PRUNE_EVERY;
             let cutoffs = RetentionCutoffs::new(&live.load().storage, crate::event::now_ms());
             match store
                 .prune(
@@ -375,18 +386,55 @@ fn spawn_retention(
                 )
                 .await
             {
-                Ok(p) if p.deliveries + p.events > 0 => {
-                    tracing::info!(
-                        deliveries = p.deliveries,
-                        events = p.events,
-                        "retention: pruned old work"
-                    );
+                Ok(p) => {
+                    if p.deliveries + p.events > 0 {
+                        pause = PRUNE_AGAIN;
+                    }
+                    if let Some(p) = tally.add(p, Instant::now()) {
+                        tracing::info!(
+                            deliveries = p.deliveries,
+                            events = p.events,
+                            "retention: pruned old work"
+                        );
+                    }
                 }
-                Ok(_) => {}
                 Err(e) => tracing::warn!("retention: {e}"),
             }
         }
     });
+}
+
+/// What retention pruned since it last said so.
+struct PruneTally {
+    since: Pruned,
+    said_at: Instant,
+}
+
+impl PruneTally {
+    fn new(now: Instant) -> Self {
+        PruneTally {
+            since: Pruned::default(),
+            said_at: now,
+        }
+    }
+
+    /// Add a pass's `pruned`; returns the sum to log once the pruning has
+    /// stopped (a pass found nothing), or once a run of it has gone on for
+    /// [`PRUNE_LOG_EVERY`].
+    fn add(&mut self, pruned: Pruned, now: Instant) -> Option<Pruned> {
+        if self.since == Pruned::default() {
+            self.said_at = now;
+        }
+        self.since.deliveries += pruned.deliveries;
+        self.since.events += pruned.events;
+        let stopped = pruned == Pruned::default();
+        let due = now.duration_since(self.said_at) >= PRUNE_LOG_EVERY;
+        if self.since == Pruned::default() || !(stopped || due) {
+            return None;
+        }
+        self.said_at = now;
+        Some(std::mem::take(&mut self.since))
+    }
 }
 
 /// What a retention pass at `now` may delete: work finished before these
@@ -435,6 +483,33 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_logs_a_run_of_passes_once_a_minute_and_when_it_stops() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let p = |deliveries, events| Pruned { deliveries, events };
+        let mut tally = PruneTally::new(t0);
+        assert_eq!(
+            tally.add(p(0, 0), at(0)),
+            None,
+            "nothing pruned, nothing said"
+        );
+        // A burst: said as the first pass that finds nothing runs.
+        assert_eq!(tally.add(p(3, 1), at(5)), None);
+        assert_eq!(tally.add(p(2, 2), at(6)), None);
+        assert_eq!(tally.add(p(0, 0), at(7)), Some(p(5, 3)));
+        assert_eq!(tally.add(p(0, 0), at(8)), None);
+        // Steady pruning: said a minute after the run began, then the rest
+        // when it stops.
+        assert_eq!(tally.add(p(1, 1), at(100)), None);
+        assert_eq!(tally.add(p(1, 1), at(159)), None);
+        assert_eq!(tally.add(p(1, 1), at(160)), Some(p(3, 3)));
+        assert_eq!(tally.add(p(1, 0), at(200)), None);
+        assert_eq!(tally.add(p(1, 0), at(219)), None);
+        assert_eq!(tally.add(p(0, 0), at(220)), Some(p(2, 0)));
+        assert_eq!(tally.add(p(0, 0), at(221)), None);
+    }
 
     #[test]
     fn retention_keeps_events_for_the_dedup_window_at_least() {

@@ -2,7 +2,7 @@
 //!
 //! Each pass reads on from there, so an old event is read once, not on every
 //! pass: an event that deliveries hold (dead ones are kept 30 days by
-//! default) would otherwise be read again every second for as long as they
+//! default) would otherwise be read again at every pass for as long as they
 //! do. Such an event is deleted with its last delivery instead, by the
 //! statement that deletes the delivery, and one processed or re-run after
 //! the reading passed it moves the reading back ([`PruneCursor::again_from`]).
