@@ -1,7 +1,9 @@
 //! The PostgreSQL schema and its versioned migrations.
 //!
 //! - The version is the one row of `wasmhook_schema`. Each step runs in one
-//!   transaction with the version bump.
+//!   transaction with the version bump; one that adds an index to a table
+//!   that may be large builds it first, `CONCURRENTLY` (which cannot run in
+//!   a transaction), so writes to the table go on while it is built.
 //! - Migrations run under an advisory lock, so nodes that start together
 //!   take turns: the first migrates, the others find the work done.
 //! - Steps only ever append; a database newer than this binary is refused.
@@ -16,9 +18,25 @@ use tokio_postgres::Client;
 /// Held while migrating: "wasmhook" in ASCII.
 const MIGRATION_LOCK: i64 = 0x7761_736d_686f_6f6b;
 
-const MIGRATIONS: &[&str] = &[
+/// One migration.
+enum Step {
+    /// Run in one transaction with the version bump.
+    Sql(&'static str),
+    /// Build index `name` with `create` (a `CREATE INDEX CONCURRENTLY`)
+    /// outside any transaction, then run `then` with the version bump. A
+    /// build cut off before (the node died, say) leaves the index invalid:
+    /// it is dropped and built again.
+    Index {
+        name: &'static str,
+        create: &'static str,
+        then: &'static str,
+    },
+}
+
+const MIGRATIONS: &[Step] = &[
     // 1
-    r#"
+    Step::Sql(
+        r#"
     -- Every lease and due time is on the database's clock, so nodes whose
     -- clocks differ still agree on when a lease ran out.
     CREATE FUNCTION wasmhook_now_ms() RETURNS bigint LANGUAGE sql VOLATILE
@@ -91,15 +109,19 @@ const MIGRATIONS: &[&str] = &[
         pushed_at bigint NOT NULL
     );
     "#,
+    ),
     // 2: the event list's filters, newest first, each read from an index.
-    r#"
+    Step::Sql(
+        r#"
     CREATE INDEX events_source_time ON events (source, received_at, id);
     CREATE INDEX events_type_time ON events (event_type, received_at, id);
     "#,
+    ),
     // 3: targets' rate limits, kept here so that they hold for every node:
     // GCRA's theoretical arrival time, in µs on the database's clock (see
     // `dispatch::starts`).
-    r#"
+    Step::Sql(
+        r#"
     CREATE FUNCTION wasmhook_now_us() RETURNS bigint LANGUAGE sql VOLATILE
         AS $$ SELECT floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint $$;
     CREATE TABLE target_starts (
@@ -107,18 +129,22 @@ const MIGRATIONS: &[&str] = &[
         tat_us bigint NOT NULL
     );
     "#,
+    ),
     // 4: each target's pause and circuit breaker (`store::control`), as
     // JSON text, shared by every node.
-    r#"
+    Step::Sql(
+        r#"
     CREATE TABLE target_control (
         target  text PRIMARY KEY,
         control text NOT NULL
     );
     "#,
+    ),
     // 5: ordered delivery per key (`targets[].ordering`): a delivery waits
     // for the unfinished ones of its key numbered before it (`seq`, taken
     // at insert; rows from before this have none, and no key either).
-    r#"
+    Step::Sql(
+        r#"
     CREATE SEQUENCE wasmhook_delivery_seq;
     ALTER TABLE deliveries ADD COLUMN seq bigint;
     ALTER TABLE deliveries ALTER COLUMN seq SET DEFAULT nextval('wasmhook_delivery_seq');
@@ -126,18 +152,20 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE deliveries ADD COLUMN order_block boolean NOT NULL DEFAULT false;
     CREATE INDEX deliveries_order ON deliveries (target, order_key, seq) WHERE order_key IS NOT NULL;
     "#,
+    ),
     // 6: finished deliveries by state, then time: retention reads the
     // delivered ones past `retention` and the dead ones past
     // `dead_retention` as two ranges, not every dead one younger than that
-    // on every pass.
-    // Built before the old one is dropped: the build blocks writes to
-    // `deliveries`, not reads; the drop's exclusive lock lasts only to the
-    // commit just after it.
-    r#"
-    CREATE INDEX deliveries_done_v6 ON deliveries (state, updated_at) WHERE state IN ('delivered', 'dead');
-    DROP INDEX deliveries_done;
-    ALTER INDEX deliveries_done_v6 RENAME TO deliveries_done;
-    "#,
+    // on every pass. Built before the old one is dropped, without
+    // blocking writes; the drop's exclusive lock lasts only to the commit
+    // just after it.
+    Step::Index {
+        name: "deliveries_done_v6",
+        create: "CREATE INDEX CONCURRENTLY deliveries_done_v6 ON deliveries (state, updated_at)
+                 WHERE state IN ('delivered', 'dead')",
+        then: "DROP INDEX deliveries_done;
+               ALTER INDEX deliveries_done_v6 RENAME TO deliveries_done;",
+    },
 ];
 
 /// The version this binary writes.
@@ -192,8 +220,17 @@ async fn run(client: &mut Client, target: i32) -> anyhow::Result<()> {
         .take((target - current).max(0) as usize)
     {
         let version = n as i32 + 1;
+        let sql = match step {
+            Step::Sql(sql) => sql,
+            Step::Index { name, create, then } => {
+                build_index(client, name, create)
+                    .await
+                    .with_context(|| format!("schema migration {version} failed"))?;
+                then
+            }
+        };
         let t = client.transaction().await?;
-        t.batch_execute(step)
+        t.batch_execute(sql)
             .await
             .with_context(|| format!("schema migration {version} failed"))?;
         t.execute("UPDATE wasmhook_schema SET version = $1", &[&version])
@@ -201,5 +238,32 @@ async fn run(client: &mut Client, target: i32) -> anyhow::Result<()> {
         t.commit().await?;
         tracing::info!(version, "migrated the PostgreSQL schema");
     }
+    Ok(())
+}
+
+/// Build index `name` with `create` unless a valid one is there already;
+/// an invalid one (a build that was cut off) is dropped first.
+async fn build_index(client: &Client, name: &str, create: &str) -> anyhow::Result<()> {
+    let valid: Option<bool> = client
+        .query_opt(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)::oid",
+            &[&name],
+        )
+        .await?
+        .map(|r| r.get(0));
+    match valid {
+        Some(true) => return Ok(()),
+        Some(false) => {
+            tracing::warn!(
+                index = name,
+                "dropping an index whose build was cut off, to build it again"
+            );
+            client
+                .batch_execute(&format!("DROP INDEX CONCURRENTLY {name}"))
+                .await?;
+        }
+        None => {}
+    }
+    client.batch_execute(create).await?;
     Ok(())
 }

@@ -73,17 +73,17 @@ async fn an_old_event(
     (client, old)
 }
 
-/// Until a retention statement deleting deliveries waits for a row lock,
-/// in `watch`'s database (the tests share a server).
-async fn until_retention_waits_for_a_lock(watch: &tokio_postgres::Client) {
+/// Until a statement like `query` (a `LIKE` pattern) waits for a lock, in
+/// `watch`'s database (the tests share a server).
+async fn until_waiting_for_a_lock(watch: &tokio_postgres::Client, query: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let waiting: i64 = watch
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity
                  WHERE datname = current_database() AND wait_event_type = 'Lock'
-                   AND query LIKE '%DELETE FROM deliveries%'",
-                &[],
+                   AND query LIKE $1",
+                &[&query],
             )
             .await
             .unwrap()
@@ -93,10 +93,15 @@ async fn until_retention_waits_for_a_lock(watch: &tokio_postgres::Client) {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "retention never reached the row"
+            "no statement like {query} waited for a lock"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Until a retention statement deleting deliveries waits for a row lock.
+async fn until_retention_waits_for_a_lock(watch: &tokio_postgres::Client) {
+    until_waiting_for_a_lock(watch, "%DELETE FROM deliveries%").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -329,6 +334,106 @@ async fn nodes_starting_together_migrate_once_and_a_newer_database_is_refused() 
         .expect("a newer database is refused")
         .to_string();
     assert!(err.contains("newer than this wasmhook"), "{err}");
+}
+
+/// A delivered delivery's row, numbered `n`, for raw inserts.
+fn delivered_row(n: u32) -> String {
+    format!(
+        "INSERT INTO deliveries (id, event_source, event_id, route, target, meta, state,
+                                 created_at, updated_at)
+             VALUES ('d{n}', 's', 'e', 'r', 't', '{{}}', 'delivered', 1, 1)"
+    )
+}
+
+/// A database at schema 5 with `n` delivered deliveries, and a client.
+async fn at_version_5(test: &str, n: u32) -> Option<(String, tokio_postgres::Client)> {
+    let url = wasmhook_testpg::database(test)?;
+    let mut client = sql(&url).await;
+    schema::migrate_to(&mut client, 5).await.unwrap();
+    for i in 0..n {
+        client.batch_execute(&delivered_row(i)).await.unwrap();
+    }
+    Some((url, client))
+}
+
+/// Schema 6 is in place: the version, and one valid `deliveries_done` on
+/// `(state, updated_at)`.
+async fn assert_version_6(client: &tokio_postgres::Client) {
+    let v: i32 = client
+        .query_one("SELECT version FROM wasmhook_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 6);
+    let indexes: Vec<(String, bool, String)> = client
+        .query(
+            "SELECT c.relname::text, i.indisvalid, pg_get_indexdef(i.indexrelid)
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+             WHERE c.relname LIKE 'deliveries_done%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    let (name, valid, def) = &indexes[0];
+    assert_eq!(name, "deliveries_done");
+    assert!(valid, "{def}");
+    assert!(
+        def.contains("(state, updated_at)") && !def.contains("UNIQUE"),
+        "{def}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migration_6_builds_its_index_while_writes_go_on() {
+    let Some((url, mut migrator)) = at_version_5("migration_6_writes", 1).await else {
+        return;
+    };
+    // A writer's transaction is open as the migration starts: the build
+    // waits for it, and while it waits other writes must go on.
+    let mut open = sql(&url).await;
+    let writer = open.transaction().await.unwrap();
+    writer.batch_execute(&delivered_row(1)).await.unwrap();
+    let migrating = tokio::spawn(async move {
+        schema::migrate_to(&mut migrator, 6)
+            .await
+            .map(|()| migrator)
+    });
+    let other = sql(&url).await;
+    until_waiting_for_a_lock(&other, "CREATE INDEX%").await;
+    // A build that took the table's share lock would queue this insert
+    // behind it until the open transaction ends.
+    other
+        .batch_execute(&format!("SET lock_timeout = '2s'; {}", delivered_row(2)))
+        .await
+        .expect("a write goes on while the index is built");
+    writer.commit().await.unwrap();
+    let migrator = migrating.await.unwrap().unwrap();
+    assert_version_6(&migrator).await;
+    let rows: i64 = migrator
+        .query_one("SELECT count(*) FROM deliveries", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migration_6_builds_again_an_index_whose_build_was_cut_off() {
+    let Some((_url, mut client)) = at_version_5("migration_6_cut_off", 2).await else {
+        return;
+    };
+    // A build cut off leaves an invalid index of the new name: made here
+    // by a unique build that fails on the two rows.
+    let cut_off = client
+        .batch_execute("CREATE UNIQUE INDEX CONCURRENTLY deliveries_done_v6 ON deliveries (state)")
+        .await;
+    assert!(cut_off.is_err());
+    schema::migrate_to(&mut client, 6).await.unwrap();
+    assert_version_6(&client).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
