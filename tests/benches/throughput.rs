@@ -284,11 +284,12 @@ async fn fixed_rate(per_second: u64, seconds: u64, body: &str) {
 }
 
 /// How long the flat run keeps delivered work (and events with none left).
-/// Retention prunes each second what was delivered that long before it, so
-/// pruning runs from the run's first seconds on and both windows pay for
-/// it, and the ratio shows a decline over time more than what pruning
-/// costs. (The first whole second still runs on a new database, growing,
-/// before or as pruning begins: the per-second CPU line shows it.)
+/// Retention prunes what was delivered that long before (at this rate, a
+/// pass each 100 ms or so), so pruning runs from the run's first seconds on
+/// and both windows pay for it, and the ratio shows a decline over time
+/// more than what pruning costs. (The first whole second still runs on a
+/// new database, growing, before or as pruning begins: the per-second CPU
+/// line shows it.)
 const FLAT_RETENTION: &str = "1s";
 
 /// A long closed loop with retention pruning as it goes: does the rate hold?

@@ -43,7 +43,7 @@ use crate::plugin::{PluginRegistry, PluginRuntime};
 use crate::reload::{
     Seen, spawn_config_watcher, spawn_plugin_watcher, spawn_pushed_plugins, sync_pushed,
 };
-use crate::store::{PgOptions, PostgresStore, Pruned, SqliteStore, Store};
+use crate::store::{PgOptions, PostgresStore, Pruned, SqliteStore, Store, StoreError};
 use crate::tail::Tail;
 
 /// How long attempts in flight may take to finish after a shutdown signal.
@@ -55,11 +55,16 @@ const HTTP_GRACE: Duration = Duration::from_secs(5);
 /// How often retention runs when its last pass found nothing. Often, so
 /// each pass is small: it deletes in chunks, and reads only what it deletes.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
-/// How soon retention runs again after a pass that deleted something: under
-/// steady traffic, each pass deletes a tenth of a second's worth, so the
-/// store's cost of pruning is spread evenly, not paid in one burst a second
-/// that every write behind it waits through.
+/// How soon retention runs again after a pass that deleted at least
+/// [`BUSY_PASS`] rows: under heavy traffic, each pass deletes a tenth of a
+/// second's worth, so the store's cost of pruning is spread evenly, not
+/// paid in one burst a second that every write behind it waits through.
 const PRUNE_AGAIN: Duration = Duration::from_millis(100);
+/// Deliveries and events a pass must delete for the next to follow in
+/// [`PRUNE_AGAIN`]: about a thousand events a second. Below that, a pass a
+/// second is small anyway, and one each 100 ms would be mostly overhead
+/// (each is a few store jobs, and on SQLite small commits of its own).
+const BUSY_PASS: usize = 200;
 /// Under steady traffic every pass prunes: one log line this often, with
 /// the sum, not one for each pass.
 const PRUNE_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -126,7 +131,7 @@ impl AppState {
     }
 
     /// Queue counts, at most [`stats::STATS_MAX_AGE`] old.
-    pub async fn queue_stats(&self) -> Result<crate::store::QueueStats, crate::store::StoreError> {
+    pub async fn queue_stats(&self) -> Result<crate::store::QueueStats, StoreError> {
         self.stats.get(|| self.store.stats()).await
     }
 }
@@ -374,28 +379,26 @@ fn spawn_retention(
         loop {
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
-                () = cancel.cancelled() => return,
+                () = cancel.cancelled() => {
+                    if let Some(p) = tally.take() {
+                        say_pruned(p);
+                    }
+                    return;
+                }
             }
-            pause = PRUNE_EVERY;
             let cutoffs = RetentionCutoffs::new(&live.load().storage, crate::event::now_ms());
-            match store
+            let pass = store
                 .prune(
                     cutoffs.delivered_before,
                     cutoffs.dead_before,
                     cutoffs.events_before,
                 )
-                .await
-            {
+                .await;
+            pause = next_pause(&pass);
+            match pass {
                 Ok(p) => {
-                    if p.deliveries + p.events > 0 {
-                        pause = PRUNE_AGAIN;
-                    }
                     if let Some(p) = tally.add(p, Instant::now()) {
-                        tracing::info!(
-                            deliveries = p.deliveries,
-                            events = p.events,
-                            "retention: pruned old work"
-                        );
+                        say_pruned(p);
                     }
                 }
                 Err(e) => tracing::warn!("retention: {e}"),
@@ -404,17 +407,34 @@ fn spawn_retention(
     });
 }
 
+/// How long retention waits after `pass` before the next.
+fn next_pause(pass: &Result<Pruned, StoreError>) -> Duration {
+    match pass {
+        Ok(p) if p.deliveries + p.events >= BUSY_PASS => PRUNE_AGAIN,
+        _ => PRUNE_EVERY,
+    }
+}
+
+fn say_pruned(p: Pruned) {
+    tracing::info!(
+        deliveries = p.deliveries,
+        events = p.events,
+        "retention: pruned old work"
+    );
+}
+
 /// What retention pruned since it last said so.
 struct PruneTally {
     since: Pruned,
-    said_at: Instant,
+    /// When the first pass of `since` ran.
+    began: Instant,
 }
 
 impl PruneTally {
     fn new(now: Instant) -> Self {
         PruneTally {
             since: Pruned::default(),
-            said_at: now,
+            began: now,
         }
     }
 
@@ -423,17 +443,21 @@ impl PruneTally {
     /// [`PRUNE_LOG_EVERY`].
     fn add(&mut self, pruned: Pruned, now: Instant) -> Option<Pruned> {
         if self.since == Pruned::default() {
-            self.said_at = now;
+            self.began = now;
         }
         self.since.deliveries += pruned.deliveries;
         self.since.events += pruned.events;
         let stopped = pruned == Pruned::default();
-        let due = now.duration_since(self.said_at) >= PRUNE_LOG_EVERY;
-        if self.since == Pruned::default() || !(stopped || due) {
-            return None;
+        if stopped || now.duration_since(self.began) >= PRUNE_LOG_EVERY {
+            self.take()
+        } else {
+            None
         }
-        self.said_at = now;
-        Some(std::mem::take(&mut self.since))
+    }
+
+    /// The sum not yet logged, if any (at shutdown, say).
+    fn take(&mut self) -> Option<Pruned> {
+        (self.since != Pruned::default()).then(|| std::mem::take(&mut self.since))
     }
 }
 
@@ -509,6 +533,22 @@ mod tests {
         assert_eq!(tally.add(p(1, 0), at(219)), None);
         assert_eq!(tally.add(p(0, 0), at(220)), Some(p(2, 0)));
         assert_eq!(tally.add(p(0, 0), at(221)), None);
+        // At shutdown: what a run has not said yet.
+        assert_eq!(tally.add(p(4, 4), at(300)), None);
+        assert_eq!(tally.take(), Some(p(4, 4)));
+        assert_eq!(tally.take(), None);
+    }
+
+    #[test]
+    fn retention_runs_again_soon_only_after_a_busy_pass() {
+        let pass = |deliveries, events| Ok(Pruned { deliveries, events });
+        assert_eq!(next_pause(&pass(0, 0)), PRUNE_EVERY);
+        assert_eq!(next_pause(&pass(1, 1)), PRUNE_EVERY, "a trickle");
+        assert_eq!(next_pause(&pass(BUSY_PASS - 1, 0)), PRUNE_EVERY);
+        assert_eq!(next_pause(&pass(BUSY_PASS / 2, BUSY_PASS / 2)), PRUNE_AGAIN);
+        assert_eq!(next_pause(&pass(0, BUSY_PASS)), PRUNE_AGAIN);
+        let failed = Err(StoreError::Unavailable("disk full".into()));
+        assert_eq!(next_pause(&failed), PRUNE_EVERY);
     }
 
     #[test]
