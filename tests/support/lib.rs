@@ -29,10 +29,17 @@ pub fn s_to_t(rx: &Receiver, route: &str, plugins: &[&str]) -> String {
 
 /// Poll `check` until it returns `Some`, or panic with `what` after `timeout`.
 /// Used only where no event can be awaited (another process's state).
-pub async fn eventually<T>(
+pub async fn eventually<T>(what: &str, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
+    eventually_or_say(what, timeout, check, String::new).await
+}
+
+/// [`eventually`], adding what `say` returns to the panic: what the test
+/// saw by then (a process's last log lines, say).
+pub async fn eventually_or_say<T>(
     what: &str,
     timeout: Duration,
     mut check: impl FnMut() -> Option<T>,
+    say: impl FnOnce() -> String,
 ) -> T {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -40,7 +47,7 @@ pub async fn eventually<T>(
             return v;
         }
         if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
+            panic!("timed out after {timeout:?} waiting for {what}{}", say());
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

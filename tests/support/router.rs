@@ -230,10 +230,19 @@ impl Router {
     /// stderr by a thread, so a line can trail the effect it describes.
     pub async fn wait_log_contains(&self, needle: &str, timeout: Duration) {
         let what = format!("{needle:?} in the log");
-        crate::eventually(&what, timeout, || {
-            self.log_text().contains(needle).then_some(())
-        })
-        .await
+        let check = || self.log_text().contains(needle).then_some(());
+        crate::eventually_or_say(&what, timeout, check, || self.log_tail(30)).await
+    }
+
+    /// The log's last `n` lines, to say in a failed test what the router
+    /// said last (a panic, say: the release build aborts on one).
+    fn log_tail(&self, n: usize) -> String {
+        let logs = self.logs.lock().unwrap();
+        let from = logs.len().saturating_sub(n);
+        format!(
+            "; the router's last log lines:\n{}",
+            logs[from..].join("\n")
+        )
     }
 
     /// Wait for a log line for which `pred` holds; returns it.

@@ -33,9 +33,11 @@ pub fn spawn_config_watcher(
     let (watcher, mut events) = watch_dir(&dir)
         .map_err(|e| anyhow::anyhow!("cannot watch {} for config changes: {e}", dir.display()))?;
     let file_name = path.file_name().map(|n| n.to_os_string());
+    // Taken here, not in the task: a SIGHUP that comes once this returns
+    // reloads, and never meets the default action (which ends the process).
+    let mut hangup = hangup_signal();
     tracker.spawn(async move {
         let _watcher = watcher;
-        let mut hangup = hangup_signal();
         let mut pending = Pending::default();
         loop {
             tokio::select! {

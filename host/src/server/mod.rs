@@ -300,6 +300,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;
+    let signalled = shutdown_signal();
     // Tests and scripts read this line to learn the port when listen is :0.
     tracing::info!(addr = %listener.local_addr()?, "listening");
 
@@ -322,7 +323,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let drain = {
         let state = state.clone();
         async move {
-            shutdown_signal().await;
+            signalled.await;
             tracing::info!("shutting down: ingest answers 503; finishing attempts in flight");
             state.draining.store(true, Ordering::Release);
             state.tail.close();
@@ -483,24 +484,36 @@ impl RetentionCutoffs {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+/// Takes SIGINT and SIGTERM from now on (not from the first poll: one that
+/// came before would meet the default action, which ends the process with
+/// no drain); the future resolves at the first.
+#[cfg(unix)]
+fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn next(s: Option<Signal>) {
+        match s {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending().await,
+            None => std::future::pending().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    }
+    let (term, int) = (
+        signal(SignalKind::terminate()).ok(),
+        signal(SignalKind::interrupt()).ok(),
+    );
+    async move {
+        tokio::select! {
+            () = next(term) => {}
+            () = next(int) => {}
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
