@@ -61,9 +61,13 @@ const PRUNE_EVERY: Duration = Duration::from_secs(1);
 /// paid in one burst a second that every write behind it waits through.
 const PRUNE_AGAIN: Duration = Duration::from_millis(100);
 /// Deliveries and events a pass must delete for the next to follow in
-/// [`PRUNE_AGAIN`]: about a thousand events a second. Below that, a pass a
-/// second is small anyway, and one each 100 ms would be mostly overhead
-/// (each is a few store jobs, and on SQLite small commits of its own).
+/// [`PRUNE_AGAIN`]. A pass 100 ms after the last reaches it at about a
+/// thousand events a second, one a second after at about a hundred: below
+/// a hundred every pass is a second apart, between the two the pauses
+/// alternate, and a pass is never more than a few hundred rows or a tenth
+/// of a second's worth. Passes of a few rows each 100 ms would be mostly
+/// overhead (each is a few store jobs, and on SQLite small commits of its
+/// own).
 const BUSY_PASS: usize = 200;
 /// Under steady traffic every pass prunes: one log line this often, with
 /// the sum, not one for each pass.
@@ -486,7 +490,8 @@ impl RetentionCutoffs {
 
 /// Takes SIGINT and SIGTERM from now on (not from the first poll: one that
 /// came before would meet the default action, which ends the process with
-/// no drain); the future resolves at the first.
+/// no drain); the future resolves at the first. (Elsewhere, Ctrl-C, taken
+/// at the first poll.)
 #[cfg(unix)]
 fn shutdown_signal() -> impl Future<Output = ()> {
     use tokio::signal::unix::{Signal, SignalKind, signal};

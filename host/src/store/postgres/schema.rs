@@ -5,7 +5,13 @@
 //!   that may be large builds it first, `CONCURRENTLY` (which cannot run in
 //!   a transaction), so writes to the table go on while it is built.
 //! - Migrations run under an advisory lock, so nodes that start together
-//!   take turns: the first migrates, the others find the work done.
+//!   take turns: the first migrates, the others find the work done. The
+//!   others poll for it rather than wait in `pg_advisory_lock`: a session
+//!   waiting in a statement holds a snapshot, which a `CONCURRENTLY` build
+//!   waits out, so the two would deadlock.
+//! - Each step's transaction waits at most [`LOCK_WAIT`] for a table's lock
+//!   and then tries again, so that it does not hold up every query that
+//!   queues behind it meanwhile.
 //! - Steps only ever append; a database newer than this binary is refused.
 //! - The shapes follow the SQLite store's (version 4 there), so the two
 //!   mean the same thing row for row. What only a shared database needs:
@@ -17,6 +23,12 @@ use tokio_postgres::Client;
 
 /// Held while migrating: "wasmhook" in ASCII.
 const MIGRATION_LOCK: i64 = 0x7761_736d_686f_6f6b;
+/// How often a node asks again for the migration lock.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long a step waits for a table's lock before it tries again.
+const LOCK_WAIT: &str = "5s";
+/// Tries of a step whose locks were taken each time.
+const STEP_TRIES: u32 = 12;
 
 /// One migration.
 enum Step {
@@ -178,11 +190,24 @@ pub async fn migrate(client: &mut Client) -> anyhow::Result<()> {
 
 /// Migrate up to `target` only (tests build old databases with this).
 pub async fn migrate_to(client: &mut Client, target: i32) -> anyhow::Result<()> {
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .context("cannot take the migration lock")?;
-    let result = run(client, target).await;
+    loop {
+        let taken: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .context("cannot take the migration lock")?
+            .get(0);
+        if taken {
+            break;
+        }
+        tokio::time::sleep(LOCK_POLL).await;
+    }
+    // An index build must not be cut off by the role's statement timeout
+    // (it would start over at every start, and never end).
+    let result = match client.batch_execute("SET statement_timeout = 0").await {
+        Ok(()) => run(client, target).await,
+        Err(e) => Err(e.into()),
+    };
+    let _ = client.batch_execute("RESET statement_timeout").await;
     // Also released when the session ends, should this fail.
     let _ = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
@@ -229,16 +254,36 @@ async fn run(client: &mut Client, target: i32) -> anyhow::Result<()> {
                 then
             }
         };
-        let t = client.transaction().await?;
-        t.batch_execute(sql)
-            .await
-            .with_context(|| format!("schema migration {version} failed"))?;
-        t.execute("UPDATE wasmhook_schema SET version = $1", &[&version])
-            .await?;
-        t.commit().await?;
+        let mut tries = 0;
+        while let Err(e) = run_step(client, version, sql).await {
+            tries += 1;
+            let waited = e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE);
+            if !waited || tries == STEP_TRIES {
+                return Err(e).with_context(|| format!("schema migration {version} failed"));
+            }
+            tracing::warn!(
+                version,
+                "schema migration waited {LOCK_WAIT} for a table that other queries hold; trying again"
+            );
+        }
         tracing::info!(version, "migrated the PostgreSQL schema");
     }
     Ok(())
+}
+
+/// Step `version`'s `sql` and the version bump, in one transaction.
+async fn run_step(
+    client: &mut Client,
+    version: i32,
+    sql: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let t = client.transaction().await?;
+    t.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
+        .await?;
+    t.batch_execute(sql).await?;
+    t.execute("UPDATE wasmhook_schema SET version = $1", &[&version])
+        .await?;
+    t.commit().await
 }
 
 /// Build index `name` with `create` unless a valid one is there already;
@@ -264,6 +309,10 @@ async fn build_index(client: &Client, name: &str, create: &str) -> anyhow::Resul
         }
         None => {}
     }
+    tracing::info!(
+        index = name,
+        "building an index CONCURRENTLY: writes go on; it waits for transactions open now to end"
+    );
     client.batch_execute(create).await?;
     Ok(())
 }

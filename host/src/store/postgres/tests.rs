@@ -73,11 +73,21 @@ async fn an_old_event(
     (client, old)
 }
 
+/// Until `check` says yes, asked every 10 ms; fails saying `what` after
+/// [`WAIT`].
+async fn until<F: Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Until a statement like `query` (a `LIKE` pattern) waits for a lock, in
 /// `watch`'s database (the tests share a server).
 async fn until_waiting_for_a_lock(watch: &tokio_postgres::Client, query: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let what = format!("a statement like {query} waits for a lock");
+    until(&what, || async {
         let waiting: i64 = watch
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity
@@ -88,15 +98,9 @@ async fn until_waiting_for_a_lock(watch: &tokio_postgres::Client, query: &str) {
             .await
             .unwrap()
             .get(0);
-        if waiting > 0 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no statement like {query} waited for a lock"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        waiting > 0
+    })
+    .await;
 }
 
 /// Until a retention statement deleting deliveries waits for a row lock.
@@ -419,6 +423,44 @@ async fn migration_6_builds_its_index_while_writes_go_on() {
         .unwrap()
         .get(0);
     assert_eq!(rows, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_waiting_for_the_migration_lock_does_not_deadlock_the_index_build() {
+    let Some((url, mut first)) = at_version_5("migration_6_two_nodes", 1).await else {
+        return;
+    };
+    // The open transaction holds the first node's build, so the second
+    // node comes while it runs.
+    let mut open = sql(&url).await;
+    let writer = open.transaction().await.unwrap();
+    writer.batch_execute(&delivered_row(1)).await.unwrap();
+    let first = tokio::spawn(async move { schema::migrate_to(&mut first, 6).await });
+    let watch = sql(&url).await;
+    until_waiting_for_a_lock(&watch, "CREATE INDEX%").await;
+    let mut second = sql(&url).await;
+    let pid: i32 = second
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let second = tokio::spawn(async move { schema::migrate_to(&mut second, 6).await });
+    // The second node has asked for the lock: waiting in
+    // `pg_advisory_lock` it would hold a snapshot the build waits out,
+    // and one of the two would die of a deadlock.
+    until("the second node asks for the lock", || async {
+        let query: String = watch
+            .query_one("SELECT query FROM pg_stat_activity WHERE pid = $1", &[&pid])
+            .await
+            .unwrap()
+            .get(0);
+        query.contains("advisory_lock")
+    })
+    .await;
+    writer.commit().await.unwrap();
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    assert_version_6(&watch).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
