@@ -22,13 +22,18 @@ use anyhow::{Context, bail};
 use tokio_postgres::Client;
 
 /// Held while migrating: "wasmhook" in ASCII.
-const MIGRATION_LOCK: i64 = 0x7761_736d_686f_6f6b;
+pub(super) const MIGRATION_LOCK: i64 = 0x7761_736d_686f_6f6b;
 /// How often a node asks again for the migration lock.
 const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 /// How long a step waits for a table's lock before it tries again.
 const LOCK_WAIT: &str = "5s";
 /// Tries of a step whose locks were taken each time.
 const STEP_TRIES: u32 = 12;
+/// Tries of a migration that a deadlock ended: a node of a version from
+/// before the lock was polled, started meanwhile, waits in
+/// `pg_advisory_lock`, and so holds a snapshot a `CONCURRENTLY` build
+/// waits out. The lock is let go so that it passes, and taken again.
+const DEADLOCK_TRIES: u32 = 5;
 
 /// One migration.
 enum Step {
@@ -190,7 +195,42 @@ pub async fn migrate(client: &mut Client) -> anyhow::Result<()> {
 
 /// Migrate up to `target` only (tests build old databases with this).
 pub async fn migrate_to(client: &mut Client, target: i32) -> anyhow::Result<()> {
+    let mut tries = 0;
     loop {
+        take_lock(client).await?;
+        // An index build must not be cut off by the role's timeouts (it
+        // would start over at every start, and never end); a step's
+        // transaction sets a lock timeout of its own.
+        let result = match client
+            .batch_execute("SET statement_timeout = 0; SET lock_timeout = 0")
+            .await
+        {
+            Ok(()) => run(client, target).await,
+            Err(e) => Err(e.into()),
+        };
+        let _ = client
+            .batch_execute("RESET statement_timeout; RESET lock_timeout")
+            .await;
+        // Also released when the session ends, should this fail.
+        let _ = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await;
+        tries += 1;
+        match result {
+            Err(e) if deadlocked(&e) && tries < DEADLOCK_TRIES => {
+                tracing::warn!(
+                    "schema migration deadlocked with a node waiting for the migration lock (one of a version before this); letting it pass, then trying again: {e:#}"
+                );
+                tokio::time::sleep(LOCK_POLL * 5).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Take the migration lock, asking every [`LOCK_POLL`].
+async fn take_lock(client: &Client) -> anyhow::Result<()> {
+    for polls in 1.. {
         let taken: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await
@@ -199,20 +239,18 @@ pub async fn migrate_to(client: &mut Client, target: i32) -> anyhow::Result<()> 
         if taken {
             break;
         }
+        if polls == 50 {
+            tracing::info!("waiting for another node's schema migration to finish");
+        }
         tokio::time::sleep(LOCK_POLL).await;
     }
-    // An index build must not be cut off by the role's statement timeout
-    // (it would start over at every start, and never end).
-    let result = match client.batch_execute("SET statement_timeout = 0").await {
-        Ok(()) => run(client, target).await,
-        Err(e) => Err(e.into()),
-    };
-    let _ = client.batch_execute("RESET statement_timeout").await;
-    // Also released when the session ends, should this fail.
-    let _ = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
-        .await;
-    result
+    Ok(())
+}
+
+fn deadlocked(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<tokio_postgres::Error>())
+        .any(|e| e.code() == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED))
 }
 
 async fn run(client: &mut Client, target: i32) -> anyhow::Result<()> {

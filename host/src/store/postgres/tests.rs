@@ -464,6 +464,68 @@ async fn a_node_waiting_for_the_migration_lock_does_not_deadlock_the_index_build
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_migration_deadlocked_by_an_older_node_lets_it_pass_and_tries_again() {
+    let Some((url, mut first)) = at_version_5("migration_6_old_node", 1).await else {
+        return;
+    };
+    // The older node's session looks for deadlocks 50 ms into its wait
+    // (and finds none then); the migrating one after the default 1 s, so
+    // it is the one PostgreSQL ends.
+    let watch = sql(&url).await;
+    watch
+        .batch_execute(
+            "DO $$ BEGIN
+                 EXECUTE format('ALTER DATABASE %I SET deadlock_timeout = ''50ms''', current_database());
+             END $$",
+        )
+        .await
+        .unwrap();
+    let mut open = sql(&url).await;
+    let writer = open.transaction().await.unwrap();
+    writer.batch_execute(&delivered_row(1)).await.unwrap();
+    let first = tokio::spawn(async move { schema::migrate_to(&mut first, 6).await });
+    until_waiting_for_a_lock(&watch, "CREATE INDEX%").await;
+    // A node of a version before the lock was polled waits for it in
+    // `pg_advisory_lock`, then lets it go.
+    let older = sql(&url).await;
+    let pid: i32 = older
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let older = tokio::spawn(async move {
+        older
+            .execute("SELECT pg_advisory_lock($1)", &[&schema::MIGRATION_LOCK])
+            .await?;
+        older
+            .execute("SELECT pg_advisory_unlock($1)", &[&schema::MIGRATION_LOCK])
+            .await
+    });
+    until(
+        "the older node has waited past its deadlock check",
+        || async {
+            let waited: i64 = watch
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                 WHERE pid = $1 AND wait_event_type = 'Lock'
+                   AND clock_timestamp() - query_start > interval '200 ms'",
+                    &[&pid],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            waited > 0
+        },
+    )
+    .await;
+    // The build goes on, and comes to wait out the older node's snapshot.
+    writer.commit().await.unwrap();
+    first.await.unwrap().unwrap();
+    older.await.unwrap().unwrap();
+    assert_version_6(&watch).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn migration_6_builds_again_an_index_whose_build_was_cut_off() {
     let Some((_url, mut client)) = at_version_5("migration_6_cut_off", 2).await else {
         return;
